@@ -1,0 +1,244 @@
+// Package registry is the configuration registry of tenantry: which clusters
+// exist and which member of each is primary, which alias names which cluster
+// and database, where every tenant is placed (alias, state, epoch), which
+// stacks serve which tenants (routes), API keys, and the router instances that
+// acknowledge placement epochs.
+//
+// The registry lives in a control database (Store). Every change is one
+// transaction that bumps the registry version and NOTIFYs it. Readers never
+// query the store on a hot path: they hold an immutable *Snapshot, kept
+// current by a Watcher (LISTEN/NOTIFY with a periodic poll as fallback).
+// A Snapshot and everything reachable from it must never be mutated.
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Errors callers branch on. The control plane maps them to HTTP statuses.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a compare-and-set failed: the version or epoch the
+	// writer read is no longer current. Re-read and retry.
+	ErrConflict = errors.New("conflict: registry changed since it was read")
+	// ErrExists means a create found an object of that name.
+	ErrExists = errors.New("already exists")
+	// ErrInvalid means a name or value failed validation; nothing was written.
+	ErrInvalid = errors.New("invalid")
+)
+
+// NotifyChannel is the LISTEN/NOTIFY channel every registry change is
+// announced on; the payload is the new registry version.
+const NotifyChannel = "tenantry_registry"
+
+var (
+	tenantRe = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
+	nameRe   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+)
+
+// ValidateTenantID checks a tenant id against ^[a-z][a-z0-9-]{1,62}$.
+func ValidateTenantID(id string) error {
+	if !tenantRe.MatchString(id) {
+		return fmt.Errorf("%w: tenant id %q must match %s", ErrInvalid, id, tenantRe)
+	}
+	return nil
+}
+
+// ValidateName checks a cluster, alias, member, stack or database name against
+// ^[a-z][a-z0-9_-]{0,62}$. Such names reach DDL; they are quoted there too.
+func ValidateName(kind, name string) error {
+	if !nameRe.MatchString(name) {
+		return fmt.Errorf("%w: %s name %q must match %s", ErrInvalid, kind, name, nameRe)
+	}
+	return nil
+}
+
+// Role of a cluster member.
+type Role string
+
+const (
+	RolePrimary Role = "primary"
+	RoleStandby Role = "standby"
+	// RoleFenced marks a former primary that must never be routed to again
+	// until it is rebuilt as a standby.
+	RoleFenced Role = "fenced"
+)
+
+// Member is one PostgreSQL server of a cluster.
+type Member struct {
+	Name string `json:"name"`
+	Host string `json:"host"`
+	Port int    `json:"port"`
+	Zone string `json:"zone,omitempty"`
+	Role Role   `json:"role"`
+	// DataDir is set for clusters run by localpg, empty for external ones.
+	DataDir string `json:"data_dir,omitempty"`
+}
+
+// Cluster is a PostgreSQL cluster: one primary and zero or more standbys.
+type Cluster struct {
+	Name    string   `json:"name"`
+	Members []Member `json:"members"`
+	// Local is true for clusters the control plane runs with localpg.
+	Local bool `json:"local"`
+}
+
+// Primary returns the member in role primary.
+func (c *Cluster) Primary() (Member, bool) {
+	for _, m := range c.Members {
+		if m.Role == RolePrimary {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
+// Alias is a named database reference: a cluster and a database on it.
+// Tenants point at aliases, never at hosts.
+type Alias struct {
+	Name     string `json:"name"`
+	Cluster  string `json:"cluster"`
+	Database string `json:"database"`
+}
+
+// State of a tenant's placement.
+type State string
+
+const (
+	// StateActive: routers admit the tenant's transactions.
+	StateActive State = "active"
+	// StatePaused: routers hold new transactions (buffered, up to their
+	// buffer window) and acknowledge the epoch once in-flight ones finish.
+	StatePaused State = "paused"
+	// StateFenced: routers refuse the tenant's transactions.
+	StateFenced State = "fenced"
+)
+
+// Tenant is a customer account and its placement.
+type Tenant struct {
+	ID    string `json:"id"`
+	Alias string `json:"alias"`
+	State State  `json:"state"`
+	// Epoch increases on every placement change; routers acknowledge epochs.
+	Epoch     int64     `json:"epoch"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Instance is one running process of a stack.
+type Instance struct {
+	URL     string `json:"url"`
+	Healthy bool   `json:"healthy"`
+	// PID is set for instances started by the local provider.
+	PID int `json:"pid,omitempty"`
+}
+
+// Stack statuses.
+const (
+	StackDeploying = "deploying"
+	StackReady     = "ready"
+	StackStopped   = "stopped"
+	StackFailed    = "failed"
+)
+
+// Stack is one deployed version of the application.
+type Stack struct {
+	Name      string     `json:"name"`
+	Version   string     `json:"version"`
+	Status    string     `json:"status"`
+	Instances []Instance `json:"instances"`
+}
+
+// Backend is one weighted stack of a route.
+type Backend struct {
+	Stack  string `json:"stack"`
+	Weight int    `json:"weight"`
+}
+
+// DefaultRoute is the Route.Tenant of the route that serves tenants with no
+// route of their own.
+const DefaultRoute = ""
+
+// Route sends a tenant's requests to weighted stacks.
+type Route struct {
+	Tenant   string    `json:"tenant"`
+	Backends []Backend `json:"backends"`
+}
+
+// APIKey authenticates a tenant's requests at the gateway. Only a hash of the
+// secret is stored; the secret is shown once, at creation.
+type APIKey struct {
+	ID        string    `json:"id"`
+	Tenant    string    `json:"tenant"`
+	Hash      string    `json:"-"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// RouterInstance is a live tenant router (one per stack instance or
+// process) with its heartbeat and the placement epochs it has acknowledged.
+type RouterInstance struct {
+	ID        string           `json:"id"`
+	Heartbeat time.Time        `json:"heartbeat"`
+	Acks      map[string]int64 `json:"acks,omitempty"`
+}
+
+// Snapshot is an immutable view of the whole registry at one version.
+type Snapshot struct {
+	Version  int64               `json:"version"`
+	Clusters map[string]*Cluster `json:"clusters"`
+	Aliases  map[string]*Alias   `json:"aliases"`
+	Tenants  map[string]*Tenant  `json:"tenants"`
+	Stacks   map[string]*Stack   `json:"stacks"`
+	// Routes by tenant; DefaultRoute ("") is the default route.
+	Routes map[string]*Route `json:"routes"`
+	// KeysByHash maps an API key hash to its key.
+	KeysByHash map[string]*APIKey `json:"-"`
+	LoadedAt   time.Time          `json:"loaded_at"`
+}
+
+// Endpoint is where a tenant's transactions go: the alias, its database, and
+// the primary member of the alias's cluster.
+type Endpoint struct {
+	Alias    string
+	Cluster  string
+	Database string
+	Host     string
+	Port     int
+}
+
+// Resolve returns the tenant and the endpoint of its alias.
+func (s *Snapshot) Resolve(tenant string) (*Tenant, Endpoint, error) {
+	t, ok := s.Tenants[tenant]
+	if !ok {
+		return nil, Endpoint{}, fmt.Errorf("tenant %q: %w", tenant, ErrNotFound)
+	}
+	ep, err := s.AliasEndpoint(t.Alias)
+	return t, ep, err
+}
+
+// AliasEndpoint returns the primary endpoint of an alias.
+func (s *Snapshot) AliasEndpoint(alias string) (Endpoint, error) {
+	a, ok := s.Aliases[alias]
+	if !ok {
+		return Endpoint{}, fmt.Errorf("alias %q: %w", alias, ErrNotFound)
+	}
+	c, ok := s.Clusters[a.Cluster]
+	if !ok {
+		return Endpoint{}, fmt.Errorf("cluster %q of alias %q: %w", a.Cluster, alias, ErrNotFound)
+	}
+	m, ok := c.Primary()
+	if !ok {
+		return Endpoint{}, fmt.Errorf("cluster %q has no primary: %w", c.Name, ErrNotFound)
+	}
+	return Endpoint{Alias: a.Name, Cluster: c.Name, Database: a.Database, Host: m.Host, Port: m.Port}, nil
+}
+
+// RouteFor returns the tenant's route, or the default route, or nil.
+func (s *Snapshot) RouteFor(tenant string) *Route {
+	if r, ok := s.Routes[tenant]; ok {
+		return r
+	}
+	return s.Routes[DefaultRoute]
+}
