@@ -1,0 +1,153 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const tenantCols = "id, alias, state, epoch, created_at"
+
+func scanTenant(row pgx.Row) (*Tenant, error) {
+	var t Tenant
+	var state string
+	if err := row.Scan(&t.ID, &t.Alias, &state, &t.Epoch, &t.CreatedAt); err != nil {
+		return nil, err
+	}
+	t.State = State(state)
+	return &t, nil
+}
+
+// CreateTenant places a new tenant on alias, state active, epoch 1.
+// ErrExists if the id is taken, ErrNotFound if the alias does not exist.
+func (s *Store) CreateTenant(ctx context.Context, id, alias string) (*Tenant, error) {
+	if err := ValidateTenantID(id); err != nil {
+		return nil, err
+	}
+	if err := ValidateName("alias", alias); err != nil {
+		return nil, err
+	}
+	var t *Tenant
+	err := s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		var err error
+		t, err = scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants (id, alias, state, epoch) VALUES ($1, $2, 'active', 1)
+			RETURNING `+tenantCols, id, alias))
+		return dbErr("create tenant "+id, err)
+	})
+	return t, err
+}
+
+// DeleteTenant deletes a tenant with its route, API keys and acks.
+func (s *Store) DeleteTenant(ctx context.Context, id string) error {
+	if err := ValidateTenantID(id); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		if _, err := tx.Exec(ctx, "DELETE FROM routes WHERE tenant = $1", id); err != nil {
+			return dbErr("delete route of tenant "+id, err)
+		}
+		tag, err := tx.Exec(ctx, "DELETE FROM tenants WHERE id = $1", id)
+		return mustAffect(tag, err, "delete tenant "+id)
+	})
+}
+
+// SetPlacement moves a tenant to alias and state if its epoch still equals
+// expectEpoch; the new epoch is expectEpoch+1. ErrConflict if the epoch
+// changed, ErrNotFound if the tenant or alias does not exist.
+func (s *Store) SetPlacement(ctx context.Context, tenant string, expectEpoch int64, alias string, state State) (*Tenant, error) {
+	if err := ValidateTenantID(tenant); err != nil {
+		return nil, err
+	}
+	if err := ValidateName("alias", alias); err != nil {
+		return nil, err
+	}
+	if err := ValidateState(state); err != nil {
+		return nil, err
+	}
+	var t *Tenant
+	err := s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		what := "set placement of tenant " + tenant
+		var err error
+		t, err = scanTenant(tx.QueryRow(ctx, `UPDATE tenants SET alias = $3, state = $4, epoch = epoch + 1
+			WHERE id = $1 AND epoch = $2 RETURNING `+tenantCols, tenant, expectEpoch, alias, string(state)))
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return dbErr(what, err)
+		}
+		var epoch int64
+		switch err := tx.QueryRow(ctx, "SELECT epoch FROM tenants WHERE id = $1", tenant).Scan(&epoch); {
+		case errors.Is(err, pgx.ErrNoRows):
+			return fmt.Errorf("%s: %w", what, ErrNotFound)
+		case err != nil:
+			return dbErr(what, err)
+		}
+		return fmt.Errorf("%s: %w: epoch is %d, expected %d", what, ErrConflict, epoch, expectEpoch)
+	})
+	return t, err
+}
+
+// APIKeyPrefix starts every API key secret: tk_<id>_<secret>.
+const APIKeyPrefix = "tk_"
+
+var apiKeyRe = regexp.MustCompile(`^tk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$`)
+
+// ValidateAPIKey checks the shape of an API key secret before it is hashed
+// and looked up, so that garbage is rejected at the edge.
+func ValidateAPIKey(secret string) error {
+	if !apiKeyRe.MatchString(secret) {
+		return fmt.Errorf("%w: malformed api key", ErrInvalid)
+	}
+	return nil
+}
+
+// HashAPIKey is the stored form of an API key secret: hex SHA-256.
+func HashAPIKey(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// CreateAPIKey creates a key for tenant and returns its secret, which is not
+// stored and cannot be recovered. ErrNotFound if the tenant does not exist.
+func (s *Store) CreateAPIKey(ctx context.Context, tenant string) (string, *APIKey, error) {
+	if err := ValidateTenantID(tenant); err != nil {
+		return "", nil, err
+	}
+	idb, secretb := make([]byte, 8), make([]byte, 32)
+	if _, err := rand.Read(idb); err != nil {
+		return "", nil, fmt.Errorf("generate api key: %w", err)
+	}
+	if _, err := rand.Read(secretb); err != nil {
+		return "", nil, fmt.Errorf("generate api key: %w", err)
+	}
+	id := hex.EncodeToString(idb)
+	secret := APIKeyPrefix + id + "_" + base64.RawURLEncoding.EncodeToString(secretb)
+	k := &APIKey{ID: id, Tenant: tenant, Hash: HashAPIKey(secret)}
+	err := s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		err := tx.QueryRow(ctx, "INSERT INTO api_keys (id, tenant, hash) VALUES ($1, $2, $3) RETURNING created_at",
+			k.ID, k.Tenant, k.Hash).Scan(&k.CreatedAt)
+		return dbErr("create api key for tenant "+tenant, err)
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return secret, k, nil
+}
+
+var keyIDRe = regexp.MustCompile(`^[0-9a-f]{16}$`)
+
+// RevokeAPIKey revokes a key by id. ErrNotFound if no unrevoked key has it.
+func (s *Store) RevokeAPIKey(ctx context.Context, id string) error {
+	if !keyIDRe.MatchString(id) {
+		return fmt.Errorf("%w: api key id %q", ErrInvalid, id)
+	}
+	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		tag, err := tx.Exec(ctx, "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", id)
+		return mustAffect(tag, err, "revoke api key "+id)
+	})
+}
