@@ -117,11 +117,11 @@ func (h *histogram) quantile(q float64) time.Duration {
 
 // recorder accumulates stats; it is safe for concurrent use.
 type recorder struct {
-	mu        sync.Mutex
-	start     time.Time
-	lastOK    time.Time
-	s         Stats
-	hist      histogram
+	mu     sync.Mutex
+	start  time.Time
+	lastOK time.Time
+	s      Stats
+	hist   histogram
 }
 
 func newRecorder(start time.Time) *recorder {
