@@ -1,0 +1,495 @@
+// Package gateway is the HTTP entry point of tenantry: a reverse proxy that
+// authenticates a tenant's API key, picks one of the stacks the tenant's
+// route names (by weight), balances across that stack's instances with
+// passive health, and passes the tenant to the instance in a header signed
+// with the platform secret (package tenantsig). The `tenantry gateway`
+// command runs it; rollouts move traffic by changing routes in the registry.
+//
+// Routing reads an immutable table built from a registry snapshot and held
+// behind an atomic pointer. A route change is a table swap: a request keeps
+// the stack and instance it started with, new requests see the new table.
+//
+// The gateway serves /healthz and /metrics itself; every other path is
+// proxied.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tenantry/registry"
+	"tenantry/tenantsig"
+)
+
+// MaxBodyBytes is the largest request body the gateway accepts. Bodies are
+// buffered so that a request can be resent to another instance when the
+// first could not be connected to; larger bodies get 413.
+const MaxBodyBytes = 1 << 20
+
+// Log keys.
+const (
+	logStack    = "stack"
+	logInstance = "instance"
+	logVersion  = "version"
+	logErr      = "err"
+)
+
+var errBadInstanceURL = errors.New("instance url must be absolute http(s)")
+
+// SnapshotSource publishes registry snapshots; registry.Watcher is one.
+// Current may return nil before the first snapshot is loaded. Subscribe
+// returns a channel that receives every newer snapshot and a function that
+// ends the subscription; a slow reader may miss intermediate snapshots but
+// must eventually see the latest. Both are safe for concurrent use.
+type SnapshotSource interface {
+	Current() *registry.Snapshot
+	Subscribe() (<-chan *registry.Snapshot, func())
+}
+
+// Config configures a Gateway. Zero values mean the documented defaults.
+type Config struct {
+	// Source provides registry snapshots. Required.
+	Source SnapshotSource
+	// Secret signs the tenant header passed to instances. Required.
+	Secret []byte
+	// Transport sends requests to instances. Nil means a *http.Transport
+	// tuned for a proxy: 256 idle connections per instance, keep-alives,
+	// HTTP/1.1, no transparent compression.
+	Transport http.RoundTripper
+	// Logger receives operator logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer registers the gateway's metrics; nil means a private
+	// registry. /metrics serves Gatherer, or Registerer when it is also a
+	// Gatherer (a *prometheus.Registry is), or prometheus.DefaultGatherer.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Rand returns a uniform integer in [0, n) for choosing a stack by
+	// weight; nil means math/rand/v2.IntN. Balancing across the instances of
+	// a stack uses its own randomness.
+	Rand func(n int) int
+	// UnhealthyAfter is the number of consecutive transport failures that
+	// take an instance out of rotation; 0 means 3.
+	UnhealthyAfter int
+	// Cooldown is how long an instance stays out of rotation; 0 means 5s.
+	Cooldown time.Duration
+	// DrainTimeout bounds how long Serve waits for in-flight requests when
+	// its context ends; 0 means 30s.
+	DrainTimeout time.Duration
+}
+
+// Gateway is an http.Handler. Create it with New; call Start to follow
+// the source's snapshots and Stop to stop following them.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	table   atomic.Pointer[table]
+	health  healthSet
+	proxy   *httputil.ReverseProxy
+	metrics *metrics
+	promh   http.Handler
+
+	mu   sync.Mutex
+	quit chan struct{}
+	done chan struct{}
+}
+
+// New validates cfg, fills defaults and builds the routing table from the
+// source's current snapshot.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("gateway: Source is required")
+	}
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("gateway: Secret is required")
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = defaultTransport()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		r := prometheus.NewRegistry()
+		cfg.Registerer, cfg.Gatherer = r, r
+	}
+	if cfg.Gatherer == nil {
+		if g, ok := cfg.Registerer.(prometheus.Gatherer); ok {
+			cfg.Gatherer = g
+		} else {
+			cfg.Gatherer = prometheus.DefaultGatherer
+		}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.IntN
+	}
+	if cfg.UnhealthyAfter <= 0 {
+		cfg.UnhealthyAfter = 3
+	}
+	if cfg.Cooldown <= 0 {
+		cfg.Cooldown = 5 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		cfg:     cfg,
+		log:     cfg.Logger.With("subsystem", "gateway"),
+		metrics: m,
+		health:  healthSet{m: map[healthKey]*health{}},
+		promh:   promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}),
+	}
+	g.proxy = &httputil.ReverseProxy{
+		Rewrite:        g.rewrite,
+		Transport:      &retryTransport{base: cfg.Transport, g: g},
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.errorHandler,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	g.table.Store(buildTable(nil, &g.health, nil))
+	g.Apply(cfg.Source.Current())
+	return g, nil
+}
+
+// Start follows the source: every published snapshot replaces the routing
+// table. Start after Stop is allowed.
+func (g *Gateway) Start() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.quit != nil {
+		return
+	}
+	ch, cancel := g.cfg.Source.Subscribe()
+	g.quit, g.done = make(chan struct{}), make(chan struct{})
+	// A snapshot published between New and Subscribe is not lost.
+	g.Apply(g.cfg.Source.Current())
+	go g.follow(ch, cancel, g.quit, g.done)
+}
+
+// Stop stops following the source and waits for the loop to end. The last
+// table stays in use.
+func (g *Gateway) Stop() {
+	g.mu.Lock()
+	quit, done := g.quit, g.done
+	g.quit, g.done = nil, nil
+	g.mu.Unlock()
+	if quit == nil {
+		return
+	}
+	close(quit)
+	<-done
+}
+
+func (g *Gateway) follow(ch <-chan *registry.Snapshot, cancel func(), quit, done chan struct{}) {
+	defer close(done)
+	defer cancel()
+	for {
+		select {
+		case <-quit:
+			return
+		case snap, ok := <-ch:
+			if !ok {
+				return
+			}
+			g.Apply(snap)
+		}
+	}
+}
+
+// Apply builds the routing table of snap and swaps it in. Requests already
+// routed keep their stack and instance. A nil snapshot, or one older than
+// the current, is ignored.
+func (g *Gateway) Apply(snap *registry.Snapshot) {
+	if snap == nil {
+		return
+	}
+	if cur := g.table.Load(); cur.snap != nil && snap.Version < cur.snap.Version {
+		return
+	}
+	t := buildTable(snap, &g.health, func(stack, url string, err error) {
+		g.log.Warn("skipping instance with a bad url", logStack, stack, logInstance, url, logErr, err)
+	})
+	g.table.Store(t)
+	g.log.Debug("routing table swapped", logVersion, snap.Version)
+}
+
+// InstanceHealth is the gateway's view of one instance of the current table.
+type InstanceHealth struct {
+	Stack               string    `json:"stack"`
+	URL                 string    `json:"url"`
+	Available           bool      `json:"available"`
+	InFlight            int64     `json:"in_flight"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	DownUntil           time.Time `json:"down_until,omitzero"`
+}
+
+// Health returns the passive health of every instance the current table
+// routes to, ordered by stack and URL as the snapshot lists them.
+func (g *Gateway) Health() []InstanceHealth {
+	t := g.table.Load()
+	now := g.cfg.Now().UnixNano()
+	var out []InstanceHealth
+	for _, p := range t.stacks {
+		for _, u := range p.ups {
+			ih := InstanceHealth{
+				Stack: u.stack, URL: u.raw, Available: u.health.available(now),
+				InFlight: u.health.inflight.Load(), ConsecutiveFailures: int(u.health.fails.Load()),
+			}
+			if d := u.health.downUntil.Load(); d > now {
+				ih.DownUntil = time.Unix(0, d)
+			}
+			out = append(out, ih)
+		}
+	}
+	return out
+}
+
+// reqState is what the proxy needs to know about one request after it has
+// been authenticated and routed. It is the request's context, so that one
+// allocation carries both.
+type reqState struct {
+	context.Context
+	tenant string
+	pool   *pool
+	up     *upstream // changes when the transport moves the request
+	body   []byte
+	code   int
+}
+
+type stateKey struct{}
+
+func (s *reqState) Value(k any) any {
+	if k == (stateKey{}) {
+		return s
+	}
+	return s.Context.Value(k)
+}
+
+func stateOf(ctx context.Context) *reqState {
+	s, _ := ctx.Value(stateKey{}).(*reqState)
+	return s
+}
+
+// ServeHTTP authenticates, routes and proxies one request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/healthz":
+		g.serveHealthz(w)
+		return
+	case "/metrics":
+		g.promh.ServeHTTP(w, r)
+		return
+	}
+	start := g.cfg.Now()
+	t := g.table.Load()
+	k := t.lookupKey(r.Header.Get("Authorization"))
+	if k == nil {
+		g.reject(w, "", "", http.StatusUnauthorized, "unauthorized", "missing or unknown API key", start)
+		return
+	}
+	st := &reqState{Context: r.Context(), tenant: k.Tenant}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		code, err := st.readBody(r)
+		if err != nil {
+			g.reject(w, "", st.tenant, code, codeText(code), err.Error(), start)
+			return
+		}
+	}
+	w8 := t.route(st.tenant)
+	if w8 != nil && w8.total() > 0 {
+		st.pool, st.up = w8.pick(g.cfg.Rand(w8.total()), start.UnixNano())
+	}
+	if st.up == nil {
+		g.reject(w, "", st.tenant, http.StatusServiceUnavailable, "no_backend", "no stack instance available for this tenant", start)
+		return
+	}
+	st.up.health.inflight.Add(1)
+	defer g.finish(st, start)
+	g.proxy.ServeHTTP(w, r.WithContext(st))
+}
+
+// finish runs even when the proxy aborts the handler (a response body copy
+// that failed after the status was sent).
+func (g *Gateway) finish(st *reqState, start time.Time) {
+	st.up.health.inflight.Add(-1)
+	g.metrics.observe(st.pool.stack, st.tenant, st.code, g.cfg.Now().Sub(start))
+}
+
+// lookupKey returns the API key of an "Authorization: Bearer <key>" header
+// value, or nil. The hash must equal registry.HashAPIKey (hex SHA-256); it
+// is computed here without allocating.
+func (t *table) lookupKey(auth string) *registry.APIKey {
+	const prefix = "Bearer "
+	if t.snap == nil || len(auth) <= len(prefix) || !strings.EqualFold(auth[:len(prefix)], prefix) {
+		return nil
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(auth[len(prefix):])))
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	return t.snap.KeysByHash[string(hx[:])]
+}
+
+// readBody buffers the request body, up to MaxBodyBytes.
+func (st *reqState) readBody(r *http.Request) (int, error) {
+	if r.ContentLength > MaxBodyBytes {
+		return http.StatusRequestEntityTooLarge, errBodyTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, MaxBodyBytes+1))
+	if err != nil {
+		return http.StatusBadRequest, errors.New("reading request body: " + err.Error())
+	}
+	if len(b) > MaxBodyBytes {
+		return http.StatusRequestEntityTooLarge, errBodyTooLarge
+	}
+	st.body = b
+	return 0, nil
+}
+
+var errBodyTooLarge = errors.New("request body larger than 1 MiB")
+
+func codeText(code int) string {
+	if code == http.StatusRequestEntityTooLarge {
+		return "body_too_large"
+	}
+	return "bad_request"
+}
+
+// rewrite aims the outbound request at the chosen instance and replaces
+// whatever tenant headers the client sent with the signed tenant. The API key
+// is not forwarded: instances trust the signature, not the key.
+func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.Out.Context())
+	pr.SetURL(st.up.url)
+	pr.SetXForwarded()
+	h := pr.Out.Header
+	h.Del("Authorization")
+	tenantsig.Set(h, g.cfg.Secret, st.tenant, g.cfg.Now())
+	if st.body != nil {
+		body := st.body
+		pr.Out.Body = io.NopCloser(bytes.NewReader(body))
+		pr.Out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		pr.Out.ContentLength = int64(len(body))
+		pr.Out.TransferEncoding = nil
+	}
+}
+
+func (g *Gateway) modifyResponse(resp *http.Response) error {
+	if st := stateOf(resp.Request.Context()); st != nil {
+		st.code = resp.StatusCode
+	}
+	return nil
+}
+
+// errorHandler answers a request the transport could not complete: 503
+// no_backend when no instance received it (safe to retry), 502 bad_gateway
+// when one may have, nothing when the client is gone (recorded as 499).
+func (g *Gateway) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateOf(r.Context())
+	var ns *NeverSentError
+	switch {
+	case r.Context().Err() != nil:
+		st.code = 499
+	case errors.As(err, &ns):
+		st.code = http.StatusServiceUnavailable
+		writeError(w, st.code, "no_backend", "no instance of the stack accepted the connection")
+	default:
+		st.code = http.StatusBadGateway
+		writeError(w, st.code, "bad_gateway", "the instance failed to answer")
+	}
+	g.log.Debug("proxy error", logStack, st.pool.stack, logInstance, st.up.raw, logErr, err)
+}
+
+// failed records a transport failure of u for passive health.
+func (g *Gateway) failed(u *upstream, err error) {
+	if u.health.failure(int32(g.cfg.UnhealthyAfter), g.cfg.Now(), g.cfg.Cooldown) {
+		g.metrics.downs.WithLabelValues(u.stack).Inc()
+		g.log.Warn("instance out of rotation", logStack, u.stack, logInstance, u.raw, "cooldown", g.cfg.Cooldown, logErr, err)
+	}
+}
+
+func (g *Gateway) now() time.Time { return g.cfg.Now() }
+
+func (g *Gateway) reject(w http.ResponseWriter, stack, tenant string, code int, errCode, msg string, start time.Time) {
+	writeError(w, code, errCode, msg)
+	g.metrics.observe(stack, tenant, code, g.cfg.Now().Sub(start))
+}
+
+func (g *Gateway) serveHealthz(w http.ResponseWriter) {
+	t := g.table.Load()
+	var version int64
+	if t.snap != nil {
+		version = t.snap.Version
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	io.WriteString(w, `{"status":"ok","registry_version":`)
+	io.WriteString(w, strconv.FormatInt(version, 10))
+	io.WriteString(w, "}\n")
+}
+
+// writeError writes the platform's error body: {"error":{"code","message"}}.
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	io.WriteString(w, `{"error":{"code":"`+code+`","message":"`+msg+`"}}`+"\n")
+}
+
+// Serve serves the gateway on ln until ctx ends, then stops accepting
+// connections and waits up to Config.DrainTimeout for in-flight requests.
+// It returns nil after a clean drain.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           g,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainTimeout)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-errc
+	return err
+}
+
+// bufferPool lends the proxy 32 KiB copy buffers.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
