@@ -1,0 +1,403 @@
+package move_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tenantry/localpg"
+	"tenantry/move"
+	"tenantry/pgtest"
+	"tenantry/registry"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const schema = `
+CREATE SEQUENCE orders_id_seq;
+CREATE TABLE orders (
+	tenant_id text NOT NULL,
+	id bigint NOT NULL DEFAULT nextval('orders_id_seq'),
+	note text,
+	PRIMARY KEY (tenant_id, id));
+CREATE TABLE order_lines (
+	tenant_id text NOT NULL,
+	id bigserial,
+	order_id bigint NOT NULL,
+	qty int NOT NULL,
+	PRIMARY KEY (tenant_id, id),
+	FOREIGN KEY (tenant_id, order_id) REFERENCES orders (tenant_id, id));
+CREATE TABLE settings (id int PRIMARY KEY, v text);`
+
+// tables in creation order; the package must not depend on it.
+var tables = []string{"order_lines", "orders"}
+
+// side is one database of a test: a pool and how a subscription reaches it.
+type side struct {
+	db *pgxpool.Pool
+	ep move.Endpoint
+}
+
+func mustSide(t *testing.T, c *localpg.Cluster, seed bool) side {
+	t.Helper()
+	name := pgtest.MustDBOn(t, c)
+	s := side{db: pgtest.MustPool(t, c, name), ep: move.Endpoint{Host: c.Host, Port: c.Port, Database: name, User: localpg.Superuser, SSLMode: "disable"}}
+	mustExec(t, s.db, schema)
+	if seed {
+		for _, tn := range []string{"x", "y"} {
+			mustExec(t, s.db, `INSERT INTO orders (tenant_id, note) SELECT $1, 'o' || g FROM generate_series(1, 200) g`, tn+"x")
+			mustExec(t, s.db, `INSERT INTO order_lines (tenant_id, order_id, qty) SELECT tenant_id, id, 1 FROM orders, generate_series(1, 3) WHERE tenant_id = $1`, tn+"x")
+		}
+	}
+	return s
+}
+
+func mustExec(t *testing.T, db *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func count(t *testing.T, db *pgxpool.Pool, sql string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := db.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func mustCount(t *testing.T, db *pgxpool.Pool, tenant string) map[string]int64 {
+	t.Helper()
+	c, err := move.CountRows(context.Background(), db, tenant, tables)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustLSN(t *testing.T, db *pgxpool.Pool) move.LSN {
+	t.Helper()
+	l, err := move.CurrentLSN(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestMove_Link runs the replication mechanics of one move end to end on
+// two clusters: forward copy and replication of one tenant only, proof of
+// apply, sequences, the reverse link after a flip, cleanup and purge; then
+// the failure sentinels on a second move between the same clusters.
+func TestMove_Link(t *testing.T) {
+	ctx := context.Background()
+	ca, cb := pgtest.MustNewCluster(t, "a"), pgtest.MustNewCluster(t, "b")
+	a, b := mustSide(t, ca, true), mustSide(t, cb, false)
+	n, err := move.NamesFor("m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tenant = "xx"
+	step := func(name string, f func(t *testing.T)) {
+		if !t.Run(name, f) {
+			t.FailNow()
+		}
+	}
+
+	step("discover", func(t *testing.T) {
+		got, err := move.TenantTables(ctx, a.db)
+		if err != nil || fmt.Sprint(got) != "[orders order_lines]" {
+			t.Fatalf("TenantTables = %v, %v; want parents first, settings excluded", got, err)
+		}
+		seqs, err := move.TenantSequences(ctx, a.db, tables)
+		if err != nil || fmt.Sprint(seqs) != `["public"."order_lines_id_seq" "public"."orders_id_seq"]` {
+			t.Fatalf("TenantSequences = %v, %v", seqs, err)
+		}
+	})
+
+	step("copy only the tenant", func(t *testing.T) {
+		for range 2 { // idempotent
+			if err := move.CreatePublication(ctx, a.db, n.Publication, tenant, tables); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := move.CreateSlot(ctx, a.db, n.Slot); err != nil {
+				t.Fatal(err)
+			}
+			if err := move.CreateSubscription(ctx, b.db, n.Subscription, a.ep, n.Publication, move.SubOpts{CopyData: true, Enabled: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var seen []move.TableSync
+		if err := move.WaitSynced(ctx, b.db, n.Subscription, tenant, func(p []move.TableSync) { seen = p }); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(seen) != "[{order_lines r 600} {orders r 200}]" {
+			t.Errorf("last progress = %v", seen)
+		}
+		if got := mustCount(t, b.db, "yx"); got["orders"]+got["order_lines"] != 0 {
+			t.Errorf("other tenant copied: %v", got)
+		}
+	})
+
+	step("changes replicate for the tenant only", func(t *testing.T) {
+		mustExec(t, a.db, `INSERT INTO orders (tenant_id, note) VALUES ('xx', 'new'), ('yx', 'new')`)
+		mustExec(t, a.db, `UPDATE orders SET note = 'changed' WHERE id % 10 = 0`)
+		mustExec(t, a.db, `DELETE FROM order_lines WHERE id % 7 = 0`)
+		lsn := mustLSN(t, a.db)
+		start := time.Now()
+		if err := move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, lsn, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("applied after writes in %v", time.Since(start))
+		src, dst, diff, err := move.CountBoth(ctx, a.db, b.db, tenant, tables)
+		if err != nil || diff != nil {
+			t.Fatalf("CountBoth: %v %v %v %v", src, dst, diff, err)
+		}
+		if got := count(t, b.db, `SELECT count(*) FROM orders WHERE note = 'changed'`); got != count(t, a.db, `SELECT count(*) FROM orders WHERE note = 'changed' AND tenant_id = 'xx'`) || got == 0 {
+			t.Errorf("updates on target: %d", got)
+		}
+		if got := count(t, b.db, `SELECT count(*) FROM orders WHERE tenant_id <> 'xx'`); got != 0 {
+			t.Errorf("other tenant rows on target: %d", got)
+		}
+	})
+
+	step("applied proof without tenant traffic", func(t *testing.T) {
+		// Only the other tenant writes: nothing is sent for these
+		// transactions, the origin's progress stays behind; the keepalive
+		// must still prove the LSN applied.
+		mustExec(t, a.db, `INSERT INTO orders (tenant_id, note) VALUES ('yx', 'other')`)
+		lsn := mustLSN(t, a.db)
+		start := time.Now()
+		if err := move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, lsn, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		st, err := move.Status(ctx, b.db, n.Subscription)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("applied without traffic in %v (origin %s, keepalive %s, lsn %s)", time.Since(start), st.OriginLSN, st.LatestEndLSN, lsn)
+		if st.OriginLSN >= lsn {
+			t.Errorf("origin progress %s reached %s without tenant traffic", st.OriginLSN, lsn)
+		}
+		lag, err := move.Lag(ctx, a.db, n.Slot)
+		if err != nil || lag < 0 {
+			t.Errorf("Lag = %d, %v", lag, err)
+		}
+	})
+
+	step("sequences", func(t *testing.T) {
+		const gap = 1000
+		srcMax := count(t, a.db, `SELECT max(id) FROM orders`)
+		bumps, err := move.BumpSequences(ctx, a.db, b.db, tables, gap)
+		if err != nil || len(bumps) != 2 {
+			t.Fatalf("BumpSequences = %v, %v", bumps, err)
+		}
+		again, err := move.BumpSequences(ctx, a.db, b.db, tables, gap)
+		if err != nil || fmt.Sprint(again[1].Before, again[1].After) != fmt.Sprint(bumps[1].After, bumps[1].After) {
+			t.Fatalf("second bump moved: %v then %v, %v", bumps, again, err)
+		}
+		if id := count(t, b.db, `SELECT nextval('orders_id_seq')`); id <= srcMax+gap {
+			t.Errorf("target id %d not above source max %d + gap", id, srcMax)
+		}
+		// A source that moved on is only followed, never overtaken backwards.
+		mustExec(t, b.db, `SELECT setval('order_lines_id_seq', 10000000)`)
+		if _, err := move.EnsureSequencesAbove(ctx, a.db, b.db, tables); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(t, b.db, `SELECT last_value FROM order_lines_id_seq`); got != 10000000 {
+			t.Errorf("EnsureSequencesAbove moved a sequence backwards to %d", got)
+		}
+	})
+
+	step("reverse link", func(t *testing.T) {
+		// Before the pause: the reverse slot exists while forward traffic
+		// still flows, so it sees forward-applied changes it must skip.
+		for range 2 {
+			if _, err := move.PrepareReverse(ctx, b.db, n, tenant, tables); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustExec(t, a.db, `INSERT INTO orders (tenant_id, note) SELECT 'xx', 'late' FROM generate_series(1, 50)`)
+		mustExec(t, a.db, `UPDATE orders SET note = 'late-upd' WHERE tenant_id = 'xx' AND note = 'o1'`)
+		// Pause: the tenant no longer writes on a; wait, flip.
+		if err := move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, mustLSN(t, a.db), 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		flip := mustLSN(t, b.db)
+		if err := move.SetSubscriptionEnabled(ctx, b.db, n.Subscription, false); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := move.StartReverse(ctx, a.db, n, b.ep, flip); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// After the flip the tenant writes on b.
+		mustExec(t, b.db, `INSERT INTO orders (tenant_id, note) SELECT 'xx', 'on-b' FROM generate_series(1, 20)`)
+		mustExec(t, b.db, `UPDATE orders SET note = 'upd-on-b' WHERE tenant_id = 'xx' AND note = 'late'`)
+		mustExec(t, b.db, `DELETE FROM order_lines WHERE tenant_id = 'xx' AND id % 5 = 0`)
+		if err := move.WaitApplied(ctx, b.db, a.db, n.RevSubscription, n.RevSlot, mustLSN(t, b.db), 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if got := count(t, a.db, `SELECT count(*) FROM orders WHERE tenant_id = 'xx' AND note = 'on-b'`); got != 20 {
+			t.Errorf("rows written on b arrived %d times of 20", got)
+		}
+		if got := count(t, a.db, `SELECT count(*) FROM orders WHERE note = 'late'`); got != 0 {
+			t.Errorf("%d updates made on b not applied on a", got)
+		}
+		_, _, diff, err := move.CountBoth(ctx, a.db, b.db, tenant, tables)
+		if err != nil || diff != nil {
+			t.Errorf("counts differ after reverse: %v %v", diff, err)
+		}
+		st, err := move.Status(ctx, a.db, n.RevSubscription)
+		if err != nil || st.ApplyErrors != 0 || st.WorkerPID == 0 {
+			t.Errorf("reverse subscription unhealthy: %+v, %v", st, err)
+		}
+	})
+
+	step("cleanup is idempotent", func(t *testing.T) {
+		for range 2 {
+			if err := move.DropSubscription(ctx, a.db, n.RevSubscription); err != nil {
+				t.Fatal(err)
+			}
+			if err := move.DropSubscription(ctx, b.db, n.Subscription); err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range []struct {
+				db   *pgxpool.Pool
+				pub  string
+				slot string
+			}{{a.db, n.Publication, n.Slot}, {b.db, n.RevPublication, n.RevSlot}} {
+				if err := move.DropSlot(ctx, o.db, o.slot); err != nil {
+					t.Fatal(err)
+				}
+				if err := move.DropPublication(ctx, o.db, o.pub); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if got := count(t, a.db, `SELECT count(*) FROM pg_replication_slots`) + count(t, b.db, `SELECT count(*) FROM pg_replication_slots`); got != 0 {
+			t.Errorf("%d slots left", got)
+		}
+		if _, err := move.Lag(ctx, a.db, n.Slot); !errors.Is(err, move.ErrSlotLost) {
+			t.Errorf("Lag of dropped slot: %v, want ErrSlotLost", err)
+		}
+	})
+
+	step("purge only the tenant", func(t *testing.T) {
+		other := mustCount(t, a.db, "yx")
+		var calls int
+		got, err := move.PurgeTenant(ctx, a.db, tenant, []string{"orders", "order_lines"}, 100, func(string, int64) { calls++ })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := mustCount(t, a.db, tenant); left["orders"]+left["order_lines"] != 0 {
+			t.Errorf("left after purge: %v", left)
+		}
+		if after := mustCount(t, a.db, "yx"); fmt.Sprint(after) != fmt.Sprint(other) {
+			t.Errorf("other tenant changed: %v -> %v", other, after)
+		}
+		if got["orders"] < 200 || calls < 3 {
+			t.Errorf("purged %v in %d batches", got, calls)
+		}
+	})
+
+	t.Run("broken links", func(t *testing.T) { testBroken(t, ca, cb) })
+}
+
+// testBroken checks the sentinels: an apply error and a lost slot.
+func testBroken(t *testing.T, ca, cb *localpg.Cluster) {
+	ctx := context.Background()
+	a, b := mustSide(t, ca, true), mustSide(t, cb, false)
+	n, _ := move.NamesFor("m2")
+	if err := move.CreatePublication(ctx, a.db, n.Publication, "xx", tables); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := move.CreateSlot(ctx, a.db, n.Slot); err != nil {
+		t.Fatal(err)
+	}
+	if err := move.CreateSubscription(ctx, b.db, n.Subscription, a.ep, n.Publication, move.SubOpts{Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	// A row already on the target makes the next insert fail there.
+	mustExec(t, b.db, `INSERT INTO orders (tenant_id, id, note) VALUES ('xx', 999999, 'conflict')`)
+	mustExec(t, a.db, `INSERT INTO orders (tenant_id, id, note) VALUES ('xx', 999999, 'conflict')`)
+	err := move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, mustLSN(t, a.db), 10*time.Second)
+	if !errors.Is(err, move.ErrSubscriptionBroken) {
+		t.Fatalf("WaitApplied with apply error: %v, want ErrSubscriptionBroken", err)
+	}
+	mustExec(t, b.db, `DELETE FROM orders WHERE id = 999999`)
+	// The slot disappears under the (disabled) subscription.
+	if err := move.SetSubscriptionEnabled(ctx, b.db, n.Subscription, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := move.DropSlot(ctx, a.db, n.Slot); err != nil {
+		t.Fatal(err)
+	}
+	if err := move.SetSubscriptionEnabled(ctx, b.db, n.Subscription, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := move.Lag(ctx, a.db, n.Slot); !errors.Is(err, move.ErrSlotLost) {
+		t.Errorf("Lag: %v, want ErrSlotLost", err)
+	}
+	err = move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, mustLSN(t, a.db), 10*time.Second)
+	if !errors.Is(err, move.ErrSlotLost) {
+		t.Errorf("WaitApplied: %v, want ErrSlotLost", err)
+	}
+	// Cleanup still works with the slot gone.
+	if err := move.DropSubscription(ctx, b.db, n.Subscription); err != nil {
+		t.Fatal(err)
+	}
+	if err := move.DropSubscription(ctx, b.db, n.Subscription); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	ctx := context.Background()
+	for _, id := range []string{"", "A", "a-b", "x;drop", string(make([]byte, 41))} {
+		if _, err := move.NamesFor(id); !errors.Is(err, registry.ErrInvalid) {
+			t.Errorf("NamesFor(%q) = %v, want ErrInvalid", id, err)
+		}
+	}
+	// Bad input is rejected before any SQL runs: a nil Querier is never used.
+	cases := map[string]error{
+		"publication": move.CreatePublication(ctx, nil, `p"; drop`, "xx", tables),
+		"tenant":      move.CreatePublication(ctx, nil, "p", "x'; drop table orders; --", tables),
+		"table":       move.CreatePublication(ctx, nil, "p", "xx", []string{`orders"`}),
+		"no tables":   move.CreatePublication(ctx, nil, "p", "xx", nil),
+		"slot":        move.CreateSubscription(ctx, nil, "s", move.Endpoint{}, "p", move.SubOpts{SlotName: "Bad"}),
+		"batch":       func() error { _, err := move.PurgeTenant(ctx, nil, "xx", tables, 0, nil); return err }(),
+		"gap":         func() error { _, err := move.BumpSequences(ctx, nil, nil, tables, -1); return err }(),
+	}
+	for name, err := range cases {
+		if !errors.Is(err, registry.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestEndpoint_ConnString(t *testing.T) {
+	e := move.Endpoint{Host: "h", Port: 5432, Database: "d b", User: "u", Password: `p'w\`}
+	want := `host='h' port='5432' dbname='d b' user='u' password='p\'w\\'`
+	if got := e.ConnString(); got != want {
+		t.Errorf("ConnString = %s, want %s", got, want)
+	}
+}
+
+func TestParseLSN(t *testing.T) {
+	for _, s := range []string{"0/0", "16/B374D848", "FFFFFFFF/FFFFFFFF"} {
+		l, err := move.ParseLSN(s)
+		if err != nil || l.String() != s {
+			t.Errorf("ParseLSN(%s) = %s, %v", s, l, err)
+		}
+	}
+	if _, err := move.ParseLSN("16B374D848"); err == nil {
+		t.Error("ParseLSN accepted a value without /")
+	}
+}
