@@ -1,0 +1,274 @@
+package oms
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"tenantry/tenantsig"
+)
+
+// MaxBodyBytes bounds a request body; a larger one is answered 413 too_large.
+const MaxBodyBytes = 1 << 20
+
+// Config configures a Server. Zero values mean the documented defaults.
+type Config struct {
+	// DB runs the tenant's transactions. Required.
+	DB DB
+	// Secret verifies the signed tenant header (tenantsig). Required.
+	Secret []byte
+	// Logger receives internal errors; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the server's metrics. Nil: a private registry.
+	// /metrics serves Registerer when it is also a prometheus.Gatherer (as a
+	// *prometheus.Registry is), else prometheus.DefaultGatherer.
+	Registerer prometheus.Registerer
+	// Retryable reports errors from DB that a client should retry (a paused
+	// tenant): answered 503 tenant_unavailable with Retry-After: 1. Nil: none.
+	Retryable func(error) bool
+	// NotFound reports errors from DB that mean the tenant is unknown:
+	// answered 404 tenant_not_found. Nil: none.
+	NotFound func(error) bool
+	// Now is the clock used to check header signatures; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the OMS HTTP API. It is an http.Handler, safe for concurrent use.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+}
+
+var _ http.Handler = (*Server)(nil)
+
+// NewServer checks cfg, registers the server's metrics and returns the server.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.DB == nil {
+		return nil, errors.New("oms: Config.DB is required")
+	}
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("oms: Config.Secret is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registerer
+	var gatherer prometheus.Gatherer = prometheus.DefaultGatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gatherer = r, r
+	} else if g, ok := reg.(prometheus.Gatherer); ok {
+		gatherer = g
+	}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "oms_http_requests_total",
+		Help: "OMS HTTP requests by route pattern and status code.",
+	}, []string{"route", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "oms_http_request_duration_seconds",
+		Help:    "OMS HTTP request latency by route pattern.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"route"})
+	for _, c := range []prometheus.Collector{s.requests, s.latency} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	s.routes(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	return s, nil
+}
+
+func (s *Server) routes(metrics http.Handler) {
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	})
+	s.mux.Handle("GET /metrics", metrics)
+
+	s.api("POST /v1/products", s.createProduct)
+	s.api("GET /v1/products/{id}", s.getProduct)
+	s.api("POST /v1/locations", s.createLocation)
+	s.api("GET /v1/locations/{id}", s.getLocation)
+	s.api("POST /v1/customers", s.createCustomer)
+	s.api("GET /v1/customers/{id}", s.getCustomer)
+
+	s.api("PUT /v1/inventory/{product_id}/{location_id}", s.setInventory)
+	s.api("POST /v1/inventory/{product_id}/{location_id}/receipts", s.receiveInventory)
+	s.api("GET /v1/inventory", s.listInventory)
+
+	s.api("POST /v1/orders", s.createOrder)
+	s.api("GET /v1/orders", s.listOrders)
+	s.api("GET /v1/orders/{id}", s.getOrder)
+	s.api("POST /v1/orders/{id}/fulfil", s.fulfilOrder)
+	s.api("POST /v1/orders/{id}/cancel", s.cancelOrder)
+
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, apiErr(CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+}
+
+// ServeHTTP serves the API and records metrics by route pattern.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	s.mux.ServeHTTP(rec, r)
+	route := r.Pattern // set by the mux on r itself
+	if route == "" || route == "/" {
+		route = "unmatched"
+	}
+	s.requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+	s.latency.WithLabelValues(route).Observe(time.Since(start).Seconds())
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// request is an authenticated API request.
+type request struct {
+	*http.Request
+	tenant string
+}
+
+// handler serves one authenticated API request. It writes the response
+// itself on success and returns an error otherwise; the error becomes the
+// response in exactly one place (writeError).
+type handler func(w http.ResponseWriter, r *request) error
+
+var tenantRe = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
+
+// api registers h behind tenant authentication: the tenant comes only from
+// the signed header.
+func (s *Server) api(pattern string, h handler) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		tenant, err := tenantsig.Verify(r.Header, s.cfg.Secret, s.cfg.Now())
+		if err == nil && !tenantRe.MatchString(tenant) {
+			err = errors.New("tenant id malformed")
+		}
+		if err != nil {
+			s.writeError(w, r, apiErr(CodeUnauthorized, "%v", err))
+			return
+		}
+		if err := h(w, &request{Request: r, tenant: tenant}); err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e, internal := s.toAPIError(err)
+	if internal {
+		s.log.Error("oms request", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if e.Code == CodeTenantUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, e.Status(), map[string]*Error{"error": e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	_, _ = w.Write([]byte{'\n'})
+}
+
+// readBody reads the request body (at most MaxBodyBytes) and decodes it
+// strictly into v: one JSON value, no unknown fields. It returns the raw
+// bytes for the idempotency hash.
+func readBody(w http.ResponseWriter, r *request, v any) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		return nil, err
+	}
+	return body, decodeStrict(body, v)
+}
+
+// decodeStrict decodes body into v: exactly one JSON value, no unknown fields.
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return apiErr(CodeInvalidJSON, "body must hold exactly one JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &te):
+		return invalid("field %q must be %s", te.Field, te.Type)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return apiErr(CodeUnknownField, "%s", strings.TrimPrefix(err.Error(), "json: "))
+	case errors.Is(err, io.EOF):
+		return apiErr(CodeInvalidJSON, "request body is empty")
+	}
+	return apiErr(CodeInvalidJSON, "%v", err)
+}
+
+// pathID parses the path value name as a positive id.
+func pathID(r *request, name string) (int64, error) {
+	return parseID(name, r.PathValue(name))
+}
+
+func parseID(name, v string) (int64, error) {
+	id, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || id <= 0 {
+		return 0, invalid("%s must be a positive integer, not %q", name, v)
+	}
+	return id, nil
+}
+
+// read runs fn in a read-only transaction and answers 200 with its result.
+func (s *Server) read(w http.ResponseWriter, r *request, fn func(ctx context.Context, tx pgx.Tx) (any, error)) error {
+	ctx := r.Context()
+	var out any
+	err := s.cfg.DB.ReadTx(ctx, r.tenant, func(tx pgx.Tx) error {
+		var err error
+		out, err = fn(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
