@@ -97,6 +97,13 @@ func mustLSN(t *testing.T, db *pgxpool.Pool) move.LSN {
 func TestMove_Link(t *testing.T) {
 	ctx := context.Background()
 	ca, cb := pgtest.MustNewCluster(t, "a"), pgtest.MustNewCluster(t, "b")
+	for _, c := range []*localpg.Cluster{ca, cb} {
+		// The launcher starts subscription workers at most once per
+		// wal_retrieve_retry_interval (5 s); tests start many.
+		db := pgtest.MustPool(t, c, "postgres")
+		mustExec(t, db, `ALTER SYSTEM SET wal_retrieve_retry_interval = '100ms'`)
+		mustExec(t, db, `SELECT pg_reload_conf()`)
+	}
 	a, b := mustSide(t, ca, true), mustSide(t, cb, false)
 	n, err := move.NamesFor("m1")
 	if err != nil {
