@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -424,19 +424,25 @@ func logTail(path string) string {
 	return strings.ReplaceAll(string(b), "\n", " | ")
 }
 
-// readAddr reads the addr file: "" while it is missing or does not hold a
-// host:port yet. A partly written file may parse; the health check against
-// it fails and the next poll reads the file again.
+// readAddr reads the addr file, which holds the instance's base URL
+// ("http://127.0.0.1:41234", as `tenantry oms` writes it) or a bare
+// host:port, and returns the base URL; "" while the file is missing or does
+// not hold an address yet. A partly written file may parse; the health check
+// against it fails and the next poll reads the file again.
 func (pr *process) readAddr() string {
 	b, err := os.ReadFile(pr.addrFile)
 	if err != nil {
 		return ""
 	}
 	addr := strings.TrimSpace(string(b))
-	if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" || u.Hostname() == "" {
 		return ""
 	}
-	return "http://" + addr
+	return u.Scheme + "://" + u.Host
 }
 
 func (pr *process) url() string {

@@ -50,7 +50,7 @@ func runInstance(args []string) int {
 		return 1
 	}
 	tmp := addrFile + ".tmp"
-	if err := os.WriteFile(tmp, []byte(ln.Addr().String()+"\n"), 0o644); err != nil || os.Rename(tmp, addrFile) != nil {
+	if err := os.WriteFile(tmp, []byte("http://"+ln.Addr().String()+"\n"), 0o644); err != nil || os.Rename(tmp, addrFile) != nil {
 		return 1
 	}
 	term := make(chan os.Signal, 1)
@@ -302,5 +302,24 @@ func TestExternalProvider(t *testing.T) {
 	}
 	if got := store.get("ext"); got.Status != registry.StackStopped {
 		t.Fatalf("status = %s", got.Status)
+	}
+}
+
+func TestProcess_ReadAddr(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ content, want string }{
+		{"http://127.0.0.1:4100\n", "http://127.0.0.1:4100"},
+		{"127.0.0.1:4100", "http://127.0.0.1:4100"},
+		{"", ""},
+		{"127.0.0.1", ""},
+		{"ftp://127.0.0.1:21", ""},
+	} {
+		pr := &process{addrFile: filepath.Join(dir, "x.addr")}
+		if err := os.WriteFile(pr.addrFile, []byte(tc.content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := pr.readAddr(); got != tc.want {
+			t.Errorf("readAddr(%q) = %q, want %q", tc.content, got, tc.want)
+		}
 	}
 }
