@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"tenantry/registry"
 )
 
 // Exit codes.
@@ -92,7 +94,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return exitOK
 	}
 	code := exitFailure
-	if errors.Is(err, errUsage) || isCobraUsage(err) {
+	if errors.Is(err, errUsage) || isCobraUsage(err) || errors.Is(err, registry.ErrInvalid) {
 		code = exitUsage
 	}
 	if a.output == "json" {

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"tenantry/control"
+	"tenantry/registry"
+)
+
+func init() {
+	register(newClusterCmd)
+	register(newAliasCmd)
+	register(newStatusCmd)
+}
+
+func newClusterCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "PostgreSQL clusters and their members"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List clusters with their members and roles",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			cs, err := c.Clusters(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]any{"clusters": cs})
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "CLUSTER\tMEMBER\tROLE\tADDRESS\tZONE")
+			for _, cl := range cs {
+				for _, m := range cl.Members {
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s:%d\t%s\n", cl.Name, m.Name, m.Role, m.Host, m.Port, m.Zone)
+				}
+			}
+			return w.Flush()
+		},
+	})
+	var standbys int
+	create := &cobra.Command{
+		Use:   "create NAME [--standbys N]",
+		Short: "Create a new cluster (local mode) with N streaming standbys",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			cl, err := c.CreateCluster(cmd.Context(), control.CreateClusterRequest{Name: args[0], Standbys: standbys})
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(cl)
+			}
+			for _, m := range cl.Members {
+				fmt.Fprintf(a.stdout, "cluster %s member %s %s at %s:%d\n", cl.Name, m.Name, m.Role, m.Host, m.Port)
+			}
+			return nil
+		},
+	}
+	create.Flags().IntVar(&standbys, "standbys", 1, "number of streaming standbys")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func newAliasCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "alias", Short: "Database aliases (cluster + database)"}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List aliases",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			as, err := c.Aliases(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]any{"aliases": as})
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ALIAS\tCLUSTER\tDATABASE")
+			for _, al := range as {
+				fmt.Fprintf(w, "%s\t%s\t%s\n", al.Name, al.Cluster, al.Database)
+			}
+			return w.Flush()
+		},
+	})
+	var cluster, database string
+	create := &cobra.Command{
+		Use:   "create ALIAS --cluster CLUSTER [--database DB]",
+		Short: "Create an alias: the database is created and prepared if missing",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cluster == "" {
+				return usageErr("--cluster is required")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			al, err := c.CreateAlias(cmd.Context(), registry.Alias{Name: args[0], Cluster: cluster, Database: database})
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(al)
+			}
+			fmt.Fprintf(a.stdout, "alias %s -> cluster %s, database %s\n", al.Name, al.Cluster, al.Database)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&cluster, "cluster", "", "cluster the alias points at")
+	create.Flags().StringVar(&database, "database", "", "database name (default: the alias name)")
+	cmd.AddCommand(create)
+	return cmd
+}
+
+func newStatusCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the platform's registry version, counts and live routers",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(st)
+			}
+			fmt.Fprintf(a.stdout, "registry version %d: %d clusters, %d aliases, %d tenants, %d stacks, %d routers\n",
+				st.Version, st.Clusters, st.Aliases, st.Tenants, st.Stacks, len(st.Routers))
+			for _, r := range st.Routers {
+				fmt.Fprintf(a.stdout, "  router %s  last heartbeat %s\n", r.ID, r.Heartbeat.Format("15:04:05.000"))
+			}
+			return nil
+		},
+	}
+}

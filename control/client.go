@@ -1,0 +1,126 @@
+package control
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"tenantry/registry"
+)
+
+// Client calls the control plane API. Errors answered by the server are
+// *APIError values that unwrap to the sentinel their code names.
+type Client struct {
+	BaseURL string
+	Token   string
+	// HTTP is the client used; nil means a client with a 60 s timeout.
+	HTTP *http.Client
+}
+
+// Do sends a request with an optional JSON body and decodes a JSON answer
+// into out (when not nil).
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(c.BaseURL, "/")+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 60 * time.Second}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("control plane %s: %w", c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 400 {
+		var e struct {
+			Error *APIError `json:"error"`
+		}
+		if json.Unmarshal(b, &e) != nil || e.Error == nil {
+			return &APIError{Status: resp.StatusCode, Code: "http_" + fmt.Sprint(resp.StatusCode), Message: strings.TrimSpace(string(b))}
+		}
+		e.Error.Status = resp.StatusCode
+		return e.Error
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// Status returns the platform status.
+func (c *Client) Status(ctx context.Context) (*Status, error) {
+	var st Status
+	return &st, c.Do(ctx, http.MethodGet, "/v1/status", nil, &st)
+}
+
+// Clusters lists clusters.
+func (c *Client) Clusters(ctx context.Context) ([]*registry.Cluster, error) {
+	var out struct {
+		Clusters []*registry.Cluster `json:"clusters"`
+	}
+	return out.Clusters, c.Do(ctx, http.MethodGet, "/v1/clusters", nil, &out)
+}
+
+// Aliases lists aliases.
+func (c *Client) Aliases(ctx context.Context) ([]*registry.Alias, error) {
+	var out struct {
+		Aliases []*registry.Alias `json:"aliases"`
+	}
+	return out.Aliases, c.Do(ctx, http.MethodGet, "/v1/aliases", nil, &out)
+}
+
+// CreateAlias creates an alias (and its database, prepared).
+func (c *Client) CreateAlias(ctx context.Context, a registry.Alias) (*registry.Alias, error) {
+	var out registry.Alias
+	return &out, c.Do(ctx, http.MethodPost, "/v1/aliases", a, &out)
+}
+
+// Tenants lists tenants.
+func (c *Client) Tenants(ctx context.Context) ([]*registry.Tenant, error) {
+	var out struct {
+		Tenants []*registry.Tenant `json:"tenants"`
+	}
+	return out.Tenants, c.Do(ctx, http.MethodGet, "/v1/tenants", nil, &out)
+}
+
+// CreateTenant creates a tenant on alias and returns its API key.
+func (c *Client) CreateTenant(ctx context.Context, id, alias string) (*NewTenant, error) {
+	var out NewTenant
+	return &out, c.Do(ctx, http.MethodPost, "/v1/tenants", createTenantRequest{ID: id, Alias: alias}, &out)
+}
+
+// Tenant returns one tenant and where it is served from.
+func (c *Client) Tenant(ctx context.Context, id string) (*TenantInfo, error) {
+	var out TenantInfo
+	return &out, c.Do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(id), nil, &out)
+}
+
+// CreateCluster provisions or registers a cluster.
+func (c *Client) CreateCluster(ctx context.Context, req CreateClusterRequest) (*registry.Cluster, error) {
+	var out registry.Cluster
+	return &out, c.Do(ctx, http.MethodPost, "/v1/clusters", req, &out)
+}

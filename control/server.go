@@ -1,0 +1,225 @@
+package control
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+
+	"tenantry/registry"
+)
+
+// maxBody bounds request bodies of the control API.
+const maxBody = 1 << 20
+
+// Server is the control plane HTTP API. Every /v1 request needs
+// `Authorization: Bearer <admin token>`; /healthz does not.
+type Server struct {
+	svc   *Service
+	token string
+	mux   *http.ServeMux
+	log   *slog.Logger
+	// extra routes added by other subsystems (moves, stacks).
+}
+
+// NewServer returns the API over svc, authenticated by token.
+func NewServer(svc *Service, token string) (*Server, error) {
+	if token == "" {
+		return nil, errors.New("control: admin token is required")
+	}
+	s := &Server{svc: svc, token: token, mux: http.NewServeMux(), log: svc.log}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	})
+	s.Handle("GET /v1/status", s.status)
+	s.Handle("GET /v1/clusters", s.listClusters)
+	s.Handle("POST /v1/clusters", s.createCluster)
+	s.Handle("GET /v1/aliases", s.listAliases)
+	s.Handle("POST /v1/aliases", s.createAlias)
+	s.Handle("GET /v1/tenants", s.listTenants)
+	s.Handle("POST /v1/tenants", s.createTenant)
+	s.Handle("GET /v1/tenants/{id}", s.getTenant)
+	return s, nil
+}
+
+// HandlerFunc is an API handler: it returns the status and body to send, or
+// an error that the one error table turns into a status and code.
+type HandlerFunc func(r *http.Request) (int, any, error)
+
+// Handle adds an authenticated API route.
+func (s *Server) Handle(pattern string, h HandlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			writeError(w, s.log, fmt.Errorf("admin token: %w", ErrUnauthorized))
+			return
+		}
+		status, body, err := h(r)
+		if err != nil {
+			writeError(w, s.log, err)
+			return
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
+}
+
+// DecodeJSON reads a JSON body into v: at most 1 MiB, unknown fields refused.
+func DecodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: request body: %v", registry.ErrInvalid, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: request body: trailing data", registry.ErrInvalid)
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, log *slog.Logger, err error) {
+	status, code := statusOf(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		log.Error("request failed", "err", err)
+	}
+	e := &APIError{Code: code, Message: msg}
+	var d interface{ Details() map[string]any }
+	if errors.As(err, &d) {
+		e.Details = d.Details()
+	}
+	writeJSON(w, status, map[string]any{"error": e})
+}
+
+func (s *Server) status(r *http.Request) (int, any, error) {
+	st, err := s.svc.Status(r.Context())
+	return http.StatusOK, st, err
+}
+
+func (s *Server) snapshot(ctx context.Context) (*registry.Snapshot, error) {
+	return s.svc.Snapshot(ctx)
+}
+
+func (s *Server) listClusters(r *http.Request) (int, any, error) {
+	snap, err := s.snapshot(r.Context())
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]*registry.Cluster, 0, len(snap.Clusters))
+	for _, c := range snap.Clusters {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return http.StatusOK, map[string]any{"clusters": out}, nil
+}
+
+func (s *Server) listAliases(r *http.Request) (int, any, error) {
+	snap, err := s.snapshot(r.Context())
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]*registry.Alias, 0, len(snap.Aliases))
+	for _, a := range snap.Aliases {
+		out = append(out, a)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return http.StatusOK, map[string]any{"aliases": out}, nil
+}
+
+func (s *Server) createAlias(r *http.Request) (int, any, error) {
+	var a registry.Alias
+	if err := DecodeJSON(r, &a); err != nil {
+		return 0, nil, err
+	}
+	if err := s.svc.CreateAlias(r.Context(), a); err != nil {
+		return 0, nil, err
+	}
+	if a.Database == "" {
+		a.Database = a.Name
+	}
+	return http.StatusCreated, a, nil
+}
+
+func (s *Server) listTenants(r *http.Request) (int, any, error) {
+	snap, err := s.snapshot(r.Context())
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]*registry.Tenant, 0, len(snap.Tenants))
+	for _, t := range snap.Tenants {
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return http.StatusOK, map[string]any{"tenants": out}, nil
+}
+
+type createTenantRequest struct {
+	ID    string `json:"id"`
+	Alias string `json:"alias"`
+}
+
+func (s *Server) createTenant(r *http.Request) (int, any, error) {
+	var req createTenantRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		return 0, nil, err
+	}
+	nt, err := s.svc.CreateTenant(r.Context(), req.ID, req.Alias)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, nt, nil
+}
+
+// TenantInfo is a tenant with where it is served from.
+type TenantInfo struct {
+	*registry.Tenant
+	Cluster  string `json:"cluster"`
+	Database string `json:"database"`
+	Primary  string `json:"primary"`
+}
+
+func (s *Server) getTenant(r *http.Request) (int, any, error) {
+	id := r.PathValue("id")
+	if err := registry.ValidateTenantID(id); err != nil {
+		return 0, nil, err
+	}
+	snap, err := s.snapshot(r.Context())
+	if err != nil {
+		return 0, nil, err
+	}
+	t, ep, err := snap.Resolve(id)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, TenantInfo{Tenant: t, Cluster: ep.Cluster, Database: ep.Database,
+		Primary: fmt.Sprintf("%s:%d", ep.Host, ep.Port)}, nil
+}
+
+func (s *Server) createCluster(r *http.Request) (int, any, error) {
+	var req CreateClusterRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		return 0, nil, err
+	}
+	c, err := s.svc.CreateCluster(r.Context(), req)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, c, nil
+}

@@ -1,0 +1,277 @@
+// Package control is the control plane: the operations an operator runs
+// against the platform (clusters, aliases, tenants, stacks, moves), exposed
+// as an HTTP JSON API authenticated by an admin token, and the Go client the
+// CLI and the dashboard use to call it.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"tenantry/provision"
+	"tenantry/registry"
+)
+
+// Store is the part of the registry the control plane writes.
+type Store interface {
+	Snapshot(ctx context.Context) (*registry.Snapshot, error)
+	CreateCluster(ctx context.Context, c registry.Cluster) error
+	CreateAlias(ctx context.Context, a registry.Alias) error
+	CreateTenant(ctx context.Context, id, alias string) (*registry.Tenant, error)
+	CreateAPIKey(ctx context.Context, tenant string) (string, *registry.APIKey, error)
+	Routers(ctx context.Context) ([]registry.RouterInstance, error)
+}
+
+// Config configures a Service. Zero values mean the documented defaults.
+type Config struct {
+	Store Store
+	// Secret is the platform secret: tenant database passwords are derived
+	// from it (provision.Password).
+	Secret []byte
+	// AdminUser connects to cluster members for DDL; default "postgres".
+	AdminUser string
+	// AdminPassword for AdminUser; empty for local (trust) clusters.
+	AdminPassword string
+	// PrepareDatabase brings a tenant database to the current application
+	// schema (migrations, then tenant roles' grants and row-level security).
+	// Called when an alias is created.
+	PrepareDatabase func(ctx context.Context, conn *pgx.Conn) error
+	// Provisioner creates new clusters; nil means clusters can only be
+	// registered by address (CreateCluster with members).
+	Provisioner Provisioner
+	Logger      *slog.Logger
+}
+
+// Provisioner creates PostgreSQL clusters (the local platform implements it
+// with localpg). Implementations must be idempotent for an existing name.
+type Provisioner interface {
+	ProvisionCluster(ctx context.Context, name string, standbys int) (registry.Cluster, error)
+}
+
+// ErrNotSupported means the operation needs a capability this control plane
+// was not configured with.
+var ErrNotSupported = errors.New("not supported")
+
+// Service carries out control operations. It is safe for concurrent use.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// NewService checks cfg and returns a Service.
+func NewService(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("control: Config.Store is required")
+	}
+	if len(cfg.Secret) == 0 {
+		return nil, errors.New("control: Config.Secret is required")
+	}
+	if cfg.AdminUser == "" {
+		cfg.AdminUser = "postgres"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "control")}, nil
+}
+
+// AdminConnect opens an admin connection to database db on the primary of
+// cluster c.
+func (s *Service) AdminConnect(ctx context.Context, c *registry.Cluster, db string) (*pgx.Conn, error) {
+	m, ok := c.Primary()
+	if !ok {
+		return nil, fmt.Errorf("cluster %s has no primary: %w", c.Name, registry.ErrNotFound)
+	}
+	return s.connectMember(ctx, m, db)
+}
+
+func (s *Service) connectMember(ctx context.Context, m registry.Member, db string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig("sslmode=disable")
+	if err != nil {
+		return nil, err
+	}
+	cfg.Host, cfg.Port, cfg.User, cfg.Password, cfg.Database = m.Host, uint16(m.Port), s.cfg.AdminUser, s.cfg.AdminPassword, db
+	cfg.ConnectTimeout = 5 * time.Second
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s:%d/%s: %w: %v", m.Host, m.Port, db, ErrUnavailable, err)
+	}
+	return conn, nil
+}
+
+// Snapshot returns the current registry.
+func (s *Service) Snapshot(ctx context.Context) (*registry.Snapshot, error) {
+	return s.cfg.Store.Snapshot(ctx)
+}
+
+// CreateClusterRequest asks for a cluster: with Members, an existing cluster
+// is registered by address; without, the Provisioner creates one.
+type CreateClusterRequest struct {
+	Name     string            `json:"name"`
+	Standbys int               `json:"standbys"`
+	Members  []registry.Member `json:"members,omitempty"`
+}
+
+// CreateCluster provisions (or registers) a cluster and records it.
+func (s *Service) CreateCluster(ctx context.Context, req CreateClusterRequest) (*registry.Cluster, error) {
+	if err := registry.ValidateName("cluster", req.Name); err != nil {
+		return nil, err
+	}
+	if req.Standbys < 0 || req.Standbys > 5 {
+		return nil, fmt.Errorf("%w: standbys must be 0..5", registry.ErrInvalid)
+	}
+	snap, err := s.cfg.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := snap.Clusters[req.Name]; ok {
+		return nil, fmt.Errorf("cluster %s: %w", req.Name, registry.ErrExists)
+	}
+	c := registry.Cluster{Name: req.Name, Members: req.Members}
+	if len(req.Members) == 0 {
+		if s.cfg.Provisioner == nil {
+			return nil, fmt.Errorf("cluster provisioning is available in local mode only; register an existing cluster with its members: %w", ErrNotSupported)
+		}
+		if c, err = s.cfg.Provisioner.ProvisionCluster(ctx, req.Name, req.Standbys); err != nil {
+			return nil, fmt.Errorf("provision cluster %s: %w", req.Name, err)
+		}
+	}
+	if err := s.cfg.Store.CreateCluster(ctx, c); err != nil {
+		return nil, err
+	}
+	s.log.Info("cluster created", "cluster", c.Name, "members", len(c.Members))
+	return &c, nil
+}
+
+// CreateAlias creates database a.Database on a.Cluster's primary if it does
+// not exist, prepares it (schema, roles' grants, row-level security), and
+// records the alias.
+func (s *Service) CreateAlias(ctx context.Context, a registry.Alias) error {
+	if err := registry.ValidateName("alias", a.Name); err != nil {
+		return err
+	}
+	if a.Database == "" {
+		a.Database = a.Name
+	}
+	if err := registry.ValidateName("database", a.Database); err != nil {
+		return err
+	}
+	snap, err := s.cfg.Store.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	if _, ok := snap.Aliases[a.Name]; ok {
+		return fmt.Errorf("alias %s: %w", a.Name, registry.ErrExists)
+	}
+	c, ok := snap.Clusters[a.Cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", a.Cluster, registry.ErrNotFound)
+	}
+	if err := s.ensureDatabase(ctx, c, a.Database); err != nil {
+		return err
+	}
+	if s.cfg.PrepareDatabase != nil {
+		conn, err := s.AdminConnect(ctx, c, a.Database)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		if err := s.cfg.PrepareDatabase(ctx, conn); err != nil {
+			return fmt.Errorf("prepare database %s: %w", a.Database, err)
+		}
+	}
+	return s.cfg.Store.CreateAlias(ctx, a)
+}
+
+func (s *Service) ensureDatabase(ctx context.Context, c *registry.Cluster, db string) error {
+	conn, err := s.AdminConnect(ctx, c, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize())
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42P04" { // duplicate_database
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	return nil
+}
+
+// NewTenant is the result of CreateTenant: the tenant and its API key,
+// shown this once.
+type NewTenant struct {
+	Tenant *registry.Tenant `json:"tenant"`
+	APIKey string           `json:"api_key"`
+	KeyID  string           `json:"key_id"`
+}
+
+// CreateTenant provisions tenant id on alias: its database role (with the
+// password derived from the platform secret; row-level security confines it
+// to its rows), its registry placement, and an API key.
+func (s *Service) CreateTenant(ctx context.Context, id, alias string) (*NewTenant, error) {
+	if err := registry.ValidateTenantID(id); err != nil {
+		return nil, err
+	}
+	snap, err := s.cfg.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := snap.Tenants[id]; ok {
+		return nil, fmt.Errorf("tenant %s: %w", id, registry.ErrExists)
+	}
+	a, ok := snap.Aliases[alias]
+	if !ok {
+		return nil, fmt.Errorf("alias %q: %w", alias, registry.ErrNotFound)
+	}
+	conn, err := s.AdminConnect(ctx, snap.Clusters[a.Cluster], a.Database)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	if err := provision.EnsureTenantRole(ctx, conn, id, provision.Password(s.cfg.Secret, id)); err != nil {
+		return nil, fmt.Errorf("tenant role: %w", err)
+	}
+	t, err := s.cfg.Store.CreateTenant(ctx, id, alias)
+	if err != nil {
+		return nil, err
+	}
+	key, k, err := s.cfg.Store.CreateAPIKey(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("tenant created", "tenant", id, "alias", alias)
+	return &NewTenant{Tenant: t, APIKey: key, KeyID: k.ID}, nil
+}
+
+// Status summarises the platform.
+type Status struct {
+	Version  int64                     `json:"registry_version"`
+	Clusters int                       `json:"clusters"`
+	Aliases  int                       `json:"aliases"`
+	Tenants  int                       `json:"tenants"`
+	Stacks   int                       `json:"stacks"`
+	Routers  []registry.RouterInstance `json:"routers"`
+}
+
+// Status returns counts and the live routers.
+func (s *Service) Status(ctx context.Context) (*Status, error) {
+	snap, err := s.cfg.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := s.cfg.Store.Routers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Status{Version: snap.Version, Clusters: len(snap.Clusters), Aliases: len(snap.Aliases),
+		Tenants: len(snap.Tenants), Stacks: len(snap.Stacks), Routers: rs}, nil
+}

@@ -1,0 +1,258 @@
+// Package platform runs the embedded local default: every part of tenantry on
+// one machine, in one data directory, with PostgreSQL clusters made by
+// localpg. `tenantry up` and `tenantry demo` use it; nothing else in tenantry
+// depends on running locally.
+package platform
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"tenantry/localpg"
+	"tenantry/registry"
+)
+
+// StateFile is the file in the data directory that records the platform:
+// secrets (mode 0600), where its clusters live and where its services listen.
+const StateFile = "platform.json"
+
+// ControlDatabase is the database of the registry on the control cluster.
+const ControlDatabase = "tenantry_control"
+
+// State is what a data directory remembers between runs.
+type State struct {
+	Secret     string              `json:"secret"`
+	AdminToken string              `json:"admin_token"`
+	ControlDir string              `json:"control_dir"`
+	Clusters   map[string][]string `json:"clusters"` // cluster name -> member dirs, primary first
+	APIURL     string              `json:"api_url,omitempty"`
+	GatewayURL string              `json:"gateway_url,omitempty"`
+	ControlDSN string              `json:"control_dsn,omitempty"`
+}
+
+// ReadState loads the state of the platform in dir.
+func ReadState(dir string) (*State, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("read %s: %w", StateFile, err)
+	}
+	return &s, nil
+}
+
+// Local owns the local clusters of one data directory.
+type Local struct {
+	Dir     string
+	State   *State
+	Control *localpg.Cluster
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	clusters map[string][]*localpg.Cluster
+}
+
+// OpenLocal creates the data directory on first use (a control cluster and
+// fresh secrets) or reopens it, and starts every cluster recorded in it.
+func OpenLocal(ctx context.Context, dir string, log *slog.Logger) (*Local, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, err
+	}
+	l := &Local{Dir: abs, log: log, clusters: map[string][]*localpg.Cluster{}}
+	st, err := ReadState(abs)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		st = &State{Secret: randomHex(32), AdminToken: "adm_" + randomHex(24), Clusters: map[string][]string{}}
+		st.ControlDir = filepath.Join(abs, "clusters", "control")
+		log.Info("creating control cluster", "dir", st.ControlDir)
+		c, err := localpg.Create(ctx, localpg.Config{Dir: st.ControlDir, Name: "control"})
+		if err != nil {
+			return nil, err
+		}
+		l.Control = c
+	case err != nil:
+		return nil, err
+	default:
+		if l.Control, err = localpg.Open(st.ControlDir); err != nil {
+			return nil, err
+		}
+	}
+	l.State = st
+	if err := l.startCluster(ctx, l.Control); err != nil {
+		return nil, err
+	}
+	if err := l.ensureControlDB(ctx); err != nil {
+		return nil, err
+	}
+	st.ControlDSN = l.Control.DSN(ControlDatabase)
+	for name, dirs := range st.Clusters {
+		for _, d := range dirs {
+			c, err := localpg.Open(d)
+			if err != nil {
+				return nil, fmt.Errorf("cluster %s: %w", name, err)
+			}
+			if err := l.startCluster(ctx, c); err != nil {
+				return nil, err
+			}
+			l.clusters[name] = append(l.clusters[name], c)
+		}
+	}
+	return l, l.Save()
+}
+
+func (l *Local) startCluster(ctx context.Context, c *localpg.Cluster) error {
+	if c.Running() {
+		return nil
+	}
+	return c.Start(ctx)
+}
+
+func (l *Local) ensureControlDB(ctx context.Context) error {
+	conn, err := l.Control.Connect(ctx, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "select exists(select 1 from pg_database where datname=$1)", ControlDatabase).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		_, err = conn.Exec(ctx, "CREATE DATABASE "+ControlDatabase)
+	}
+	return err
+}
+
+// Save writes the state file (mode 0600: it holds the secrets).
+func (l *Local) Save() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, _ := json.MarshalIndent(l.State, "", "  ")
+	tmp := filepath.Join(l.Dir, StateFile+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(l.Dir, StateFile))
+}
+
+// Cluster returns the running members of a local cluster, primary first.
+func (l *Local) Cluster(name string) []*localpg.Cluster {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*localpg.Cluster(nil), l.clusters[name]...)
+}
+
+// ProvisionCluster creates and starts a local cluster with standbys
+// streaming standbys, and returns its registry description (members named
+// NAME-0 for the primary, NAME-1... for the standbys). It is idempotent for a
+// cluster that already exists in this data directory.
+func (l *Local) ProvisionCluster(ctx context.Context, name string, standbys int) (registry.Cluster, error) {
+	if err := registry.ValidateName("cluster", name); err != nil {
+		return registry.Cluster{}, err
+	}
+	l.mu.Lock()
+	existing := l.clusters[name]
+	l.mu.Unlock()
+	if len(existing) == 0 {
+		dir := filepath.Join(l.Dir, "clusters", name+"-0")
+		l.log.Info("creating cluster", "cluster", name, "dir", dir)
+		c, err := localpg.Create(ctx, localpg.Config{Dir: dir, Name: name + "-0"})
+		if err != nil {
+			return registry.Cluster{}, err
+		}
+		if err := c.Start(ctx); err != nil {
+			return registry.Cluster{}, err
+		}
+		existing = []*localpg.Cluster{c}
+	}
+	for i := len(existing); i <= standbys; i++ {
+		dir := filepath.Join(l.Dir, "clusters", fmt.Sprintf("%s-%d", name, i))
+		l.log.Info("adding standby", "cluster", name, "dir", dir)
+		s, err := existing[0].AddStandby(ctx, dir, fmt.Sprintf("%s-%d", name, i))
+		if err != nil {
+			return registry.Cluster{}, err
+		}
+		existing = append(existing, s)
+	}
+	l.mu.Lock()
+	l.clusters[name] = existing
+	dirs := make([]string, len(existing))
+	for i, c := range existing {
+		dirs[i] = c.Dir
+	}
+	l.State.Clusters[name] = dirs
+	l.mu.Unlock()
+	if err := l.Save(); err != nil {
+		return registry.Cluster{}, err
+	}
+	return describe(name, existing), nil
+}
+
+// AddStandby adds one more streaming standby to a local cluster.
+func (l *Local) AddStandby(ctx context.Context, name string) (registry.Cluster, error) {
+	n := len(l.Cluster(name))
+	if n == 0 {
+		return registry.Cluster{}, fmt.Errorf("local cluster %q: %w", name, registry.ErrNotFound)
+	}
+	return l.ProvisionCluster(ctx, name, n)
+}
+
+func describe(name string, members []*localpg.Cluster) registry.Cluster {
+	rc := registry.Cluster{Name: name, Local: true}
+	for i, m := range members {
+		role := registry.RoleStandby
+		if i == 0 {
+			role = registry.RolePrimary
+		}
+		rc.Members = append(rc.Members, registry.Member{Name: m.Name, Host: m.Host, Port: m.Port,
+			Zone: "local", Role: role, DataDir: m.Dir})
+	}
+	return rc
+}
+
+// Stop stops every cluster of the platform (standbys first).
+func (l *Local) Stop(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name, ms := range l.clusters {
+		for i := len(ms) - 1; i >= 0; i-- {
+			if err := ms[i].Stop(ctx); err != nil {
+				l.log.Warn("stop cluster member", "cluster", name, "member", ms[i].Name, "err", err)
+			}
+		}
+	}
+	if err := l.Control.Stop(ctx); err != nil {
+		l.log.Warn("stop control cluster", "err", err)
+	}
+}
+
+// Destroy stops and removes every cluster and the data directory.
+func (l *Local) Destroy(ctx context.Context) error {
+	l.Stop(ctx)
+	return os.RemoveAll(l.Dir)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
