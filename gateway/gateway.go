@@ -276,6 +276,7 @@ func (g *Gateway) Health() []InstanceHealth {
 type reqState struct {
 	context.Context
 	tenant string
+	sig    *signer
 	pool   *pool
 	up     *upstream // changes when the transport moves the request
 	body   []byte
@@ -313,7 +314,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, "", "", http.StatusUnauthorized, "unauthorized", "missing or unknown API key", start)
 		return
 	}
-	st := &reqState{Context: r.Context(), tenant: k.Tenant}
+	st := &reqState{Context: r.Context(), tenant: k.Tenant, sig: t.sigs[k.Tenant]}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		code, err := st.readBody(r)
 		if err != nil {
@@ -389,7 +390,11 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	h := pr.Out.Header
 	h.Del("Authorization")
-	tenantsig.Set(h, g.cfg.Secret, st.tenant, g.cfg.Now())
+	if st.sig != nil {
+		st.sig.set(h, g.cfg.Secret, g.cfg.Now())
+	} else {
+		tenantsig.Set(h, g.cfg.Secret, st.tenant, g.cfg.Now())
+	}
 	if st.body != nil {
 		body := st.body
 		pr.Out.Body = io.NopCloser(bytes.NewReader(body))
@@ -503,3 +508,29 @@ func (s StaticSource) Current() *registry.Snapshot { return s.Snapshot }
 
 // Subscribe returns a channel that never receives.
 func (s StaticSource) Subscribe() (<-chan *registry.Snapshot, func()) { return nil, func() {} }
+
+// signer caches a tenant's signed header values for the current second:
+// tenantsig signatures carry whole seconds, so one HMAC per tenant per
+// second serves every request. The cached slices are shared by requests and
+// never modified.
+type signer struct {
+	tenant []string
+	cur    atomic.Pointer[signature]
+}
+
+type signature struct {
+	sec int64
+	val []string
+}
+
+// set writes the signed tenant header into h, replacing what was there.
+func (s *signer) set(h http.Header, secret []byte, now time.Time) {
+	sec := now.Unix()
+	sig := s.cur.Load()
+	if sig == nil || sig.sec != sec {
+		sig = &signature{sec: sec, val: []string{tenantsig.Sign(secret, s.tenant[0], time.Unix(sec, 0))}}
+		s.cur.Store(sig)
+	}
+	h[tenantsig.HeaderTenant] = s.tenant
+	h[tenantsig.HeaderSignature] = sig.val
+}

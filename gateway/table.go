@@ -18,6 +18,7 @@ type table struct {
 	snap   *registry.Snapshot
 	stacks map[string]*pool
 	routes map[string]*weighted // by tenant; registry.DefaultRoute is the default
+	sigs   map[string]*signer   // by tenant, for every tenant with an API key
 }
 
 // pool is the instances of one stack that the registry lists as healthy.
@@ -65,9 +66,14 @@ type healthSet struct {
 // instances that were already known. Instances whose URL does not parse are
 // left out and reported through bad.
 func buildTable(snap *registry.Snapshot, hs *healthSet, bad func(stack, url string, err error)) *table {
-	t := &table{snap: snap, stacks: map[string]*pool{}, routes: map[string]*weighted{}}
+	t := &table{snap: snap, stacks: map[string]*pool{}, routes: map[string]*weighted{}, sigs: map[string]*signer{}}
 	if snap == nil {
 		return t
+	}
+	for _, k := range snap.KeysByHash {
+		if t.sigs[k.Tenant] == nil {
+			t.sigs[k.Tenant] = &signer{tenant: []string{k.Tenant}}
+		}
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
