@@ -67,6 +67,9 @@ var DefaultSettings = map[string]string{
 	"log_line_prefix":                   "'%m [%p] %u@%d '",
 	"log_min_messages":                  "warning",
 	"timezone":                          "'UTC'",
+	// A new subscription worker starts at most once per this interval
+	// (default 5 s): moves start their links faster with a shorter one.
+	"wal_retrieve_retry_interval": "'200ms'",
 }
 
 // Config describes a cluster to create. The zero value of every field but Dir

@@ -1,0 +1,204 @@
+package move
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tenantry/registry"
+)
+
+// Kind is the workflow kind of tenant moves; one move per tenant may be
+// active at a time.
+const Kind = "move"
+
+// Signals an operator sends to a move.
+const (
+	SignalPromote  = "promote"  // flip the tenant to the other side (ready or hypercare)
+	SignalCutback  = "cutback"  // flip the tenant back to the source (hypercare)
+	SignalComplete = "complete" // end the move (hypercare)
+	SignalCancel   = "cancel"   // drop the target's copy (before promotion, or after cutback)
+)
+
+// Errors callers branch on.
+var (
+	// ErrPrecheck means a promotion or cutback was refused before any pause
+	// was taken (lag too high, a router not heartbeating, outside the
+	// maintenance window). Nothing changed.
+	ErrPrecheck = errors.New("promotion pre-check failed")
+	// ErrAborted means a flip failed inside the pause and was rolled back:
+	// the tenant serves from where it was, unfenced.
+	ErrAborted = errors.New("flip aborted and rolled back")
+)
+
+// Registry is what the move needs of the registry (*registry.Store).
+type Registry interface {
+	Snapshot(ctx context.Context) (*registry.Snapshot, error)
+	SetPlacement(ctx context.Context, tenant string, expectEpoch int64, alias string, state registry.State) (*registry.Tenant, error)
+	WaitAcks(ctx context.Context, tenant string, epoch int64, within time.Duration) error
+	Routers(ctx context.Context) ([]registry.RouterInstance, error)
+}
+
+// Window is a daily maintenance window in UTC, [Start, End) as offsets from
+// midnight; End < Start wraps past midnight.
+type Window struct {
+	Start, End time.Duration
+}
+
+// Contains reports whether t falls in the window.
+func (w Window) Contains(t time.Time) bool {
+	t = t.UTC()
+	d := time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute + time.Duration(t.Second())*time.Second
+	if w.Start <= w.End {
+		return d >= w.Start && d < w.End
+	}
+	return d >= w.Start || d < w.End
+}
+
+// Config configures moves. Zero values mean the documented defaults.
+type Config struct {
+	Registry Registry
+	// Secret derives tenant role passwords (provision.Password).
+	Secret []byte
+	// AdminUser and AdminPassword connect to clusters (superuser; default
+	// "postgres", no password) for replication and DDL.
+	AdminUser, AdminPassword string
+	// BackupDir holds the backups taken in prepare. Required.
+	BackupDir string
+	// SequenceGap is added to the target's sequences at promotion (the
+	// documented jump in ids); default DefaultSequenceGap.
+	SequenceGap int64
+	// LagBound is the most replication lag (bytes) a promotion starts with;
+	// default 16 MiB.
+	LagBound int64
+	// AckTimeout bounds the wait for routers to acknowledge a pause;
+	// default 5 s.
+	AckTimeout time.Duration
+	// RouterLive: routers with a heartbeat this recent must acknowledge a
+	// pause; default 5 s. RouterDead: routers silent for longer are taken for
+	// gone (the fence still stops them); between the two a promotion is
+	// refused as the router's state is unknown. Default 60 s.
+	RouterLive, RouterDead time.Duration
+	// ApplyTimeout bounds the wait, inside the pause, for the target to apply
+	// the source's last change; default 10 s.
+	ApplyTimeout time.Duration
+	// CountInPause compares per-table row counts of both sides inside the
+	// pause (one index scan of the tenant's rows per table, both sides at
+	// once). Default true; set SkipCountInPause to leave it to verify.
+	SkipCountInPause bool
+	// Window limits promotions and cutbacks to a maintenance window unless
+	// forced; nil means any time.
+	Window *Window
+	// Hypercare is how long after a promotion cutback stays possible before
+	// the move completes by itself; default 72 h.
+	Hypercare time.Duration
+	// VerifyChunk is the rows per parity chunk; default 10,000.
+	VerifyChunk int
+	// PurgeBatch is the rows deleted per statement when purging; default 5,000.
+	PurgeBatch int
+	// Backup takes the tenant's logical backup from the source into dir
+	// (prepare); VerifyBackup checks one before the source is purged
+	// (complete). Required.
+	Backup       func(ctx context.Context, src *pgxpool.Pool, tenant, dir string) error
+	VerifyBackup func(dir string) error
+	// Parity compares the tenant's rows on both sides in chunks; catchUp
+	// waits for the link to apply the source's current position and is
+	// called before differing chunks are checked again. Required.
+	Parity func(ctx context.Context, src, dst *pgxpool.Pool, tenant string, tables []string,
+		catchUp func(context.Context) error, progress func(rows int64, chunks int)) (VerifyResult, error)
+	Now func() time.Time
+	Logger     *slog.Logger
+	// Hook, when set, is called at named points of a move ("prepared",
+	// "replicated", "paused", "fenced", "applied", "before-flip", "flipped",
+	// ...); an error it returns is the step's error. Tests use it to inject
+	// failures and crashes.
+	Hook func(ctx context.Context, point string) error
+	// poolFor opens pools; tests may not override it.
+	poolFor func(ctx context.Context, e Endpoint) (*pgxpool.Pool, error)
+}
+
+func (c *Config) fill() error {
+	if c.Registry == nil {
+		return errors.New("move: Config.Registry is required")
+	}
+	if len(c.Secret) == 0 {
+		return errors.New("move: Config.Secret is required")
+	}
+	if c.BackupDir == "" {
+		return errors.New("move: Config.BackupDir is required")
+	}
+	if c.Backup == nil || c.VerifyBackup == nil || c.Parity == nil {
+		return errors.New("move: Config.Backup, VerifyBackup and Parity are required")
+	}
+	if c.AdminUser == "" {
+		c.AdminUser = "postgres"
+	}
+	if c.SequenceGap == 0 {
+		c.SequenceGap = DefaultSequenceGap
+	}
+	if c.LagBound == 0 {
+		c.LagBound = 16 << 20
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = 5 * time.Second
+	}
+	if c.RouterLive == 0 {
+		c.RouterLive = 5 * time.Second
+	}
+	if c.RouterDead == 0 {
+		c.RouterDead = 60 * time.Second
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = 10 * time.Second
+	}
+	if c.Hypercare == 0 {
+		c.Hypercare = 72 * time.Hour
+	}
+	if c.VerifyChunk == 0 {
+		c.VerifyChunk = 10_000
+	}
+	if c.PurgeBatch == 0 {
+		c.PurgeBatch = 5_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.poolFor == nil {
+		c.poolFor = func(ctx context.Context, e Endpoint) (*pgxpool.Pool, error) {
+			pc, err := pgxpool.ParseConfig(e.ConnString())
+			if err != nil {
+				return nil, err
+			}
+			pc.MaxConns = 8
+			pc.ConnConfig.RuntimeParams["application_name"] = "tenantry-move"
+			p, err := pgxpool.NewWithConfig(ctx, pc)
+			if err != nil {
+				return nil, fmt.Errorf("connect %s:%d/%s: %w", e.Host, e.Port, e.Database, err)
+			}
+			return p, nil
+		}
+	}
+	return nil
+}
+
+func (c *Config) hook(ctx context.Context, point string) error {
+	if c.Hook == nil {
+		return nil
+	}
+	return c.Hook(ctx, point)
+}
+
+func jsonDecode(b []byte, v any) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return json.Unmarshal(b, v)
+}

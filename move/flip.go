@@ -1,0 +1,330 @@
+package move
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"tenantry/provision"
+	"tenantry/registry"
+	"tenantry/workflow"
+)
+
+// Flip phases, persisted in FlipState.Phase before each is entered.
+const (
+	flipPausing  = "pausing"  // placement may be paused; nothing fenced yet
+	flipFenced   = "fenced"   // the tenant's role on From may be fenced
+	flipFlipping = "flipping" // the placement may already point at To
+	flipFlipped  = "flipped"  // placement points at To; the links are being swapped
+)
+
+// flip moves where the tenant is served from, from -> to, with the link
+// from -> to in sync: the promotion (and, the other way, the cutback) of
+// DESIGN.md's move protocol. Everything that can happen before the pause
+// does (checks, sequences with their gap, the link back); inside the pause
+// only: pause and acks, fence, wait for the last change to be applied, row
+// counts, a never-backwards setval, the flip. A failure before the flip
+// rolls back to serving from `from`, unfenced (ErrAborted). After the flip
+// the old link is replaced by the link to -> from, started at the flip's LSN.
+func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, to string) (*FlipRecord, error) {
+	if d.Flip != nil {
+		// A flip was under way when the previous runner stopped.
+		if err := m.resolveFlip(ctx, r, d); err != nil {
+			return nil, err
+		}
+		if d.On == to && d.Flip == nil && len(d.Flips) > 0 {
+			rec := d.Flips[len(d.Flips)-1]
+			d.Flips = d.Flips[:len(d.Flips)-1]
+			return &rec, nil
+		}
+		if d.On == to {
+			return nil, fmt.Errorf("flip resolved to %s without a record", to)
+		}
+		// Rolled back: start over with fresh checks.
+	}
+	snap, sides, err := m.open(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	defer closeSides(sides)
+	x, y := sides[0], sides[1]
+	t, ok := snap.Tenants[d.Tenant]
+	if !ok {
+		return nil, workflow.Fail(fmt.Errorf("tenant %q: %w", d.Tenant, registry.ErrNotFound))
+	}
+	if t.Alias != from || t.State != registry.StateActive {
+		return nil, fmt.Errorf("%w: tenant %s is %s on %s, expected active on %s", ErrPrecheck, d.Tenant, t.State, t.Alias, from)
+	}
+	cur, err := linkFor(r.ID, d, from, to)
+	if err != nil {
+		return nil, workflow.Fail(err)
+	}
+	back, err := linkFor(r.ID, d, to, from)
+	if err != nil {
+		return nil, workflow.Fail(err)
+	}
+
+	// Before the pause.
+	if err := m.precheck(ctx, d, x, cur); err != nil {
+		return nil, err
+	}
+	bumps, err := BumpSequences(ctx, x.pool, y.pool, d.Tables, m.cfg.SequenceGap)
+	if err != nil {
+		return nil, fmt.Errorf("bump sequences with gap: %w", err)
+	}
+	if err := CreatePublication(ctx, y.pool, back.Publication, d.Tenant, d.Tables); err != nil {
+		return nil, err
+	}
+	if _, err := CreateSlot(ctx, y.pool, back.Slot); err != nil {
+		return nil, err
+	}
+	d.Flip = &FlipState{From: from, To: to, Kind: kind, Phase: flipPausing, StartEpoch: t.Epoch}
+	if err := save(ctx, r, d); err != nil {
+		return nil, err
+	}
+
+	// The pause.
+	rec := &FlipRecord{Kind: kind, From: from, To: to, Phases: map[string]int{}, Sequences: bumps}
+	mark := time.Now()
+	lap := func(name string) {
+		now := time.Now()
+		rec.Phases[name] = int(now.Sub(mark).Milliseconds())
+		mark = now
+	}
+	start := time.Now()
+	paused, err := m.cfg.Registry.SetPlacement(ctx, d.Tenant, t.Epoch, from, registry.StatePaused)
+	if err != nil {
+		d.Flip = nil
+		return nil, fmt.Errorf("%w: pause: %v", ErrPrecheck, err)
+	}
+	d.Flip.Epoch, d.Flip.PausedAt = paused.Epoch, start
+	inPause := func() error {
+		if err := save(ctx, r, d); err != nil {
+			return err
+		}
+		if err := m.cfg.Registry.WaitAcks(ctx, d.Tenant, paused.Epoch, m.cfg.RouterLive); err != nil {
+			return err
+		}
+		lap("acks")
+		if err := m.cfg.hook(ctx, "paused"); err != nil {
+			return err
+		}
+		d.Flip.Phase = flipFenced
+		if err := save(ctx, r, d); err != nil {
+			return err
+		}
+		if _, err := provision.Fence(ctx, x.pool, d.Tenant); err != nil {
+			return fmt.Errorf("fence on %s: %w", from, err)
+		}
+		lap("fence")
+		if err := m.cfg.hook(ctx, "fenced"); err != nil {
+			return err
+		}
+		lsn, err := CurrentLSN(ctx, x.pool)
+		if err != nil {
+			return err
+		}
+		if err := WaitApplied(ctx, x.pool, y.pool, cur.Subscription, cur.Slot, lsn, m.cfg.ApplyTimeout); err != nil {
+			return err
+		}
+		lap("apply")
+		if err := m.cfg.hook(ctx, "applied"); err != nil {
+			return err
+		}
+		if !m.cfg.SkipCountInPause {
+			_, _, diff, err := CountBoth(ctx, x.pool, y.pool, d.Tenant, d.Tables)
+			if err != nil {
+				return err
+			}
+			if len(diff) > 0 {
+				return fmt.Errorf("row counts differ after catch-up: %v", diff)
+			}
+			lap("counts")
+		}
+		if _, err := EnsureSequencesAbove(ctx, x.pool, y.pool, d.Tables); err != nil {
+			return err
+		}
+		if err := provision.Unfence(ctx, y.pool, d.Tenant); err != nil {
+			return fmt.Errorf("unfence on %s: %w", to, err)
+		}
+		flipLSN, err := CurrentLSN(ctx, y.pool)
+		if err != nil {
+			return err
+		}
+		lap("sequences")
+		d.Flip.FlipLSN = flipLSN.String()
+		d.Flip.Phase = flipFlipping
+		if err := save(ctx, r, d); err != nil {
+			return err
+		}
+		return m.cfg.hook(ctx, "before-flip")
+	}
+	if err := inPause(); err != nil {
+		if errors.Is(err, workflow.ErrLeaseLost) || ctx.Err() != nil {
+			return nil, err // another runner owns the move now; it resolves the flip
+		}
+		if rerr := m.rollbackFlip(ctx, r, d, x); rerr != nil {
+			return nil, fmt.Errorf("%v; and rolling back: %w", err, rerr)
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrAborted, kind, err)
+	}
+	flipped, err := m.cfg.Registry.SetPlacement(ctx, d.Tenant, paused.Epoch, to, registry.StateActive)
+	if err != nil {
+		// Did it commit? resolveFlip reads the registry and decides.
+		return nil, fmt.Errorf("flip placement: %w", err)
+	}
+	rec.PauseMS = float64(time.Since(start).Microseconds()) / 1000
+	lap("flip")
+	rec.At, rec.Epoch = m.cfg.Now(), flipped.Epoch
+	d.On = to
+	d.Flip.Phase = flipFlipped
+	d.Flips = append(d.Flips, *rec) // kept in Data so a resumed run finds it
+	if err := save(ctx, r, d); err != nil {
+		return nil, err
+	}
+	if err := m.cfg.hook(ctx, "flipped"); err != nil {
+		return nil, err
+	}
+	if err := m.swapLinks(ctx, r, d); err != nil {
+		return nil, err
+	}
+	d.Flips = d.Flips[:len(d.Flips)-1]
+	return rec, nil
+}
+
+// precheck refuses a flip that would take a pause and then fail.
+func (m *Mover) precheck(ctx context.Context, d *Data, x *side, cur Link) error {
+	if m.cfg.Window != nil && !d.Force && !m.cfg.Window.Contains(m.cfg.Now()) {
+		return fmt.Errorf("%w: outside the maintenance window (use --force)", ErrPrecheck)
+	}
+	lag, err := Lag(ctx, x.pool, cur.Slot)
+	if err != nil {
+		return fmt.Errorf("%w: replication link %s: %v", ErrPrecheck, cur.Slot, err)
+	}
+	d.LagBytes = lag
+	if lag > m.cfg.LagBound {
+		return fmt.Errorf("%w: replication lag %d bytes is above the bound of %d", ErrPrecheck, lag, m.cfg.LagBound)
+	}
+	routers, err := m.cfg.Registry.Routers(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var silent []string
+	for _, rt := range routers {
+		age := now.Sub(rt.Heartbeat)
+		if age > m.cfg.RouterLive && age < m.cfg.RouterDead {
+			silent = append(silent, fmt.Sprintf("%s (last heartbeat %s ago)", rt.ID, age.Round(time.Millisecond)))
+		}
+	}
+	if len(silent) > 0 && !d.Force {
+		return fmt.Errorf("%w: routers not heartbeating: %s", ErrPrecheck, strings.Join(silent, ", "))
+	}
+	return nil
+}
+
+// rollbackFlip undoes a flip that did not reach the placement change:
+// unfence the tenant where it is, and resume it there.
+func (m *Mover) rollbackFlip(ctx context.Context, r *workflow.Run, d *Data, x *side) error {
+	f := d.Flip
+	if err := provision.Unfence(ctx, x.pool, d.Tenant); err != nil {
+		return fmt.Errorf("unfence on %s: %w", f.From, err)
+	}
+	snap, err := m.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	t, ok := snap.Tenants[d.Tenant]
+	if !ok {
+		return fmt.Errorf("tenant %q: %w", d.Tenant, registry.ErrNotFound)
+	}
+	if t.Alias == f.From && t.State != registry.StateActive {
+		if _, err := m.cfg.Registry.SetPlacement(ctx, d.Tenant, t.Epoch, f.From, registry.StateActive); err != nil {
+			return fmt.Errorf("resume on %s: %w", f.From, err)
+		}
+	}
+	d.Flip = nil
+	d.On = f.From
+	return save(ctx, r, d)
+}
+
+// resolveFlip finishes or rolls back a flip found in progress (after a
+// crash): if the registry already points the tenant at the flip's target,
+// the flip happened and only the link swap remains; otherwise it is rolled
+// back.
+func (m *Mover) resolveFlip(ctx context.Context, r *workflow.Run, d *Data) error {
+	f := d.Flip
+	snap, err := m.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	t, ok := snap.Tenants[d.Tenant]
+	if !ok {
+		return fmt.Errorf("tenant %q: %w", d.Tenant, registry.ErrNotFound)
+	}
+	if t.Alias == f.To {
+		_ = r.Info(ctx, "resuming a flip that had happened: swapping links", nil)
+		if d.On != f.To {
+			d.On = f.To
+			d.Flips = append(d.Flips, FlipRecord{Kind: f.Kind, From: f.From, To: f.To, At: m.cfg.Now(),
+				PauseMS: float64(time.Since(f.PausedAt).Microseconds()) / 1000, Epoch: t.Epoch})
+		}
+		f.Phase = flipFlipped
+		if err := save(ctx, r, d); err != nil {
+			return err
+		}
+		return m.swapLinks(ctx, r, d)
+	}
+	_ = r.Info(ctx, "rolling back a flip interrupted before the placement changed", map[string]string{"phase": f.Phase})
+	_, sides, err := m.open(ctx, f.From)
+	if err != nil {
+		return err
+	}
+	defer closeSides(sides)
+	return m.rollbackFlip(ctx, r, d, sides[0])
+}
+
+// swapLinks, after a flip from -> to: stops the link from -> to, starts the
+// link to -> from at the flip's LSN (so it never replays the copy back) and
+// drops the old link. Idempotent.
+func (m *Mover) swapLinks(ctx context.Context, r *workflow.Run, d *Data) error {
+	f := d.Flip
+	_, sides, err := m.open(ctx, f.From, f.To)
+	if err != nil {
+		return err
+	}
+	defer closeSides(sides)
+	x, y := sides[0], sides[1]
+	old, err := linkFor(r.ID, d, f.From, f.To)
+	if err != nil {
+		return err
+	}
+	back, err := linkFor(r.ID, d, f.To, f.From)
+	if err != nil {
+		return err
+	}
+	// The old subscription must stop before the link back applies anything
+	// on `from`: PostgreSQL 15 would publish those changes again.
+	if err := DropSubscription(ctx, y.pool, old.Subscription); err != nil {
+		return err
+	}
+	if err := DropSlot(ctx, x.pool, old.Slot); err != nil {
+		return err
+	}
+	if err := DropPublication(ctx, x.pool, old.Publication); err != nil {
+		return err
+	}
+	lsn, err := ParseLSN(f.FlipLSN)
+	if err != nil {
+		return err
+	}
+	n := Names{RevPublication: back.Publication, RevSlot: back.Slot, RevSubscription: back.Subscription}
+	if err := StartReverse(ctx, x.pool, n, y.ep, lsn); err != nil {
+		return err
+	}
+	d.Link = &back
+	d.Flip = nil
+	return save(ctx, r, d)
+}
