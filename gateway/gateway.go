@@ -224,12 +224,12 @@ func (g *Gateway) follow(ch <-chan *registry.Snapshot, cancel func(), quit, done
 
 // Apply builds the routing table of snap and swaps it in. Requests already
 // routed keep their stack and instance. A nil snapshot, or one older than
-// the current, is ignored.
+// the current, or the current itself, is ignored.
 func (g *Gateway) Apply(snap *registry.Snapshot) {
 	if snap == nil {
 		return
 	}
-	if cur := g.table.Load(); cur.snap != nil && snap.Version < cur.snap.Version {
+	if cur := g.table.Load(); cur.snap == snap || (cur.snap != nil && snap.Version < cur.snap.Version) {
 		return
 	}
 	t := buildTable(snap, &g.health, func(stack, url string, err error) {
