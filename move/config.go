@@ -111,8 +111,8 @@ type Config struct {
 	// called before differing chunks are checked again. Required.
 	Parity func(ctx context.Context, src, dst *pgxpool.Pool, tenant string, tables []string,
 		catchUp func(context.Context) error, progress func(rows int64, chunks int)) (VerifyResult, error)
-	Now func() time.Time
-	Logger     *slog.Logger
+	Now    func() time.Time
+	Logger *slog.Logger
 	// Hook, when set, is called at named points of a move ("prepared",
 	// "replicated", "paused", "fenced", "applied", "before-flip", "flipped",
 	// ...); an error it returns is the step's error. Tests use it to inject
