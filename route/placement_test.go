@@ -1,0 +1,277 @@
+package route
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"tenantry/pgtest"
+	"tenantry/registry"
+)
+
+func TestRouter_PlacementSwapUnderLoad(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	dbA, dbB := mustKV(t, c, "A"), mustKV(t, c, "B")
+	mustRole(t, c, "swap")
+	log := &eventLog{}
+	tp := newTopo().cluster("c1", c).alias("a", "c1", dbA).alias("b", "c1", dbB).tenant("swap", "a", registry.StateActive, 1)
+	src := &fakeSource{}
+	src.publish(tp.snap())
+	r := newRouter(t, src, &fakeRegistry{log: log}, func(cfg *Config) { cfg.TenantMaxConns = 4 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		swapped           atomic.Bool // set once the router routes by the new snapshot
+		stop              atomic.Bool
+		onA, onB, wrongAB atomic.Int64
+		errs              = make(chan error, 100)
+		wg                sync.WaitGroup
+	)
+	for range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				after := swapped.Load()
+				var v string
+				// Each transaction spans a few milliseconds so that some are
+				// in flight when the placement changes.
+				err := r.Tx(ctx, "swap", func(tx pgx.Tx) error {
+					if _, err := tx.Exec(ctx, "SELECT pg_sleep(0.002)"); err != nil {
+						return err
+					}
+					return tx.QueryRow(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v)
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				switch {
+				case v == "B":
+					onB.Add(1)
+				case after:
+					wrongAB.Add(1)
+				default:
+					onA.Add(1)
+				}
+			}
+		}()
+	}
+	eventually(t, 10*time.Second, "transactions on A", func() bool { return onA.Load() >= 50 })
+	tp.tenant("swap", "b", registry.StateActive, 2)
+	src.publish(tp.snap())
+	eventually(t, 5*time.Second, "router on version 2", func() bool { return r.Snapshot().Version == 2 })
+	swapped.Store(true)
+	eventually(t, 10*time.Second, "transactions on B", func() bool { return onB.Load() >= 50 })
+	stop.Store(true)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("transaction failed: %v", err)
+	}
+	if n := wrongAB.Load(); n > 0 {
+		t.Errorf("%d transactions started after the swap ran on A", n)
+	}
+	eventually(t, 5*time.Second, "ack of epoch 2", func() bool { return log.index("ack swap 2") >= 0 })
+	eventually(t, 5*time.Second, "old pool closed", func() bool { return sessions(t, c, "t_swap", dbA) == 0 })
+}
+
+func TestRouter_PauseBuffersThenReleases(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	dbA, dbB := mustKV(t, c, "A"), mustKV(t, c, "B")
+	mustRole(t, c, "held")
+	mustRole(t, c, "bystander")
+	log := &eventLog{}
+	tp := newTopo().cluster("c1", c).alias("a", "c1", dbA).alias("b", "c1", dbB).
+		tenant("held", "a", registry.StateActive, 1).tenant("bystander", "a", registry.StateActive, 1)
+	src := &fakeSource{}
+	src.publish(tp.snap())
+	r := newRouter(t, src, &fakeRegistry{log: log}, func(cfg *Config) { cfg.BufferWindow = 20 * time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// One transaction in flight, held open by the test.
+	hold, started := make(chan struct{}), make(chan struct{})
+	inflight := make(chan error, 1)
+	go func() {
+		inflight <- r.Tx(ctx, "held", func(tx pgx.Tx) error {
+			close(started)
+			<-hold
+			_, err := tx.Exec(ctx, "UPDATE kv SET v = v WHERE k = 1")
+			return err
+		})
+	}()
+	<-started
+
+	tp.tenant("held", "a", registry.StatePaused, 2)
+	src.publish(tp.snap())
+	eventually(t, 5*time.Second, "router on version 2", func() bool { return r.Snapshot().Version == 2 })
+
+	const waiting = 5
+	results := make(chan string, waiting)
+	for range waiting {
+		go func() {
+			v, err := readV(ctx, r, "held")
+			if err != nil {
+				v = "error: " + err.Error()
+			}
+			results <- v
+		}()
+	}
+	eventually(t, 5*time.Second, "transactions buffered", func() bool { return r.buffered.Load() == waiting })
+
+	t.Run("other tenant not delayed", func(t *testing.T) {
+		start := time.Now()
+		if v, err := readV(ctx, r, "bystander"); err != nil || v != "A" {
+			t.Fatalf("bystander read = %q, %v", v, err)
+		}
+		if r.buffered.Load() != waiting {
+			t.Fatalf("buffered = %d during bystander's transaction, want %d", r.buffered.Load(), waiting)
+		}
+		t.Logf("bystander served in %s while held is paused", time.Since(start))
+	})
+
+	if i := log.index("ack held 2"); i >= 0 {
+		t.Fatalf("paused epoch acked while a transaction is in flight")
+	}
+	log.add("release in-flight")
+	close(hold)
+	if err := <-inflight; err != nil {
+		t.Fatalf("in-flight transaction: %v", err)
+	}
+	eventually(t, 5*time.Second, "ack of paused epoch", func() bool { return log.index("ack held 2") >= 0 })
+	if log.index("ack held 2") < log.index("release in-flight") {
+		t.Errorf("ack of epoch 2 sent before the in-flight transaction finished: %v", log.all())
+	}
+	select {
+	case v := <-results:
+		t.Fatalf("a buffered transaction finished while paused: %q", v)
+	default:
+	}
+
+	tp.tenant("held", "b", registry.StateActive, 3)
+	src.publish(tp.snap())
+	for range waiting {
+		if v := <-results; v != "B" {
+			t.Errorf("released transaction read %q, want B (the new placement)", v)
+		}
+	}
+	eventually(t, 5*time.Second, "ack of epoch 3", func() bool { return log.index("ack held 3") >= 0 })
+}
+
+func TestRouter_PauseWindowTimesOut(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "A")
+	tp := newTopo().cluster("c1", c).alias("a", "c1", db).tenant("stuck", "a", registry.StatePaused, 5)
+	src := &fakeSource{}
+	src.publish(tp.snap())
+	const window = 150 * time.Millisecond
+	r := newRouter(t, src, nil, func(cfg *Config) { cfg.BufferWindow = window })
+	start := time.Now()
+	_, err := readV(context.Background(), r, "stuck")
+	if !errors.Is(err, ErrTenantPaused) {
+		t.Fatalf("err = %v, want ErrTenantPaused", err)
+	}
+	var te *TenantError
+	if !errors.As(err, &te) || te.Tenant != "stuck" {
+		t.Fatalf("err = %v, want a *TenantError naming the tenant", err)
+	}
+	if d := time.Since(start); d < window {
+		t.Errorf("returned after %s, before the buffer window %s", d, window)
+	}
+}
+
+func TestRouter_BufferFull(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "A")
+	tp := newTopo().cluster("c1", c).alias("a", "c1", db).tenant("full", "a", registry.StatePaused, 1)
+	src := &fakeSource{}
+	src.publish(tp.snap())
+	r := newRouter(t, src, nil, func(cfg *Config) { cfg.MaxBuffered = 1; cfg.BufferWindow = 20 * time.Second })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := readV(ctx, r, "full"); done <- err }()
+	eventually(t, 5*time.Second, "one buffered", func() bool { return r.buffered.Load() == 1 })
+	start := time.Now()
+	if _, err := readV(context.Background(), r, "full"); !errors.Is(err, ErrTenantPaused) || time.Since(start) > time.Second {
+		t.Errorf("second transaction: err = %v after %s, want ErrTenantPaused at once", err, time.Since(start))
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, ErrTenantPaused) || !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled waiter: err = %v", err)
+	}
+}
+
+func TestRouter_Fenced(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "A")
+	mustRole(t, c, "walled")
+	tp := newTopo().cluster("c1", c).alias("a", "c1", db).
+		tenant("walled", "a", registry.StateFenced, 3)
+	src := &fakeSource{}
+	src.publish(tp.snap())
+	r := newRouter(t, src, nil, nil)
+
+	t.Run("registry fence", func(t *testing.T) {
+		start := time.Now()
+		_, err := readV(context.Background(), r, "walled")
+		if !errors.Is(err, ErrTenantFenced) || time.Since(start) > time.Second {
+			t.Fatalf("err = %v after %s, want ErrTenantFenced at once", err, time.Since(start))
+		}
+	})
+
+	t.Run("database fence", func(t *testing.T) {
+		tp.tenant("walled", "a", registry.StateActive, 4)
+		src.publish(tp.snap())
+		eventually(t, 5*time.Second, "router on the new snapshot", func() bool { return r.Snapshot().Version == 2 })
+		ctx := context.Background()
+		started, hold := make(chan struct{}), make(chan struct{})
+		res := make(chan error, 1)
+		go func() {
+			res <- r.Tx(ctx, "walled", func(tx pgx.Tx) error {
+				close(started)
+				<-hold
+				_, err := tx.Exec(ctx, "UPDATE kv SET v = 'x' WHERE k = 1")
+				return err
+			})
+		}()
+		<-started
+		// What the control plane does at promotion step c.
+		mustExec(t, c, "postgres", `ALTER ROLE "t_walled" NOLOGIN`,
+			`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 't_walled'`)
+		close(hold)
+		err := <-res
+		var pe *pgconn.PgError
+		if !errors.Is(err, ErrTenantPaused) || !errors.As(err, &pe) || pe.Code != "57P01" {
+			t.Fatalf("terminated transaction: err = %v, want ErrTenantPaused with SQLSTATE 57P01", err)
+		}
+		// A fresh router must connect, and the login is refused.
+		r2 := newRouter(t, src, nil, nil)
+		_, err = readV(ctx, r2, "walled")
+		if !errors.Is(err, ErrTenantPaused) || !errors.As(err, &pe) || pe.Code != "28000" {
+			t.Fatalf("login while fenced: err = %v, want ErrTenantPaused with SQLSTATE 28000", err)
+		}
+	})
+}
+
+func TestRouter_RefusesStandby(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "A")
+	mustRole(t, c, "replica")
+	s := pgtest.MustStandby(t, c)
+	tp := newTopo().cluster("c1", s).alias("a", "c1", db).tenant("replica", "a", registry.StateActive, 1)
+	src := &fakeSource{}
+	src.publish(tp.snap())
+	r := newRouter(t, src, nil, nil)
+	_, err := readV(context.Background(), r, "replica")
+	if !errors.Is(err, ErrNotPrimary) || !errors.Is(err, ErrTenantPaused) {
+		t.Fatalf("err = %v, want ErrNotPrimary (retryable)", err)
+	}
+}

@@ -1,0 +1,506 @@
+// Package route is the tenant router: the library every application instance
+// (the OMS service, tools) uses to run a tenant's transactions against the
+// primary of the tenant's alias.
+//
+// A Router holds the registry snapshot behind an atomic pointer and keeps one
+// pgxpool per (tenant, endpoint), connecting as the tenant's own role. Each
+// new snapshot is applied per tenant: when a tenant's endpoint changes, new
+// transactions go to a new pool while in-flight ones finish on the old pool;
+// when a tenant is paused, new transactions wait at the tenant's gate (up to
+// Config.BufferWindow) and the router acknowledges the paused epoch once the
+// tenant's in-flight transactions have finished; when it becomes active again
+// the waiting transactions proceed against the new placement. This is step 4
+// of the move protocol as the router sees it.
+//
+// Connections are bounded per cluster (Config.ClusterConnCap) across all
+// tenant pools: a tenant that needs a connection when the cap is reached takes
+// an idle one from another tenant's pool, and idle pools are closed after
+// Config.IdleTimeout.
+package route
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tenantry/registry"
+)
+
+// SnapshotSource supplies registry snapshots; *registry.Watcher implements it.
+//
+// Current returns the newest snapshot, or nil before the first one is loaded.
+// Subscribe returns a channel that receives every newer snapshot and a
+// function that ends the subscription (and closes or abandons the channel).
+// Both are safe for concurrent use. Snapshots are never mutated.
+type SnapshotSource interface {
+	Current() *registry.Snapshot
+	Subscribe() (<-chan *registry.Snapshot, func())
+}
+
+// Registry records the router's liveness and its acknowledgements of
+// placement epochs; *registry.Store implements it. All methods are safe for
+// concurrent use and return an error only when the write did not happen.
+type Registry interface {
+	RegisterRouter(ctx context.Context, id string) error
+	Heartbeat(ctx context.Context, id string) error
+	// AckEpoch records that router id has applied the tenant's placement at
+	// epoch and no transaction admitted under an older epoch is still running.
+	AckEpoch(ctx context.Context, id, tenant string, epoch int64) error
+	DeregisterRouter(ctx context.Context, id string) error
+}
+
+// Errors callers branch on. A transaction error for one of them is a
+// *TenantError naming the tenant.
+var (
+	// ErrTenantPaused is retryable: the tenant is paused (the buffer window
+	// passed or the buffer is full), or the database refused or ended the
+	// tenant's session because the control plane fenced it. HTTP services
+	// answer 503 with Retry-After.
+	ErrTenantPaused = errors.New("tenant paused")
+	// ErrTenantFenced means the registry fences the tenant: no transaction is
+	// admitted until an operator lifts the fence.
+	ErrTenantFenced = errors.New("tenant fenced")
+	// ErrTenantNotFound means the registry has no such tenant (or the id is
+	// malformed). It wraps registry.ErrNotFound.
+	ErrTenantNotFound = fmt.Errorf("tenant %w", registry.ErrNotFound)
+	// ErrRouterStopped means Stop was called.
+	ErrRouterStopped = errors.New("router stopped")
+	// ErrNotPrimary means a server named primary by the registry is in
+	// recovery; the connection was refused. It comes wrapped with
+	// ErrTenantPaused, since the registry is expected to catch up.
+	ErrNotPrimary = errors.New("server is in recovery, not a primary")
+)
+
+// Config configures a Router. Zero values mean the documented defaults.
+type Config struct {
+	// Source supplies registry snapshots. Required.
+	Source SnapshotSource
+	// Registry receives registration, heartbeats and epoch acks. Nil means
+	// none are sent (tools, benchmarks).
+	Registry Registry
+	// Credentials returns the database user and password of a tenant's role.
+	// Required. Called when a tenant's pool is created.
+	Credentials func(tenant string) (user, password string)
+	// ID names this router in the registry and as application_name of its
+	// sessions; default: "router-" and 8 random hex digits.
+	ID string
+	// BufferWindow is how long a transaction waits while its tenant is
+	// paused; default 10s.
+	BufferWindow time.Duration
+	// MaxBuffered bounds the transactions waiting at all gates of this
+	// router; beyond it a transaction fails at once with ErrTenantPaused.
+	// Default 10000.
+	MaxBuffered int
+	// ClusterConnCap is the most connections this router opens to one
+	// cluster member (host:port) across all tenant pools; default 64.
+	ClusterConnCap int
+	// TenantMaxConns is the ceiling of one tenant pool; default 8.
+	TenantMaxConns int
+	// IdleTimeout closes idle connections and idle tenant pools; default 60s.
+	IdleTimeout time.Duration
+	// HeartbeatInterval paces heartbeats and ack retries; default 1s.
+	HeartbeatInterval time.Duration
+	// Logger receives operator logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer registers the router's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Defaults.
+const (
+	DefaultBufferWindow      = 10 * time.Second
+	DefaultMaxBuffered       = 10000
+	DefaultClusterConnCap    = 64
+	DefaultTenantMaxConns    = 8
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultHeartbeatInterval = time.Second
+)
+
+// Log keys.
+const (
+	logTenant = "tenant"
+	logEpoch  = "epoch"
+	logRouter = "router"
+	logErr    = "err"
+	logState  = "state"
+)
+
+func (c *Config) setDefaults() {
+	if c.ID == "" {
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		c.ID = "router-" + hex.EncodeToString(b)
+	}
+	if c.BufferWindow <= 0 {
+		c.BufferWindow = DefaultBufferWindow
+	}
+	if c.MaxBuffered <= 0 {
+		c.MaxBuffered = DefaultMaxBuffered
+	}
+	if c.ClusterConnCap <= 0 {
+		c.ClusterConnCap = DefaultClusterConnCap
+	}
+	if c.TenantMaxConns <= 0 {
+		c.TenantMaxConns = DefaultTenantMaxConns
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate checks the required fields.
+func (c *Config) Validate() error {
+	if c.Source == nil {
+		return errors.New("route config: Source is required")
+	}
+	if c.Credentials == nil {
+		return errors.New("route config: Credentials is required")
+	}
+	if c.TenantMaxConns > c.ClusterConnCap && c.ClusterConnCap > 0 {
+		return fmt.Errorf("route config: TenantMaxConns %d exceeds ClusterConnCap %d", c.TenantMaxConns, c.ClusterConnCap)
+	}
+	return nil
+}
+
+// Router runs tenants' transactions on their current placement. Tx and
+// ReadTx are safe for concurrent use; Start and Stop are called once each.
+type Router struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics
+
+	snap    atomic.Pointer[registry.Snapshot]
+	tenants sync.Map // tenant id -> *tenantState
+
+	applyMu sync.Mutex       // serialises apply
+	seen    map[string]int64 // epochs applied, by tenant; under applyMu
+
+	clMu     sync.Mutex
+	clusters map[string]*clusterConns // by host:port
+
+	buffered atomic.Int64
+	acks     acker
+
+	stopped  atomic.Bool
+	done     chan struct{}
+	cancel   context.CancelFunc
+	loops    sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// New builds a Router from cfg. It takes the source's current snapshot, if
+// any; Start subscribes to newer ones.
+func New(cfg Config) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	r := &Router{
+		cfg:      cfg,
+		log:      cfg.Logger.With(logRouter, cfg.ID),
+		seen:     map[string]int64{},
+		clusters: map[string]*clusterConns{},
+		done:     make(chan struct{}),
+		acks:     acker{pending: map[string]int64{}, wake: make(chan struct{}, 1)},
+	}
+	r.m = newMetrics(r)
+	if cfg.Registerer != nil {
+		if err := r.m.register(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("register router metrics: %w", err)
+		}
+	}
+	if s := cfg.Source.Current(); s != nil {
+		r.apply(s, true)
+	}
+	return r, nil
+}
+
+// ID returns the router's id.
+func (r *Router) ID() string { return r.cfg.ID }
+
+// Snapshot returns the snapshot the router routes by, or nil.
+func (r *Router) Snapshot() *registry.Snapshot { return r.snap.Load() }
+
+// Start registers the router, subscribes to snapshots and starts the
+// heartbeat, ack and reaper loops. It returns an error only when the
+// registration fails.
+func (r *Router) Start(ctx context.Context) error {
+	if r.cfg.Registry != nil {
+		if err := r.cfg.Registry.RegisterRouter(ctx, r.cfg.ID); err != nil {
+			return fmt.Errorf("register router %s: %w", r.cfg.ID, err)
+		}
+	}
+	ch, unsubscribe := r.cfg.Source.Subscribe()
+	if s := r.cfg.Source.Current(); s != nil {
+		r.apply(s, r.snap.Load() == nil)
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	r.loops.Add(4)
+	go func() {
+		defer r.loops.Done()
+		defer unsubscribe()
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case s, ok := <-ch:
+				if !ok {
+					return
+				}
+				r.apply(s, false)
+			}
+		}
+	}()
+	go r.every(lctx, r.cfg.HeartbeatInterval, r.heartbeat)
+	go r.ackLoop(lctx)
+	go r.every(lctx, reapInterval(r.cfg.IdleTimeout), func(context.Context) { r.Reap(r.cfg.Now()) })
+	r.log.Info("router started")
+	return nil
+}
+
+func reapInterval(idle time.Duration) time.Duration {
+	return max(idle/4, 50*time.Millisecond)
+}
+
+func (r *Router) every(ctx context.Context, d time.Duration, f func(context.Context)) {
+	defer r.loops.Done()
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f(ctx)
+		}
+	}
+}
+
+// heartbeat is the body of the heartbeat loop.
+func (r *Router) heartbeat(ctx context.Context) {
+	if r.cfg.Registry == nil {
+		return
+	}
+	if err := r.cfg.Registry.Heartbeat(ctx, r.cfg.ID); err != nil && ctx.Err() == nil {
+		r.m.errors.WithLabelValues("heartbeat").Inc()
+		r.log.Warn("heartbeat", logErr, err)
+	}
+}
+
+// Stop ends the loops, fails waiting transactions with ErrRouterStopped,
+// closes every pool (after in-flight transactions finish) and deregisters.
+func (r *Router) Stop() {
+	r.stopOnce.Do(func() {
+		r.stopped.Store(true)
+		close(r.done)
+		if r.cancel != nil {
+			r.cancel()
+		}
+		r.loops.Wait()
+		var pools []*tenantPool
+		r.tenants.Range(func(_, v any) bool {
+			st := v.(*tenantState)
+			st.mu.Lock()
+			if p := st.detachPool(); p != nil {
+				pools = append(pools, p)
+			}
+			st.mu.Unlock()
+			return true
+		})
+		for _, p := range pools {
+			r.closePool(p)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		r.flushAcks(ctx)
+		if r.cfg.Registry != nil {
+			if err := r.cfg.Registry.DeregisterRouter(ctx, r.cfg.ID); err != nil {
+				r.log.Warn("deregister router", logErr, err)
+			}
+		}
+		r.log.Info("router stopped")
+	})
+}
+
+// Tx runs fn in a read-write transaction of tenant on its current placement
+// and commits when fn returns nil. See the package doc for pauses and fences;
+// errors that mean "try again shortly" satisfy errors.Is(err, ErrTenantPaused).
+func (r *Router) Tx(ctx context.Context, tenant string, fn func(pgx.Tx) error) error {
+	return r.run(ctx, tenant, pgx.TxOptions{}, fn)
+}
+
+// ReadTx is Tx with a read-only transaction.
+func (r *Router) ReadTx(ctx context.Context, tenant string, fn func(pgx.Tx) error) error {
+	return r.run(ctx, tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, fn)
+}
+
+func (r *Router) run(ctx context.Context, tenant string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
+	st, err := r.state(tenant)
+	if err != nil {
+		r.m.untracked.WithLabelValues(resultOf(err)).Inc()
+		return err
+	}
+	p, gen, err := r.admit(ctx, st)
+	if err != nil {
+		st.count(err)
+		return err
+	}
+	err = r.exec(ctx, st, p, opts, fn)
+	r.release(st, p, gen)
+	st.count(err)
+	return err
+}
+
+func (r *Router) exec(ctx context.Context, st *tenantState, p *tenantPool, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
+	err = pgx.BeginTxFunc(ctx, p.pool, opts, fn)
+	if err != nil {
+		err = r.classify(st.id, err)
+	}
+	return err
+}
+
+// state returns the tenant's state, creating it from the current snapshot.
+func (r *Router) state(tenant string) (*tenantState, error) {
+	if v, ok := r.tenants.Load(tenant); ok {
+		return v.(*tenantState), nil
+	}
+	if r.stopped.Load() {
+		return nil, &TenantError{Tenant: tenant, Err: ErrRouterStopped}
+	}
+	if err := registry.ValidateTenantID(tenant); err != nil {
+		return nil, &TenantError{Tenant: tenant, Err: ErrTenantNotFound, Cause: err}
+	}
+	snap := r.snap.Load()
+	if snap == nil {
+		return nil, &TenantError{Tenant: tenant, Err: ErrTenantPaused, Cause: errors.New("no registry snapshot yet")}
+	}
+	if _, ok := snap.Tenants[tenant]; !ok {
+		return nil, &TenantError{Tenant: tenant, Err: ErrTenantNotFound}
+	}
+	v, loaded := r.tenants.LoadOrStore(tenant, r.newTenantState(tenant))
+	st := v.(*tenantState)
+	if !loaded {
+		// A snapshot applied between the lookup above and the store may have
+		// missed the new state; apply the newest one again (idempotent).
+		s := r.snap.Load()
+		st.mu.Lock()
+		_, toClose := st.apply(s, s.Tenants[tenant])
+		st.mu.Unlock()
+		r.closePool(toClose)
+	}
+	return st, nil
+}
+
+// apply routes by snap from now on, unless a newer one is applied already.
+// initial suppresses acks for tenants that are not paused (a starting router
+// acknowledges only what the control plane may be waiting for).
+func (r *Router) apply(snap *registry.Snapshot, initial bool) {
+	if snap == nil {
+		return
+	}
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	if old := r.snap.Load(); old != nil && snap.Version <= old.Version {
+		return
+	}
+	r.snap.Store(snap)
+	var closing []*tenantPool
+	for id, t := range snap.Tenants {
+		prev, seen := r.seen[id]
+		if t.Epoch > prev || !seen {
+			r.seen[id] = t.Epoch
+		}
+		if v, ok := r.tenants.Load(id); ok {
+			st := v.(*tenantState)
+			st.mu.Lock()
+			ack, toClose := st.apply(snap, t)
+			st.mu.Unlock()
+			closing = append(closing, toClose)
+			if ack > 0 && !initial {
+				r.acks.push(id, ack)
+			}
+			continue
+		}
+		if t.Epoch > prev && (seen && !initial || t.State == registry.StatePaused) {
+			r.acks.push(id, t.Epoch)
+		}
+	}
+	r.tenants.Range(func(k, v any) bool {
+		if _, ok := snap.Tenants[k.(string)]; !ok {
+			st := v.(*tenantState)
+			st.mu.Lock()
+			_, toClose := st.apply(snap, nil)
+			st.mu.Unlock()
+			closing = append(closing, toClose)
+			delete(r.seen, st.id)
+		}
+		return true
+	})
+	for _, p := range closing {
+		r.closePool(p)
+	}
+}
+
+// Reap closes the pools of tenants that have run no transaction since
+// now-IdleTimeout. The reaper loop calls it; tests may call it directly.
+func (r *Router) Reap(now time.Time) {
+	var idle []*tenantPool
+	r.tenants.Range(func(_, v any) bool {
+		st := v.(*tenantState)
+		st.mu.Lock()
+		if st.pool != nil && st.pool.refs == 0 && now.Sub(st.lastUsed) >= r.cfg.IdleTimeout {
+			idle = append(idle, st.detachPool())
+		}
+		st.mu.Unlock()
+		return true
+	})
+	for _, p := range idle {
+		r.closePool(p)
+	}
+}
+
+// TenantError is the error of a transaction refused or ended for a reason
+// callers branch on: Err is one of the package's sentinels, Cause (optional)
+// the underlying error. errors.Is and errors.As see both.
+type TenantError struct {
+	Tenant string
+	Err    error
+	Cause  error
+}
+
+func (e *TenantError) Error() string {
+	if e.Cause == nil {
+		return fmt.Sprintf("tenant %s: %v", e.Tenant, e.Err)
+	}
+	return fmt.Sprintf("tenant %s: %v: %v", e.Tenant, e.Err, e.Cause)
+}
+
+// Unwrap returns the sentinel and the cause.
+func (e *TenantError) Unwrap() []error {
+	if e.Cause == nil {
+		return []error{e.Err}
+	}
+	return []error{e.Err, e.Cause}
+}

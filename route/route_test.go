@@ -1,0 +1,304 @@
+package route
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tenantry/localpg"
+	"tenantry/pgtest"
+	"tenantry/registry"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// fakeSource is a hand-written SnapshotSource: tests publish snapshots.
+type fakeSource struct {
+	mu   sync.Mutex
+	cur  *registry.Snapshot
+	subs []chan *registry.Snapshot
+}
+
+func (s *fakeSource) Current() *registry.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cur
+}
+
+func (s *fakeSource) Subscribe() (<-chan *registry.Snapshot, func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan *registry.Snapshot, 16)
+	s.subs = append(s.subs, ch)
+	return ch, func() {}
+}
+
+func (s *fakeSource) publish(snap *registry.Snapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur = snap
+	for _, ch := range s.subs {
+		ch <- snap
+	}
+}
+
+// fakeRegistry is a hand-written Registry recording calls in an event log
+// shared with the test.
+type fakeRegistry struct {
+	log *eventLog
+	mu  sync.Mutex
+	hb  int
+}
+
+func (f *fakeRegistry) RegisterRouter(_ context.Context, id string) error {
+	f.log.add("register")
+	return nil
+}
+
+func (f *fakeRegistry) Heartbeat(_ context.Context, id string) error {
+	f.mu.Lock()
+	f.hb++
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeRegistry) heartbeats() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hb
+}
+
+func (f *fakeRegistry) AckEpoch(_ context.Context, id, tenant string, epoch int64) error {
+	f.log.add(fmt.Sprintf("ack %s %d", tenant, epoch))
+	return nil
+}
+
+func (f *fakeRegistry) DeregisterRouter(_ context.Context, id string) error {
+	f.log.add("deregister")
+	return nil
+}
+
+type eventLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *eventLog) add(e string) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+func (l *eventLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]string(nil), l.events...)
+}
+
+// index returns the position of e in the log, or -1.
+func (l *eventLog) index(e string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, x := range l.events {
+		if x == e {
+			return i
+		}
+	}
+	return -1
+}
+
+// topo builds snapshots; every snap() has a higher version.
+type topo struct {
+	version  int64
+	clusters map[string]*registry.Cluster
+	aliases  map[string]*registry.Alias
+	tenants  map[string]*registry.Tenant
+}
+
+func newTopo() *topo {
+	return &topo{clusters: map[string]*registry.Cluster{}, aliases: map[string]*registry.Alias{}, tenants: map[string]*registry.Tenant{}}
+}
+
+func (tp *topo) cluster(name string, c *localpg.Cluster) *topo {
+	tp.clusters[name] = &registry.Cluster{Name: name, Members: []registry.Member{
+		{Name: name + "-1", Host: c.Host, Port: c.Port, Role: registry.RolePrimary}}}
+	return tp
+}
+
+func (tp *topo) alias(name, cluster, db string) *topo {
+	tp.aliases[name] = &registry.Alias{Name: name, Cluster: cluster, Database: db}
+	return tp
+}
+
+func (tp *topo) tenant(id, alias string, state registry.State, epoch int64) *topo {
+	tp.tenants[id] = &registry.Tenant{ID: id, Alias: alias, State: state, Epoch: epoch}
+	return tp
+}
+
+func (tp *topo) snap() *registry.Snapshot {
+	tp.version++
+	s := &registry.Snapshot{Version: tp.version, Clusters: map[string]*registry.Cluster{},
+		Aliases: map[string]*registry.Alias{}, Tenants: map[string]*registry.Tenant{}}
+	for k, v := range tp.clusters {
+		s.Clusters[k] = v
+	}
+	for k, v := range tp.aliases {
+		s.Aliases[k] = v
+	}
+	for k, v := range tp.tenants {
+		s.Tenants[k] = v
+	}
+	return s
+}
+
+func password(tenant string) string { return "pw-" + tenant }
+
+func credentials(tenant string) (string, string) { return "t_" + tenant, password(tenant) }
+
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// mustKV creates a database on c with kv(k, v) holding (1, label), readable
+// and writable by every role.
+func mustKV(tb testing.TB, c *localpg.Cluster, label string) string {
+	tb.Helper()
+	db := pgtest.MustDBOn(tb, c)
+	mustExec(tb, c, db,
+		"CREATE TABLE kv (k int PRIMARY KEY, v text NOT NULL)",
+		"INSERT INTO kv VALUES (1, "+quoteLiteral(label)+")",
+		"GRANT SELECT, INSERT, UPDATE, DELETE ON kv TO PUBLIC")
+	return db
+}
+
+// mustRole creates the tenant's login role t_<tenant> on c.
+func mustRole(tb testing.TB, c *localpg.Cluster, tenant string) {
+	tb.Helper()
+	user, pw := credentials(tenant)
+	mustExec(tb, c, "postgres", "CREATE ROLE "+pgx.Identifier{user}.Sanitize()+" LOGIN PASSWORD "+quoteLiteral(pw))
+}
+
+func mustExec(tb testing.TB, c *localpg.Cluster, db string, stmts ...string) {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := c.Connect(ctx, db)
+	if err != nil {
+		tb.Fatalf("connect %s: %v", db, err)
+	}
+	defer conn.Close(ctx)
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			tb.Fatalf("%s: %v", s, err)
+		}
+	}
+}
+
+func newRouter(tb testing.TB, src SnapshotSource, reg Registry, mutate func(*Config)) *Router {
+	tb.Helper()
+	cfg := Config{Source: src, Credentials: credentials, HeartbeatInterval: 20 * time.Millisecond}
+	if reg != nil {
+		cfg.Registry = reg
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	r, err := New(cfg)
+	if err != nil {
+		tb.Fatalf("new router: %v", err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		tb.Fatalf("start router: %v", err)
+	}
+	tb.Cleanup(r.Stop)
+	return r
+}
+
+// readV reads kv's value for k=1 through the router.
+func readV(ctx context.Context, r *Router, tenant string) (string, error) {
+	var v string
+	err := r.ReadTx(ctx, tenant, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v)
+	})
+	return v, err
+}
+
+// eventually polls cond every 5ms until it holds or d passes.
+func eventually(tb testing.TB, d time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestRouter_TxUnknownTenant(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "a")
+	src := &fakeSource{}
+	src.publish(newTopo().cluster("c1", c).alias("a", "c1", db).snap())
+	r := newRouter(t, src, nil, nil)
+	for _, id := range []string{"nobody", "Bad Id!"} {
+		_, err := readV(context.Background(), r, id)
+		if !errors.Is(err, ErrTenantNotFound) || !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("tenant %q: err = %v, want ErrTenantNotFound wrapping registry.ErrNotFound", id, err)
+		}
+	}
+}
+
+func TestRouter_StartStop(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "a")
+	mustRole(t, c, "life")
+	log := &eventLog{}
+	reg := &fakeRegistry{log: log}
+	src := &fakeSource{}
+	src.publish(newTopo().cluster("c1", c).alias("a", "c1", db).tenant("life", "a", registry.StateActive, 1).snap())
+	cfg := Config{Source: src, Registry: reg, Credentials: credentials, HeartbeatInterval: 10 * time.Millisecond}
+	r, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if log.index("register") != 0 {
+		t.Fatalf("events %v: want register first", log.all())
+	}
+	if v, err := readV(context.Background(), r, "life"); err != nil || v != "a" {
+		t.Fatalf("read = %q, %v", v, err)
+	}
+	eventually(t, 5*time.Second, "two heartbeats", func() bool { return reg.heartbeats() >= 2 })
+	r.Stop()
+	if log.index("deregister") < 0 {
+		t.Errorf("events %v: no deregister after Stop", log.all())
+	}
+	if _, err := readV(context.Background(), r, "life"); !errors.Is(err, ErrRouterStopped) {
+		t.Errorf("tx after Stop: err = %v, want ErrRouterStopped", err)
+	}
+	eventually(t, 5*time.Second, "sessions of t_life closed", func() bool {
+		return sessions(t, c, "t_life", "") == 0
+	})
+}
+
+// sessions counts server sessions of user on c, on database db or ("") any.
+func sessions(tb testing.TB, c *localpg.Cluster, user, db string) int {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND (datname = $2 OR $2 = '')", user, db).Scan(&n); err != nil {
+		tb.Fatalf("count sessions: %v", err)
+	}
+	return n
+}
