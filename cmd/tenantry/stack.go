@@ -1,0 +1,109 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"tenantry/registry"
+	"tenantry/stack"
+)
+
+func init() { register(newStackCmd) }
+
+// newStackCmd is `tenantry stack deploy|list|stop`, through the control
+// plane API (POST /v1/stacks, GET /v1/stacks, POST /v1/stacks/{name}/stop).
+func newStackCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "stack", Short: "Deploy, list and stop application stacks"}
+	var spec stack.Spec
+	deploy := &cobra.Command{
+		Use:   "deploy NAME --instances N --version V",
+		Short: "Deploy a stack of OMS instances (no traffic until a route names it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec.Name = args[0]
+			if err := spec.Validate(); err != nil {
+				return usageErr("%v", err)
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var st registry.Stack
+			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/stacks", spec, &st); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(st)
+			}
+			fmt.Fprintf(a.stdout, "stack %s (%s) %s with %d instances\n", st.Name, st.Version, st.Status, len(st.Instances))
+			for _, in := range st.Instances {
+				fmt.Fprintf(a.stdout, "  %s\n", in.URL)
+			}
+			return nil
+		},
+	}
+	deploy.Flags().IntVar(&spec.Instances, "instances", 2, "number of instances")
+	deploy.Flags().StringVar(&spec.Version, "version", "", "version label (required)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List stacks, their status and instances",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Stacks []*registry.Stack `json:"stacks"`
+			}
+			if err := c.Do(cmd.Context(), http.MethodGet, "/v1/stacks", nil, &out); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(out)
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "STACK\tVERSION\tSTATUS\tHEALTHY\tINSTANCES")
+			for _, st := range out.Stacks {
+				healthy, urls := 0, make([]string, 0, len(st.Instances))
+				for _, in := range st.Instances {
+					if in.Healthy {
+						healthy++
+					}
+					urls = append(urls, in.URL)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d/%d\t%s\n", st.Name, st.Version, st.Status, healthy, len(st.Instances), strings.Join(urls, " "))
+			}
+			return w.Flush()
+		},
+	}
+	stop := &cobra.Command{
+		Use:   "stop NAME",
+		Short: "Stop a stack's instances",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := registry.ValidateName("stack", args[0]); err != nil {
+				return usageErr("%v", err)
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/stacks/"+url.PathEscape(args[0])+"/stop", nil, nil); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]string{"stack": args[0], "status": registry.StackStopped})
+			}
+			fmt.Fprintf(a.stdout, "stack %s stopped\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(deploy, list, stop)
+	return cmd
+}
