@@ -80,7 +80,7 @@ gateway and directly (the client balancing across both instances itself). Each s
 	}
 	cmd.Flags().DurationVar(&duration, "duration", 5*time.Second, "measuring time per side (gateway and direct)")
 	cmd.Flags().IntVar(&workers, "workers", 16, "concurrent clients")
-	cmd.Flags().IntVar(&rounds, "rounds", 4, "alternating rounds per side")
+	cmd.Flags().IntVar(&rounds, "rounds", 10, "alternating rounds per side")
 	return cmd
 }
 
