@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"tenantry/move"
 	"tenantry/registry"
 )
 
@@ -123,4 +124,36 @@ func (c *Client) Tenant(ctx context.Context, id string) (*TenantInfo, error) {
 func (c *Client) CreateCluster(ctx context.Context, req CreateClusterRequest) (*registry.Cluster, error) {
 	var out registry.Cluster
 	return &out, c.Do(ctx, http.MethodPost, "/v1/clusters", req, &out)
+}
+
+// StartMove starts a move.
+func (c *Client) StartMove(ctx context.Context, req move.StartRequest) (*move.Info, error) {
+	var out move.Info
+	return &out, c.Do(ctx, http.MethodPost, "/v1/moves", req, &out)
+}
+
+// Move returns one move, with its events when events is true.
+func (c *Client) Move(ctx context.Context, id string, events bool) (*move.Info, error) {
+	var out move.Info
+	return &out, c.Do(ctx, http.MethodGet, "/v1/moves/"+url.PathEscape(id)+"?events="+fmt.Sprint(events), nil, &out)
+}
+
+// Moves lists moves, of one tenant when tenant is not empty.
+func (c *Client) Moves(ctx context.Context, tenant string) ([]*move.Info, error) {
+	var out struct {
+		Moves []*move.Info `json:"moves"`
+	}
+	return out.Moves, c.Do(ctx, http.MethodGet, "/v1/moves?tenant="+url.QueryEscape(tenant), nil, &out)
+}
+
+// MoveCommand sends promote, cutback, complete or cancel to a move and
+// waits until the move has acted on it.
+func (c *Client) MoveCommand(ctx context.Context, id, command string) (*move.Info, error) {
+	var out move.Info
+	return &out, c.Do(ctx, http.MethodPost, "/v1/moves/"+url.PathEscape(id)+"/"+url.PathEscape(command), nil, &out)
+}
+
+// SetRoute sets the route of tenant (DefaultRouteName for the default route).
+func (c *Client) SetRoute(ctx context.Context, tenant string, backends []registry.Backend) error {
+	return c.Do(ctx, http.MethodPut, "/v1/routes/"+url.PathEscape(tenant), RouteRequest{Backends: backends}, nil)
 }

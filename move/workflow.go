@@ -73,15 +73,18 @@ type VerifyResult struct {
 
 // Data is the persisted state of one move.
 type Data struct {
-	Tenant    string   `json:"tenant"`
-	Source    string   `json:"source"` // alias the tenant was on when the move started
-	Target    string   `json:"target"`
-	On        string   `json:"on"` // alias serving the tenant now
-	Auto      bool     `json:"auto"`
-	Force     bool     `json:"force,omitempty"`
-	Tables    []string `json:"tables,omitempty"`
-	BackupDir string   `json:"backup_dir,omitempty"`
-	Phase     string   `json:"phase"`
+	Tenant string   `json:"tenant"`
+	Source string   `json:"source"` // alias the tenant was on when the move started
+	Target string   `json:"target"`
+	On     string   `json:"on"` // alias serving the tenant now
+	Auto   bool     `json:"auto"`
+	Force  bool     `json:"force,omitempty"`
+	Tables []string `json:"tables,omitempty"`
+	// SourceRows are the tenant's rows per table when the move started
+	// (progress totals).
+	SourceRows map[string]int64 `json:"source_rows,omitempty"`
+	BackupDir  string           `json:"backup_dir,omitempty"`
+	Phase      string           `json:"phase"`
 
 	Link          *Link         `json:"link,omitempty"`
 	Copy          []TableSync   `json:"copy,omitempty"`
@@ -232,6 +235,9 @@ func (m *Mover) prepare(ctx context.Context, r *workflow.Run) (string, error) {
 			if d.Tables, err = TenantTables(ctx, src.pool); err != nil {
 				return "", err
 			}
+		}
+		if d.SourceRows, err = CountRows(ctx, src.pool, d.Tenant, d.Tables); err != nil {
+			return "", err
 		}
 		n, err := CountRows(ctx, dst.pool, d.Tenant, d.Tables)
 		if err != nil {

@@ -36,6 +36,8 @@ type State struct {
 	APIURL     string              `json:"api_url,omitempty"`
 	GatewayURL string              `json:"gateway_url,omitempty"`
 	ControlDSN string              `json:"control_dsn,omitempty"`
+	// SampleAPIKey is the API key of the sample tenant (local platform only).
+	SampleAPIKey string `json:"sample_api_key,omitempty"`
 }
 
 // ReadState loads the state of the platform in dir.

@@ -15,6 +15,7 @@ import (
 	"tenantry/oms"
 	"tenantry/provision"
 	"tenantry/registry"
+	"tenantry/stack"
 )
 
 // PooledCluster and PooledAlias are what `tenantry up` creates first: the
@@ -40,6 +41,10 @@ type Running struct {
 	Service *control.Service
 	API     *control.Server
 	APIURL  string
+	// Set by StartApps.
+	Stacks     *stack.LocalProvider
+	Watcher    *registry.Watcher
+	GatewayURL string
 	// Extensions started after the core (stacks, gateway) register their
 	// own shutdown here.
 	closers []func(context.Context)

@@ -13,7 +13,7 @@ import (
 func init() { register(newUpCmd) }
 
 func newUpCmd(a *app) *cobra.Command {
-	var listen string
+	var listen, gwListen string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local platform in the data directory and serve until Ctrl-C",
@@ -32,7 +32,14 @@ func newUpCmd(a *app) *cobra.Command {
 				r.Close(sctx)
 				fmt.Fprintln(a.stderr, "stopped")
 			}()
-			if err := printUp(a, r); err != nil {
+			if err := r.StartApps(ctx, platform.AppOptions{GatewayListen: gwListen}); err != nil {
+				return err
+			}
+			tenant, key, err := r.EnsureSampleTenant(ctx)
+			if err != nil {
+				return err
+			}
+			if err := printUp(a, r, tenant, key); err != nil {
 				return err
 			}
 			<-ctx.Done()
@@ -40,14 +47,16 @@ func newUpCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "control plane API address")
+	cmd.Flags().StringVar(&gwListen, "gateway-listen", "127.0.0.1:0", "gateway address")
 	return cmd
 }
 
-func printUp(a *app, r *platform.Running) error {
+func printUp(a *app, r *platform.Running, tenant, key string) error {
 	st := r.Local.State
 	if a.output == "json" {
 		return a.printJSON(map[string]any{"api_url": r.APIURL, "admin_token": st.AdminToken,
-			"control_dsn": st.ControlDSN, "data_dir": r.Local.Dir, "gateway_url": st.GatewayURL})
+			"control_dsn": st.ControlDSN, "data_dir": r.Local.Dir, "gateway_url": st.GatewayURL,
+			"sample_tenant": tenant, "sample_api_key": key})
 	}
 	snap, err := r.Store.Snapshot(context.Background())
 	if err != nil {
@@ -64,6 +73,11 @@ func printUp(a *app, r *platform.Running) error {
 	if st.GatewayURL != "" {
 		fmt.Fprintf(a.stdout, "  gateway           %s\n", st.GatewayURL)
 	}
+	fmt.Fprintf(a.stdout, "  stack %s        %d instances, default route\n", platform.SharedStack, len(snap.Stacks[platform.SharedStack].Instances))
+	fmt.Fprintf(a.stdout, "\nSample tenant %q, API key %s\n", tenant, key)
+	fmt.Fprintf(a.stdout, "  curl -s -H 'Authorization: Bearer %s' %s/v1/inventory\n", key, st.GatewayURL)
+	fmt.Fprintf(a.stdout, "  curl -s -H 'Authorization: Bearer %s' -H 'Idempotency-Key: first-order' \\\n", key)
+	fmt.Fprintf(a.stdout, "       -d '{\"location_id\": 1, \"lines\": [{\"product_id\": 1, \"quantity\": 2}]}' %s/v1/orders\n", st.GatewayURL)
 	fmt.Fprintf(a.stdout, "\nIn another terminal (same directory):\n")
 	fmt.Fprintf(a.stdout, "  tenantry status\n  tenantry cluster list\n  tenantry tenant create acme --alias %s\n  tenantry tenant list\n", platform.PooledAlias)
 	fmt.Fprintf(a.stdout, "\nCtrl-C stops the platform; `tenantry up` again resumes it from the data directory.\n")

@@ -1,0 +1,86 @@
+package control
+
+import (
+	"net/http"
+	"strconv"
+
+	"tenantry/move"
+	"tenantry/registry"
+	"tenantry/workflow"
+)
+
+func init() {
+	registerCode(workflow.ErrActive, http.StatusConflict, "move_active")
+	registerCode(workflow.ErrNotFound, http.StatusNotFound, "not_found")
+	registerCode(workflow.ErrNotRunning, http.StatusConflict, "not_running")
+	registerCode(move.ErrWrongState, http.StatusConflict, "wrong_state")
+	registerCode(move.ErrPrecheck, http.StatusConflict, "precheck_failed")
+	registerCode(move.ErrAborted, http.StatusConflict, "aborted")
+}
+
+
+// EnableMoves adds the move endpoints, served by ms.
+func (s *Server) EnableMoves(ms *move.Service) {
+	s.Handle("POST /v1/moves", func(r *http.Request) (int, any, error) {
+		var req move.StartRequest
+		if err := DecodeJSON(r, &req); err != nil {
+			return 0, nil, err
+		}
+		st, err := ms.Start(r.Context(), req)
+		if err != nil {
+			return 0, nil, withActive(err)
+		}
+		return http.StatusCreated, st, nil
+	})
+	s.Handle("GET /v1/moves", func(r *http.Request) (int, any, error) {
+		tenant := r.URL.Query().Get("tenant")
+		if tenant != "" {
+			if err := registry.ValidateTenantID(tenant); err != nil {
+				return 0, nil, err
+			}
+		}
+		list, err := ms.List(r.Context(), tenant)
+		return http.StatusOK, map[string]any{"moves": list}, err
+	})
+	s.Handle("GET /v1/moves/{id}", func(r *http.Request) (int, any, error) {
+		events, _ := strconv.ParseBool(r.URL.Query().Get("events"))
+		st, err := ms.Get(r.Context(), r.PathValue("id"), events)
+		return http.StatusOK, st, err
+	})
+	s.Handle("POST /v1/moves/{id}/{command}", func(r *http.Request) (int, any, error) {
+		wait := r.URL.Query().Get("wait") != "false"
+		st, err := ms.Command(r.Context(), r.PathValue("id"), r.PathValue("command"), wait)
+		return http.StatusOK, st, err
+	})
+}
+
+func withActive(err error) error {
+	if ae, ok := asActive(err); ok {
+		return &detailedError{err: err, details: map[string]any{"existing_id": ae.ExistingID}}
+	}
+	return err
+}
+
+func asActive(err error) (*workflow.ActiveError, bool) {
+	for e := err; e != nil; {
+		if ae, ok := e.(*workflow.ActiveError); ok {
+			return ae, true
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			return nil, false
+		}
+		e = u.Unwrap()
+	}
+	return nil, false
+}
+
+// detailedError adds machine-readable details to an API error.
+type detailedError struct {
+	err     error
+	details map[string]any
+}
+
+func (e *detailedError) Error() string           { return e.err.Error() }
+func (e *detailedError) Unwrap() error           { return e.err }
+func (e *detailedError) Details() map[string]any { return e.details }

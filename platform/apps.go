@@ -1,0 +1,126 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"tenantry/gateway"
+	"tenantry/registry"
+	"tenantry/stack"
+)
+
+// SharedStack is the stack `tenantry up` deploys for the pooled tenants; the
+// default route points at it.
+const SharedStack = "shared"
+
+// AppOptions configures StartApps.
+type AppOptions struct {
+	// Binary is the tenantry executable that stack instances run; empty
+	// means this process's executable.
+	Binary string
+	// Instances of the shared stack; default 2.
+	Instances int
+	// GatewayListen is the gateway's address; default 127.0.0.1:0.
+	GatewayListen string
+}
+
+// StartApps starts the application tier on a running platform: the local
+// stack provider (OMS instances as processes), the shared stack with the
+// default route to it, and the gateway.
+func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
+	if opts.Instances == 0 {
+		opts.Instances = 2
+	}
+	if opts.GatewayListen == "" {
+		opts.GatewayListen = "127.0.0.1:0"
+	}
+	st := r.Local.State
+	r.Stacks = &stack.LocalProvider{
+		Binary: opts.Binary,
+		Dir:    filepath.Join(r.Local.Dir, "stacks"),
+		Env:    []string{"TENANTRY_CONTROL_DSN=" + st.ControlDSN, "TENANTRY_SECRET=" + st.Secret},
+		Store:  r.Store,
+		Logger: r.log,
+	}
+	r.OnClose(func(ctx context.Context) {
+		snap, err := r.Store.Snapshot(ctx)
+		if err != nil {
+			return
+		}
+		for name := range snap.Stacks {
+			_ = r.Stacks.Stop(ctx, name)
+		}
+	})
+	r.API.EnableStacks(r.Stacks, r.Store)
+	// Stacks recorded by an earlier run have no processes any more.
+	snap, err := r.Store.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	for name, s := range snap.Stacks {
+		if s.Status != registry.StackStopped {
+			if err := r.Store.SetStackStatus(ctx, name, registry.StackStopped); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := r.Stacks.Deploy(ctx, stack.Spec{Name: SharedStack, Version: "v1", Instances: opts.Instances}); err != nil {
+		return fmt.Errorf("deploy the shared stack: %w", err)
+	}
+	if _, ok := snap.Routes[registry.DefaultRoute]; !ok {
+		if err := r.Store.SetRoute(ctx, registry.Route{Tenant: registry.DefaultRoute,
+			Backends: []registry.Backend{{Stack: SharedStack, Weight: 100}}}, 0); err != nil {
+			return err
+		}
+	}
+	return r.startGateway(ctx, opts.GatewayListen)
+}
+
+func (r *Running) startGateway(ctx context.Context, listen string) error {
+	w := registry.NewWatcher(r.Local.State.ControlDSN, registry.WatcherOptions{Logger: r.log})
+	if err := w.Start(ctx); err != nil {
+		return err
+	}
+	r.Watcher = w
+	reg := prometheus.NewRegistry()
+	g, err := gateway.New(gateway.Config{Source: w, Secret: []byte(r.Local.State.Secret), Logger: r.log,
+		Registerer: reg, Gatherer: reg})
+	if err != nil {
+		w.Stop()
+		return err
+	}
+	g.Start()
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		g.Stop()
+		w.Stop()
+		return fmt.Errorf("gateway listen: %w", err)
+	}
+	r.GatewayURL = "http://" + ln.Addr().String()
+	gctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := g.Serve(gctx, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.log.Error("gateway", "err", err)
+		}
+	}()
+	r.OnClose(func(context.Context) {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(35 * time.Second):
+		}
+		g.Stop()
+		w.Stop()
+	})
+	r.Local.State.GatewayURL = r.GatewayURL
+	return r.Local.Save()
+}
