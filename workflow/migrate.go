@@ -1,0 +1,94 @@
+package workflow
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrationLockKey is the pg_advisory_xact_lock key that serialises this
+// package's migrations ("workflow").
+const migrationLockKey int64 = 0x776f726b666c6f77
+
+// migrations are the workflow schema, in order; migration i (0-based) has
+// version i+1. Never edit an applied migration; append a new one.
+var migrations = []string{
+	// 1: workflows, their events and signals.
+	`
+CREATE TABLE workflows (
+	id               text        PRIMARY KEY,
+	kind             text        NOT NULL,
+	family           text        NOT NULL,
+	subject          text        NOT NULL,
+	state            text        NOT NULL CHECK (state IN ('forward', 'waiting', 'rollback')),
+	step             text        NOT NULL,
+	status           text        NOT NULL CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled', 'rolled_back')),
+	attempt          int         NOT NULL DEFAULT 0,
+	data             jsonb       NOT NULL DEFAULT '{}',
+	error            text        NOT NULL DEFAULT '',
+	run_after        timestamptz NOT NULL DEFAULT now(),
+	created_at       timestamptz NOT NULL DEFAULT now(),
+	updated_at       timestamptz NOT NULL DEFAULT now(),
+	lease_owner      text,
+	lease_generation bigint      NOT NULL DEFAULT 0,
+	lease_expires    timestamptz
+);
+-- One active workflow per family and subject.
+CREATE UNIQUE INDEX workflows_one_active ON workflows (family, subject) WHERE status = 'running';
+CREATE INDEX workflows_runnable ON workflows (run_after) WHERE status = 'running';
+
+CREATE TABLE workflow_events (
+	id       bigserial   PRIMARY KEY,
+	workflow text        NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+	at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+	step     text        NOT NULL,
+	kind     text        NOT NULL CHECK (kind IN ('started', 'finished', 'failed', 'info', 'progress')),
+	message  text        NOT NULL DEFAULT '',
+	data     jsonb
+);
+CREATE INDEX workflow_events_workflow ON workflow_events (workflow, id);
+
+CREATE TABLE workflow_signals (
+	id          bigserial   PRIMARY KEY,
+	workflow    text        NOT NULL REFERENCES workflows (id) ON DELETE CASCADE,
+	name        text        NOT NULL,
+	payload     jsonb,
+	created_at  timestamptz NOT NULL DEFAULT now(),
+	consumed_at timestamptz
+);
+CREATE INDEX workflow_signals_pending ON workflow_signals (workflow, id) WHERE consumed_at IS NULL;
+`,
+}
+
+// Migrate creates or upgrades the workflow tables in the control database.
+// It is idempotent and safe to run from several processes at once.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockKey); err != nil {
+			return fmt.Errorf("lock workflow migrations: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS workflow_migrations (
+			version    int         PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return fmt.Errorf("create workflow_migrations: %w", err)
+		}
+		var current int
+		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM workflow_migrations").Scan(&current); err != nil {
+			return fmt.Errorf("read workflow schema version: %w", err)
+		}
+		if current > len(migrations) {
+			return fmt.Errorf("workflow schema version %d is newer than this binary's %d", current, len(migrations))
+		}
+		for i := current; i < len(migrations); i++ {
+			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
+				return fmt.Errorf("apply workflow migration %d: %w", i+1, err)
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO workflow_migrations (version) VALUES ($1)", i+1); err != nil {
+				return fmt.Errorf("record workflow migration %d: %w", i+1, err)
+			}
+		}
+		return nil
+	})
+}
