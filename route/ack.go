@@ -64,8 +64,8 @@ func (r *Router) flushAcks(ctx context.Context) {
 	for tenant, epoch := range pending {
 		if err := r.cfg.Registry.AckEpoch(ctx, r.cfg.ID, tenant, epoch); err != nil {
 			r.m.errors.WithLabelValues("ack").Inc()
-			if ctx.Err() == nil {
-				r.log.Warn("ack epoch", logTenant, tenant, logEpoch, epoch, logErr, err)
+			if ctx.Err() == nil && !r.ackFailing.Swap(true) {
+				r.log.Warn("ack epoch failing; retrying", logTenant, tenant, logEpoch, epoch, logErr, err)
 			}
 			r.acks.mu.Lock()
 			if epoch > r.acks.pending[tenant] {
@@ -73,6 +73,9 @@ func (r *Router) flushAcks(ctx context.Context) {
 			}
 			r.acks.mu.Unlock()
 			continue
+		}
+		if r.ackFailing.Swap(false) {
+			r.log.Info("ack epoch recovered")
 		}
 		r.log.Debug("acked epoch", logTenant, tenant, logEpoch, epoch)
 	}

@@ -54,7 +54,7 @@ type BenchConfig struct {
 	// Duration is the measuring time of each side; default 5s.
 	Duration time.Duration
 	// Rounds interleave the two sides (router, direct, direct, router, ...)
-	// so that machine noise hits both alike; default 6.
+	// so that machine noise hits both alike; default 10.
 	Rounds int
 }
 
@@ -83,7 +83,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 		cfg.Duration = 5 * time.Second
 	}
 	if cfg.Rounds <= 0 {
-		cfg.Rounds = 6
+		cfg.Rounds = 10
 	}
 	r, err := New(Config{
 		Source:         StaticSource{SingleTenantSnapshot(cfg.Host, cfg.Port, cfg.Database, cfg.Tenant)},

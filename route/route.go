@@ -169,7 +169,8 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate checks the required fields.
+// Validate checks the required fields and that a tenant pool fits in the
+// cluster cap. New calls it after filling defaults.
 func (c *Config) Validate() error {
 	if c.Source == nil {
 		return errors.New("route config: Source is required")
@@ -177,7 +178,7 @@ func (c *Config) Validate() error {
 	if c.Credentials == nil {
 		return errors.New("route config: Credentials is required")
 	}
-	if c.TenantMaxConns > c.ClusterConnCap && c.ClusterConnCap > 0 {
+	if c.TenantMaxConns > c.ClusterConnCap {
 		return fmt.Errorf("route config: TenantMaxConns %d exceeds ClusterConnCap %d", c.TenantMaxConns, c.ClusterConnCap)
 	}
 	return nil
@@ -199,8 +200,10 @@ type Router struct {
 	clMu     sync.Mutex
 	clusters map[string]*clusterConns // by host:port
 
-	buffered atomic.Int64
-	acks     acker
+	buffered   atomic.Int64
+	acks       acker
+	hbFailing  atomic.Bool
+	ackFailing atomic.Bool
 
 	stopped  atomic.Bool
 	done     chan struct{}
@@ -212,10 +215,10 @@ type Router struct {
 // New builds a Router from cfg. It takes the source's current snapshot, if
 // any; Start subscribes to newer ones.
 func New(cfg Config) (*Router, error) {
+	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.setDefaults()
 	r := &Router{
 		cfg:      cfg,
 		log:      cfg.Logger.With(logRouter, cfg.ID),
@@ -303,9 +306,17 @@ func (r *Router) heartbeat(ctx context.Context) {
 	if r.cfg.Registry == nil {
 		return
 	}
-	if err := r.cfg.Registry.Heartbeat(ctx, r.cfg.ID); err != nil && ctx.Err() == nil {
+	err := r.cfg.Registry.Heartbeat(ctx, r.cfg.ID)
+	if err != nil && ctx.Err() == nil {
 		r.m.errors.WithLabelValues("heartbeat").Inc()
-		r.log.Warn("heartbeat", logErr, err)
+		// Log the first failure of a run of them, not every beat.
+		if !r.hbFailing.Swap(true) {
+			r.log.Warn("heartbeat failing", logErr, err)
+		}
+		return
+	}
+	if err == nil && r.hbFailing.Swap(false) {
+		r.log.Info("heartbeat recovered")
 	}
 }
 

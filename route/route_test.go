@@ -175,11 +175,24 @@ func mustKV(tb testing.TB, c *localpg.Cluster, label string) string {
 	return db
 }
 
-// mustRole creates the tenant's login role t_<tenant> on c.
+// mustRole creates the tenant's login role t_<tenant> on c unless it exists
+// (benchmarks run their setup once per b.N).
 func mustRole(tb testing.TB, c *localpg.Cluster, tenant string) {
 	tb.Helper()
 	user, pw := credentials(tenant)
-	mustExec(tb, c, "postgres", "CREATE ROLE "+pgx.Identifier{user}.Sanitize()+" LOGIN PASSWORD "+quoteLiteral(pw))
+	ctx := context.Background()
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", user).Scan(&exists); err != nil {
+		tb.Fatal(err)
+	}
+	if !exists {
+		mustExec(tb, c, "postgres", "CREATE ROLE "+pgx.Identifier{user}.Sanitize()+" LOGIN PASSWORD "+quoteLiteral(pw))
+	}
 }
 
 func mustExec(tb testing.TB, c *localpg.Cluster, db string, stmts ...string) {
@@ -301,4 +314,44 @@ func sessions(tb testing.TB, c *localpg.Cluster, user, db string) int {
 		tb.Fatalf("count sessions: %v", err)
 	}
 	return n
+}
+
+func TestRouter_ApplyIgnoresStaleAndAcksUnserved(t *testing.T) {
+	log := &eventLog{}
+	snap := func(version, epoch int64, state registry.State) *registry.Snapshot {
+		return &registry.Snapshot{Version: version,
+			Tenants: map[string]*registry.Tenant{"idle": {ID: "idle", Alias: "a", State: state, Epoch: epoch}}}
+	}
+	r, err := New(Config{Source: StaticSource{snap(1, 1, registry.StateActive)}, Registry: &fakeRegistry{log: log}, Credentials: credentials})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Stop()
+	steps := []struct {
+		name        string
+		snap        *registry.Snapshot
+		wantVersion int64
+		wantAck     string // "" for none
+	}{
+		{"older version ignored", snap(0, 9, registry.StatePaused), 1, ""},
+		{"pause of an unserved tenant is acked at once", snap(2, 2, registry.StatePaused), 2, "ack idle 2"},
+		{"same version ignored", snap(2, 3, registry.StateActive), 2, ""},
+		{"stale epoch in a newer version not acked", snap(3, 1, registry.StateActive), 3, ""},
+		{"resume acked", snap(4, 3, registry.StateActive), 4, "ack idle 3"},
+	}
+	for _, s := range steps {
+		before := len(log.all())
+		r.apply(s.snap, false)
+		r.flushAcks(context.Background())
+		if v := r.Snapshot().Version; v != s.wantVersion {
+			t.Errorf("%s: version %d, want %d", s.name, v, s.wantVersion)
+		}
+		got := log.all()[before:]
+		switch {
+		case s.wantAck == "" && len(got) > 0:
+			t.Errorf("%s: acks %v, want none", s.name, got)
+		case s.wantAck != "" && (len(got) != 1 || got[0] != s.wantAck):
+			t.Errorf("%s: acks %v, want [%s]", s.name, got, s.wantAck)
+		}
+	}
 }

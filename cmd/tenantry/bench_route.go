@@ -41,7 +41,7 @@ func newBenchRouteCmd(a *app) *cobra.Command {
 	f := cmd.Flags()
 	f.DurationVar(&b.duration, "duration", 5*time.Second, "measuring time of each side")
 	f.IntVar(&b.workers, "workers", 8, "concurrent transactions")
-	f.IntVar(&b.rounds, "rounds", 6, "interleaved rounds")
+	f.IntVar(&b.rounds, "rounds", 10, "interleaved rounds (router and direct alternate first)")
 	return cmd
 }
 
