@@ -259,4 +259,3 @@ func (a *app) followMove(ctx context.Context, c *control.Client, id string) erro
 		}
 	}
 }
-
