@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -77,7 +78,16 @@ func (s *Server) authorized(r *http.Request) bool {
 
 // DecodeJSON reads a JSON body into v: at most 1 MiB, unknown fields refused.
 func DecodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxBody+1))
+	// Read the whole body first: a decoder over a limited reader would
+	// accept a valid document followed by padding past the limit.
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return fmt.Errorf("%w: request body: %v", registry.ErrInvalid, err)
+	}
+	if len(b) > maxBody {
+		return fmt.Errorf("%w: request body larger than %d bytes", registry.ErrInvalid, maxBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: request body: %v", registry.ErrInvalid, err)

@@ -1,0 +1,391 @@
+package control_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tenantry/control"
+	"tenantry/oms"
+	"tenantry/pgtest"
+	"tenantry/provision"
+	"tenantry/registry"
+	"tenantry/stack"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const (
+	testToken = "adm_test_token"
+	testAlias = "pool-t"
+)
+
+var testSecret = []byte("control-test-secret")
+
+// api is a control plane served over loopback: a registry on a fresh
+// control database and one alias on a fresh tenant database, both on the
+// shared test cluster.
+type api struct {
+	url    string
+	store  *registry.Store
+	client *control.Client
+	// host, port and db of the alias's database.
+	host string
+	port int
+	db   string
+}
+
+func newAPI(t *testing.T) *api {
+	t.Helper()
+	ctx := context.Background()
+	c := pgtest.MustCluster(t)
+	store, err := registry.OpenStore(ctx, c.DSN(pgtest.MustDB(t)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	svc, err := control.NewService(control.Config{
+		Store: store, Secret: testSecret,
+		PrepareDatabase: func(ctx context.Context, conn *pgx.Conn) error {
+			if err := oms.Migrate(ctx, conn); err != nil {
+				return err
+			}
+			return provision.SetupDatabase(ctx, conn)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := control.NewServer(svc, testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.EnableStacks(&stack.ExternalProvider{Store: store}, store)
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	a := &api{url: hs.URL, store: store, client: &control.Client{BaseURL: hs.URL, Token: testToken},
+		host: c.Host, port: c.Port, db: pgtest.MustDB(t)}
+	if _, err := a.client.CreateCluster(ctx, control.CreateClusterRequest{Name: "main", Members: []registry.Member{
+		{Name: "main-0", Host: c.Host, Port: c.Port, Role: registry.RolePrimary},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.client.CreateAlias(ctx, registry.Alias{Name: testAlias, Cluster: "main", Database: a.db}); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// answer is one HTTP answer of the API.
+type answer struct {
+	status int
+	code   string
+	body   string
+}
+
+// send sends body (a string is sent as is, anything else as JSON) with the
+// given Authorization header value ("" for none).
+func (a *api) send(t *testing.T, method, path, auth string, body any) answer {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, a.url+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(raw, &e)
+	return answer{status: resp.StatusCode, code: e.Error.Code, body: string(raw)}
+}
+
+func (a *api) version(t *testing.T) int64 {
+	t.Helper()
+	v, err := a.store.Version(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// wantUnchanged fails when the registry version moved from before.
+func (a *api) wantUnchanged(t *testing.T, before int64) {
+	t.Helper()
+	if v := a.version(t); v != before {
+		t.Errorf("registry version %d -> %d: a refused request changed the registry", before, v)
+	}
+}
+
+func TestServer_AdminToken(t *testing.T) {
+	a := newAPI(t)
+	before := a.version(t)
+	for _, auth := range []string{"", "Bearer wrong", "Bearer " + testToken + "x", "Basic " + testToken, testToken, "Bearer "} {
+		for _, req := range []struct {
+			method, path string
+			body         any
+		}{
+			{"GET", "/v1/status", nil},
+			{"GET", "/v1/tenants", nil},
+			{"POST", "/v1/tenants", map[string]string{"id": "acme", "alias": testAlias}},
+			{"PUT", "/v1/routes/default", map[string]any{"backends": []any{}}},
+		} {
+			got := a.send(t, req.method, req.path, auth, req.body)
+			if got.status != http.StatusUnauthorized || got.code != "unauthorized" {
+				t.Errorf("%s %s with Authorization %q: %d %s, want 401 unauthorized", req.method, req.path, auth, got.status, got.body)
+			}
+		}
+	}
+	a.wantUnchanged(t, before)
+	if got := a.send(t, "GET", "/healthz", "", nil); got.status != http.StatusOK {
+		t.Errorf("/healthz without a token: %d, want 200", got.status)
+	}
+	bad := &control.Client{BaseURL: a.url, Token: "wrong"}
+	_, err := bad.Tenants(context.Background())
+	if !errors.Is(err, control.ErrUnauthorized) {
+		t.Errorf("client with a wrong token: err = %v, want ErrUnauthorized", err)
+	}
+}
+
+func TestServer_InvalidNames(t *testing.T) {
+	a := newAPI(t)
+	auth := "Bearer " + testToken
+	long := strings.Repeat("a", 64)
+	names := []string{"Robert'); drop table x;--", "UPPER", long, "", "a", "1abc", "has space", "x\"y"}
+	before := a.version(t)
+	for _, name := range names {
+		for _, req := range []struct {
+			method, path string
+			body         any
+		}{
+			{"POST", "/v1/tenants", map[string]any{"id": name, "alias": testAlias}},
+			{"POST", "/v1/aliases", map[string]any{"name": name, "cluster": "main"}},
+			{"POST", "/v1/aliases", map[string]any{"name": "ok-alias", "cluster": "main", "database": name}},
+			{"POST", "/v1/clusters", map[string]any{"name": name, "members": []registry.Member{{Name: "m-0", Host: "127.0.0.1", Port: 5432, Role: registry.RolePrimary}}}},
+			{"POST", "/v1/stacks", map[string]any{"name": name, "version": "v1", "urls": []string{"http://127.0.0.1:1"}}},
+			{"GET", "/v1/tenants/" + url.PathEscape(name), nil},
+			{"PUT", "/v1/routes/" + url.PathEscape(name), map[string]any{"backends": []any{}}},
+		} {
+			switch {
+			case name == "" && req.method != "POST":
+				continue // an empty path segment is another route
+			case name == "" && req.body.(map[string]any)["database"] == "":
+				continue // an empty database name means the alias's name
+			case name == "a" && !strings.Contains(req.path, "tenants") && !strings.Contains(req.path, "routes"):
+				continue // a valid one-letter name, except for tenants
+			}
+			got := a.send(t, req.method, req.path, auth, req.body)
+			if got.status != http.StatusBadRequest || got.code != "invalid_request" {
+				t.Errorf("%s %s %v: %d %s, want 400 invalid_request", req.method, req.path, req.body, got.status, got.body)
+			}
+		}
+	}
+	a.wantUnchanged(t, before)
+	// Nothing reached the database either: no role, no database was made.
+	conn, err := pgx.Connect(context.Background(), pgtest.MustCluster(t).DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(context.Background(),
+		"SELECT (SELECT count(*) FROM pg_roles WHERE rolname ~ '^t_[^a-z]|drop|UPPER') + (SELECT count(*) FROM pg_database WHERE datname ~ 'drop|UPPER')").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d roles or databases named after invalid input exist", n)
+	}
+	// The Go client maps the answer back to the registry's sentinel.
+	if _, err := a.client.CreateTenant(context.Background(), "UPPER", testAlias); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("client CreateTenant(UPPER): err = %v, want registry.ErrInvalid", err)
+	}
+}
+
+func TestServer_NotFoundAndExists(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	auth := "Bearer " + testToken
+
+	before := a.version(t)
+	got := a.send(t, "POST", "/v1/tenants", auth, map[string]string{"id": "acme", "alias": "no-such-alias"})
+	if got.status != http.StatusNotFound || got.code != "not_found" {
+		t.Errorf("tenant on an unknown alias: %d %s, want 404 not_found", got.status, got.body)
+	}
+	if _, err := a.client.CreateTenant(ctx, "acme", "no-such-alias"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("client: tenant on an unknown alias: err = %v, want registry.ErrNotFound", err)
+	}
+	if _, err := a.client.CreateAlias(ctx, registry.Alias{Name: "other", Cluster: "no-such-cluster"}); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("client: alias on an unknown cluster: err = %v, want registry.ErrNotFound", err)
+	}
+	if _, err := a.client.Tenant(ctx, "nobody"); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("client: unknown tenant: err = %v, want registry.ErrNotFound", err)
+	}
+	a.wantUnchanged(t, before)
+
+	nt, err := a.client.CreateTenant(ctx, "acme", testAlias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nt.APIKey == "" || nt.Tenant.ID != "acme" || nt.Tenant.Alias != testAlias {
+		t.Fatalf("created tenant %+v", nt)
+	}
+	before = a.version(t)
+	got = a.send(t, "POST", "/v1/tenants", auth, map[string]string{"id": "acme", "alias": testAlias})
+	if got.status != http.StatusConflict || got.code != "exists" {
+		t.Errorf("duplicate tenant: %d %s, want 409 exists", got.status, got.body)
+	}
+	if _, err := a.client.CreateTenant(ctx, "acme", testAlias); !errors.Is(err, registry.ErrExists) {
+		t.Errorf("client: duplicate tenant: err = %v, want registry.ErrExists", err)
+	}
+	var apiErr *control.APIError
+	if _, err := a.client.CreateTenant(ctx, "acme", testAlias); !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict {
+		t.Errorf("client: duplicate tenant: err = %#v, want *APIError with status 409", err)
+	}
+	a.wantUnchanged(t, before)
+
+	info, err := a.client.Tenant(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Database != a.db || info.Cluster != "main" {
+		t.Errorf("tenant info %+v, want database %s on cluster main", info, a.db)
+	}
+}
+
+func TestServer_BadBodies(t *testing.T) {
+	a := newAPI(t)
+	auth := "Bearer " + testToken
+	huge := `{"id":"` + strings.Repeat("a", 1<<20) + `","alias":"` + testAlias + `"}`
+	padded := `{"id":"padded","alias":"` + testAlias + `"}` + strings.Repeat(" ", 1<<20)
+	before := a.version(t)
+	for name, body := range map[string]string{
+		"unknown field":     `{"id":"acme","alias":"` + testAlias + `","admin":true}`,
+		"bad json":          `{"id":"acme",`,
+		"not an object":     `["acme"]`,
+		"wrong type":        `{"id":42,"alias":"` + testAlias + `"}`,
+		"trailing data":     `{"id":"acme","alias":"` + testAlias + `"} {"id":"other"}`,
+		"empty":             ``,
+		"oversized":         huge,
+		"oversized, padded": padded,
+	} {
+		got := a.send(t, "POST", "/v1/tenants", auth, body)
+		if got.status != http.StatusBadRequest || got.code != "invalid_request" {
+			t.Errorf("%s: %d %.200s, want 400 invalid_request", name, got.status, got.body)
+		}
+	}
+	got := a.send(t, "POST", "/v1/clusters", auth, `{"name":"c2","standbys":1,"members":[{"name":"m","host":"127.0.0.1","port":1,"role":"primary","extra":1}]}`)
+	if got.status != http.StatusBadRequest || got.code != "invalid_request" {
+		t.Errorf("unknown nested field: %d %s, want 400 invalid_request", got.status, got.body)
+	}
+	a.wantUnchanged(t, before)
+}
+
+// TestService_TenantRole: a created tenant's database role logs in with the
+// password derived from the platform secret and reads and writes only its
+// own rows.
+func TestService_TenantRole(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	for _, id := range []string{"acme", "globex"} {
+		if _, err := a.client.CreateTenant(ctx, id, testAlias); err != nil {
+			t.Fatal(err)
+		}
+	}
+	admin, err := pgx.Connect(ctx, pgtest.MustCluster(t).DSN(a.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `INSERT INTO products (tenant_id, sku, name)
+		VALUES ('acme', 'a-1', 'A1'), ('acme', 'a-2', 'A2'), ('globex', 'g-1', 'G1')`); err != nil {
+		t.Fatal(err)
+	}
+
+	conn := connectAs(t, a, "acme", provision.Password(testSecret, "acme"))
+	rows, err := conn.Query(ctx, "SELECT tenant_id, sku FROM products ORDER BY sku")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var tenant, sku string
+		err := r.Scan(&tenant, &sku)
+		return tenant + "/" + sku, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(seen, ",") != "acme/a-1,acme/a-2" {
+		t.Errorf("acme's role reads %v, want only acme/a-1 and acme/a-2", seen)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO products (tenant_id, sku, name) VALUES ('globex', 'evil', 'x')"); err == nil {
+		t.Error("acme's role inserted a row for globex")
+	}
+	tag, err := conn.Exec(ctx, "UPDATE products SET name = 'changed' WHERE tenant_id = 'globex'")
+	if err != nil || tag.RowsAffected() != 0 {
+		t.Errorf("acme's role updating globex's rows: %v rows, err %v; want 0 rows", tag.RowsAffected(), err)
+	}
+
+	cfg, err := pgx.ParseConfig("sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Host, cfg.Port, cfg.Database = a.host, uint16(a.port), a.db
+	cfg.User, cfg.Password = provision.RoleName("acme"), provision.Password([]byte("another secret"), "acme")
+	if c, err := pgx.ConnectConfig(ctx, cfg); err == nil {
+		c.Close(ctx)
+		t.Error("acme's role logged in with a password derived from another secret")
+	}
+}
+
+func connectAs(t *testing.T, a *api, tenant, password string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig("sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Host, cfg.Port, cfg.Database = a.host, uint16(a.port), a.db
+	cfg.User, cfg.Password = provision.RoleName(tenant), password
+	cfg.ConnectTimeout = 5 * time.Second
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("connect as %s: %v", cfg.User, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
