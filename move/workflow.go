@@ -351,6 +351,9 @@ func (m *Mover) replicate(ctx context.Context, r *workflow.Run) (string, error) 
 		if err := save(ctx, r, d); err != nil {
 			return "", err
 		}
+		if err := m.cfg.hook(ctx, "replicating"); err != nil {
+			return "", err
+		}
 		err = WaitSynced(ctx, dst.pool, l.Subscription, d.Tenant, func(ts []TableSync) {
 			d.Copy = ts
 			_ = r.Progress(ctx, map[string]any{"copy": ts})
@@ -684,6 +687,9 @@ func (m *Mover) verify(ctx context.Context, r *workflow.Run) (string, error) {
 		}
 		res, err := m.cfg.Parity(ctx, src.pool, dst.pool, d.Tenant, d.Tables, catchUp, func(rows int64, chunks int) {
 			_ = r.Progress(ctx, map[string]any{"verify_rows": rows, "verify_chunks": chunks})
+			if chunks == 1 {
+				_ = m.cfg.hook(ctx, "verifying") // crash tests stop here, mid-verify
+			}
 		})
 		if errors.Is(err, ErrParity) {
 			// A persistent difference: the move fails with the rows named.
