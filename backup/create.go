@@ -171,4 +171,3 @@ func (l *lineCounter) Write(p []byte) (int, error) {
 	}
 	return l.w.Write(p)
 }
-
