@@ -1,0 +1,226 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"tenantry/load"
+	"tenantry/platform"
+	"tenantry/tenantsig"
+)
+
+// tenantPair creates tenants a and b, each with one product and one
+// location in stock, served by the shared stack.
+func tenantPair(t *testing.T, a, b string) (load.Target, load.Target, load.Catalog) {
+	t.Helper()
+	ctx := testContext(t)
+	ta, tb := newTenant(t, a), newTenant(t, b)
+	if err := syncGateway(ctx); err != nil {
+		t.Fatal(err)
+	}
+	targets := []load.Target{ta, tb}
+	if err := waitServed(ctx, targets, platform.SharedStack); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := load.Setup(ctx, load.Config{BaseURL: plat.GatewayURL, Targets: targets, Seed: 1},
+		load.SetupOptions{Products: 1, Locations: 1, Stock: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ta, tb, cat
+}
+
+// call sends one request through the gateway. auth is the whole
+// Authorization header ("" for none); extra headers are added as given.
+func call(t *testing.T, method, path, auth string, body any, extra http.Header) (int, string, map[string]any) {
+	t.Helper()
+	return callURL(t, plat.GatewayURL+path, method, auth, body, extra)
+}
+
+func callURL(t *testing.T, url, method, auth string, body any, extra http.Header) (int, string, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(testContext(t), method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	for k, vs := range extra {
+		req.Header[k] = vs
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer drain(resp)
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	code := ""
+	if e, ok := out["error"].(map[string]any); ok {
+		code, _ = e["code"].(string)
+	}
+	return resp.StatusCode, code, out
+}
+
+func bearer(key string) string { return "Bearer " + key }
+
+// placeOrder places an order of one unit as tg and returns its id.
+func placeOrder(t *testing.T, tg load.Target, cat load.Catalog, extra http.Header) int64 {
+	t.Helper()
+	c := cat[tg.Tenant]
+	body := map[string]any{"location_id": c.Locations[0], "lines": []map[string]any{{"product_id": c.Products[0], "quantity": 1}}}
+	status, code, out := call(t, "POST", "/v1/orders", bearer(tg.APIKey), body, extra)
+	if status != http.StatusCreated {
+		t.Fatalf("place order as %s: %d %s %v", tg.Tenant, status, code, out)
+	}
+	id, _ := out["id"].(float64)
+	if id == 0 {
+		t.Fatalf("place order as %s: no id in %v", tg.Tenant, out)
+	}
+	return int64(id)
+}
+
+// orderTenant reads which tenant the database holds order id for.
+func orderTenant(t *testing.T, id int64) []string {
+	t.Helper()
+	ctx := testContext(t)
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := snap.AliasEndpoint(platform.PooledAlias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT tenant_id FROM orders WHERE id = $1", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenants, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tenants
+}
+
+// TestGatewayAuth: requests without a valid API key are refused before
+// any routing, and a client cannot pick its tenant with the header the
+// gateway signs for the service: the key's tenant is what counts.
+func TestGatewayAuth(t *testing.T) {
+	a, b, cat := tenantPair(t, "e2e-auth-a", "e2e-auth-b")
+
+	for _, auth := range []string{"", "Bearer", "Bearer ", "Bearer wrong", bearer(a.APIKey + "x"), "Basic " + a.APIKey, a.APIKey} {
+		for _, req := range []struct {
+			method, path string
+			body         any
+		}{
+			{"GET", "/v1/orders", nil},
+			{"POST", "/v1/orders", map[string]any{"location_id": 1, "lines": []any{}}},
+		} {
+			status, code, out := call(t, req.method, req.path, auth, req.body, nil)
+			if status != http.StatusUnauthorized || code != "unauthorized" {
+				t.Errorf("%s %s with Authorization %q: %d %v, want 401 unauthorized", req.method, req.path, auth, status, out)
+			}
+		}
+	}
+	// A tenant header without a key is no credential either.
+	forgedB := http.Header{tenantsig.HeaderTenant: {b.Tenant}}
+	if status, code, _ := call(t, "GET", "/v1/orders", "", nil, forgedB); status != http.StatusUnauthorized || code != "unauthorized" {
+		t.Errorf("tenant header without a key: %d %s, want 401 unauthorized", status, code)
+	}
+
+	// A's key with headers naming B (even signed, with a wrong secret):
+	// the order is A's.
+	forged := http.Header{
+		tenantsig.HeaderTenant:    {b.Tenant},
+		tenantsig.HeaderSignature: {tenantsig.Sign([]byte("not the platform secret"), b.Tenant, time.Now())},
+	}
+	id := placeOrder(t, a, cat, forged)
+	if got := orderTenant(t, id); len(got) != 1 || got[0] != a.Tenant {
+		t.Fatalf("order %d placed with A's key and a forged tenant header belongs to %v, want [%s]", id, got, a.Tenant)
+	}
+	path := fmt.Sprintf("/v1/orders/%d", id)
+	if status, code, _ := call(t, "GET", path, bearer(b.APIKey), nil, nil); status != http.StatusNotFound || code != "not_found" {
+		t.Errorf("GET %s as %s: %d %s, want 404 not_found", path, b.Tenant, status, code)
+	}
+	if status, _, out := call(t, "GET", path, bearer(a.APIKey), nil, nil); status != http.StatusOK {
+		t.Errorf("GET %s as %s: %d %v, want 200", path, a.Tenant, status, out)
+	}
+	// B's key with A's name in the header reads as B.
+	forgedA := http.Header{tenantsig.HeaderTenant: {a.Tenant}}
+	if status, code, _ := call(t, "GET", path, bearer(b.APIKey), nil, forgedA); status != http.StatusNotFound || code != "not_found" {
+		t.Errorf("GET %s as %s with a header naming %s: %d %s, want 404 not_found", path, b.Tenant, a.Tenant, status, code)
+	}
+}
+
+// TestServiceRejectsUnsignedTenant: an instance reached directly, around
+// the gateway, refuses a tenant header that the platform did not sign.
+func TestServiceRejectsUnsignedTenant(t *testing.T) {
+	ctx := testContext(t)
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := snap.Stacks[platform.SharedStack].Instances[0].URL
+	for name, h := range map[string]http.Header{
+		"no tenant header": {},
+		"unsigned":         {tenantsig.HeaderTenant: {"e2e-nobody"}},
+		"wrong secret": {tenantsig.HeaderTenant: {"e2e-nobody"},
+			tenantsig.HeaderSignature: {tenantsig.Sign([]byte("not the platform secret"), "e2e-nobody", time.Now())}},
+	} {
+		status, code, out := callURL(t, inst+"/v1/orders", "GET", "", nil, h)
+		if status != http.StatusUnauthorized || code != "unauthorized" {
+			t.Errorf("%s, straight to the instance: %d %v, want 401 unauthorized", name, status, out)
+		}
+	}
+}
+
+// TestCrossTenantThroughGateway: one tenant cannot read or change another
+// tenant's order or catalog through the platform.
+func TestCrossTenantThroughGateway(t *testing.T) {
+	a, b, cat := tenantPair(t, "e2e-cross-a", "e2e-cross-b")
+	id := placeOrder(t, a, cat, nil)
+	for _, req := range []struct{ method, path string }{
+		{"GET", fmt.Sprintf("/v1/orders/%d", id)},
+		{"POST", fmt.Sprintf("/v1/orders/%d/fulfil", id)},
+		{"POST", fmt.Sprintf("/v1/orders/%d/cancel", id)},
+		{"GET", fmt.Sprintf("/v1/products/%d", cat[a.Tenant].Products[0])},
+		{"GET", fmt.Sprintf("/v1/locations/%d", cat[a.Tenant].Locations[0])},
+	} {
+		if status, code, out := call(t, req.method, req.path, bearer(b.APIKey), nil, nil); status != http.StatusNotFound || code != "not_found" {
+			t.Errorf("%s %s as %s: %d %v, want 404 not_found", req.method, req.path, b.Tenant, status, out)
+		}
+	}
+	status, _, out := call(t, "GET", "/v1/orders?limit=100", bearer(b.APIKey), nil, nil)
+	if status != http.StatusOK {
+		t.Fatalf("list orders as %s: %d %v", b.Tenant, status, out)
+	}
+	if orders, _ := out["orders"].([]any); len(orders) != 0 {
+		t.Errorf("%s lists %d orders, want none (it placed none)", b.Tenant, len(orders))
+	}
+	status, _, out = call(t, "GET", fmt.Sprintf("/v1/orders/%d", id), bearer(a.APIKey), nil, nil)
+	if status != http.StatusOK || out["status"] != "reserved" {
+		t.Errorf("order %d as its owner after %s's attempts: %d %v, want 200 reserved", id, b.Tenant, status, out)
+	}
+}
