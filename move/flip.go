@@ -134,7 +134,7 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 			return err
 		}
 		if !m.cfg.SkipCountInPause {
-			_, _, diff, err := CountBoth(ctx, x.pool, y.pool, d.Tenant, d.Tables)
+			diff, err := CountBothParallel(ctx, x.pool, y.pool, d.Tenant, d.Tables)
 			if err != nil {
 				return err
 			}

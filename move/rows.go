@@ -2,9 +2,12 @@ package move
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/registry"
 )
@@ -127,4 +130,73 @@ func PurgeTenant(ctx context.Context, q Querier, tenant string, tables []string,
 		}
 	}
 	return out, nil
+}
+
+// CountBothParallel is CountBoth with every table counted on its own
+// connection, both sides and up to four tables per side at once: inside the
+// promotion pause the cost is then about the largest table's scan, not the
+// sum of all of them. src and dst must be pools (safe for concurrent use).
+func CountBothParallel(ctx context.Context, src, dst *pgxpool.Pool, tenant string, tables []string) (diff []CountMismatch, err error) {
+	if err := registry.ValidateTenantID(tenant); err != nil {
+		return nil, err
+	}
+	ts, err := parseTables(tables)
+	if err != nil {
+		return nil, err
+	}
+	type result struct {
+		i        int
+		src, dst int64
+		err      error
+	}
+	results := make([]result, len(ts))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 4)
+	for i, t := range ts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			q := "SELECT count(*) FROM " + t.ident() + " WHERE tenant_id = $1"
+			res := result{i: i}
+			var swg sync.WaitGroup
+			var derr error
+			swg.Add(1)
+			go func() {
+				defer swg.Done()
+				derr = dst.QueryRow(ctx, q, tenant).Scan(&res.dst)
+			}()
+			serr := src.QueryRow(ctx, q, tenant).Scan(&res.src)
+			swg.Wait()
+			res.err = errors.Join(serr, derr)
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.err != nil {
+			return nil, fmt.Errorf("count rows of %s in %s: %w", tenant, tables[i], r.err)
+		}
+		if r.src != r.dst {
+			diff = append(diff, CountMismatch{Table: tables[i], Source: r.src, Target: r.dst})
+		}
+	}
+	return diff, nil
+}
+
+// Vacuum runs VACUUM (ANALYZE) on tables: after a bulk copy it sets the
+// visibility map, so that index-only counts inside a later pause do not
+// visit the heap, and gives the planner statistics.
+func Vacuum(ctx context.Context, q Querier, tables []string) error {
+	ts, err := parseTables(tables)
+	if err != nil {
+		return err
+	}
+	for _, t := range ts {
+		if _, err := q.Exec(ctx, "VACUUM (ANALYZE) "+t.ident()); err != nil {
+			return fmt.Errorf("vacuum %s: %w", t, err)
+		}
+	}
+	return nil
 }

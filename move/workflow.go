@@ -367,6 +367,9 @@ func (m *Mover) replicate(ctx context.Context, r *workflow.Run) (string, error) 
 		if d.Copy, err = CopyProgress(ctx, dst.pool, l.Subscription, d.Tenant); err != nil {
 			return "", err
 		}
+		if err := Vacuum(ctx, dst.pool, d.Tables); err != nil {
+			return "", err
+		}
 		if err := m.waitLag(ctx, r, d, src, l); err != nil {
 			return "", err
 		}

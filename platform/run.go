@@ -12,10 +12,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tenantry/control"
+	"tenantry/move"
 	"tenantry/oms"
 	"tenantry/provision"
 	"tenantry/registry"
 	"tenantry/stack"
+	"tenantry/workflow"
 )
 
 // PooledCluster and PooledAlias are what `tenantry up` creates first: the
@@ -45,6 +47,9 @@ type Running struct {
 	Stacks     *stack.LocalProvider
 	Watcher    *registry.Watcher
 	GatewayURL string
+	// Set by StartMoves.
+	Runner *workflow.Runner
+	Moves  *move.Service
 	// Extensions started after the core (stacks, gateway) register their
 	// own shutdown here.
 	closers []func(context.Context)

@@ -1,0 +1,264 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tenantry/control"
+	"tenantry/load"
+	"tenantry/move"
+	"tenantry/oms"
+	"tenantry/registry"
+)
+
+// BenchMoveOptions configures BenchMove.
+type BenchMoveOptions struct {
+	// Orders of history for the moved tenant; each order is three rows
+	// (order, line, fulfilment). Default 350,000 (over a million rows).
+	Orders int
+	// Binary is the tenantry executable for stack instances.
+	Binary string
+	// Rate of the load during the promotion; default 200 requests/s.
+	Rate     float64
+	Progress io.Writer
+}
+
+// BenchMoveResult is what `tenantry bench move` prints.
+type BenchMoveResult struct {
+	Rows            int64   `json:"rows"`
+	CopySeconds     float64 `json:"copy_seconds"`
+	CopyPipeSeconds float64 `json:"copy_pipe_seconds"`
+	CopyRatio       float64 `json:"copy_ratio"`
+	PauseMS         float64 `json:"pause_ms"`
+	PausePhasesMS   any     `json:"pause_phases_ms"`
+	FailedRequests  int64   `json:"failed_requests"`
+	Requests        int64   `json:"requests"`
+	VerifyRows      int64   `json:"verify_rows"`
+	VerifyRowsPerS  float64 `json:"verify_rows_per_s"`
+}
+
+// BenchMove measures a move on a fresh local platform: copy-to-parity time
+// of a tenant of over a million rows against a raw COPY TO STDOUT | COPY
+// FROM STDIN of the same rows between the same clusters (the same tables in
+// parallel, as many at once as the subscription's sync workers), the pause
+// at promotion under load with the failed requests, and verify throughput.
+func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, error) {
+	if opts.Orders == 0 {
+		opts.Orders = 350_000
+	}
+	if opts.Rate == 0 {
+		opts.Rate = 200
+	}
+	out := opts.Progress
+	if out == nil {
+		out = io.Discard
+	}
+	dir, err := os.MkdirTemp("", "tenantry-bench-move-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, err
+	}
+	r, err := Run(ctx, Options{Dir: dir})
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close(context.Background())
+	if err := r.StartApps(ctx, AppOptions{Binary: opts.Binary}); err != nil {
+		return nil, err
+	}
+	if err := r.StartMoves(ctx, MoveOptions{}); err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(out, "platform up")
+	const tenant = "bench"
+	nt, err := r.Service.CreateTenant(ctx, tenant, PooledAlias)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.waitGateway(ctx); err != nil {
+		return nil, err
+	}
+	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: []load.Target{{Tenant: tenant, APIKey: nt.APIKey}},
+		Rate: opts.Rate, Concurrency: 8, Seed: 7, Duration: 24 * time.Hour} // stopped by cancelling its context
+	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.seedLarge(ctx, tenant, opts.Orders, cat[tenant]); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "tenant seeded with %d orders\n", opts.Orders)
+	if _, err := r.Service.CreateCluster(ctx, control.CreateClusterRequest{Name: "bench-dedicated", Standbys: 0}); err != nil {
+		return nil, err
+	}
+	for _, a := range []string{"bench-target", "bench-pipe"} {
+		if err := r.Service.CreateAlias(ctx, registry.Alias{Name: a, Cluster: "bench-dedicated", Database: a}); err != nil {
+			return nil, err
+		}
+	}
+	res := &BenchMoveResult{}
+	snap, err := r.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if res.CopyPipeSeconds, res.Rows, err = copyPipe(ctx, snap, tenant, PooledAlias, "bench-pipe"); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "raw COPY pipe: %d rows in %.2f s\n", res.Rows, res.CopyPipeSeconds)
+
+	mv, err := r.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: "bench-target"})
+	if err != nil {
+		return nil, err
+	}
+	st, err := r.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "ready" && i.Data.Phase == move.PhaseReady })
+	if err != nil {
+		return nil, err
+	}
+	res.CopySeconds = round2(st.Data.CopySeconds)
+	res.CopyRatio = round2(st.Data.CopySeconds / res.CopyPipeSeconds)
+	if v := st.Data.Verify; v != nil {
+		res.VerifyRows, res.VerifyRowsPerS = v.Rows, float64(int64(v.RowsPerSec))
+	}
+	fmt.Fprintf(out, "move copy to parity: %.2f s; verify %.0f rows/s\n", res.CopySeconds, res.VerifyRowsPerS)
+
+	lctx, stop := context.WithCancel(ctx)
+	var summary load.Summary
+	var lerr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		summary, lerr = load.Run(lctx, lcfg, cat, nil)
+	}()
+	select {
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	st, err = r.Moves.Command(ctx, mv.ID, move.SignalPromote, true)
+	if err == nil {
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+		}
+	}
+	stop()
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if lerr != nil && !errors.Is(lerr, context.Canceled) {
+		return nil, lerr
+	}
+	f := st.Data.Flips[len(st.Data.Flips)-1]
+	res.PauseMS, res.PausePhasesMS = f.PauseMS, f.Phases
+	res.FailedRequests, res.Requests = summary.Failures, summary.Requests
+	fmt.Fprintf(out, "promotion under load: pause %.1f ms, %d requests, %d failed\n", res.PauseMS, res.Requests, res.FailedRequests)
+	return res, nil
+}
+
+// copyPipe copies tenant's rows of every tenant table from alias src to
+// alias dst with COPY ... TO STDOUT piped into COPY ... FROM STDIN (text
+// format), tables in parallel (at most 4 at once), and times it.
+func copyPipe(ctx context.Context, snap *registry.Snapshot, tenant, src, dst string) (float64, int64, error) {
+	open := func(alias string) (*pgxpool.Pool, error) {
+		ep, err := snap.AliasEndpoint(alias)
+		if err != nil {
+			return nil, err
+		}
+		return pgxpool.New(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database))
+	}
+	sp, err := open(src)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer sp.Close()
+	dp, err := open(dst)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer dp.Close()
+	tables := oms.TenantTables()
+	// Foreign keys would make parallel loads wait on each other's parents;
+	// a raw pipe into an empty copy is measured without them, as the
+	// subscription's table sync also loads tables independently.
+	if _, err := dp.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	var mu sync.Mutex
+	var total int64
+	var firstErr error
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, t := range tables {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			n, err := pipeTable(ctx, sp, dp, tenant, t)
+			mu.Lock()
+			defer mu.Unlock()
+			total += n
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}()
+	}
+	wg.Wait()
+	return round2(time.Since(start).Seconds()), total, firstErr
+}
+
+func pipeTable(ctx context.Context, sp, dp *pgxpool.Pool, tenant, table string) (int64, error) {
+	sc, err := sp.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer sc.Release()
+	dc, err := dp.Acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer dc.Release()
+	if _, err := dc.Exec(ctx, "SET session_replication_role = replica"); err != nil {
+		return 0, err
+	}
+	id := pgx.Identifier{table}.Sanitize()
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := sc.Conn().PgConn().CopyTo(ctx, pw,
+			"COPY (SELECT * FROM "+id+" WHERE tenant_id = "+quoteLiteral(tenant)+") TO STDOUT")
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+	tag, err := dc.Conn().PgConn().CopyFrom(ctx, pr, "COPY "+id+" FROM STDIN")
+	if err != nil {
+		pr.CloseWithError(err)
+		<-errc
+		return 0, fmt.Errorf("copy %s: %w", table, err)
+	}
+	if err := <-errc; err != nil {
+		return 0, fmt.Errorf("copy %s out: %w", table, err)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// quoteLiteral quotes a validated tenant id as an SQL literal.
+func quoteLiteral(s string) string {
+	if registry.ValidateTenantID(s) != nil {
+		panic("quoteLiteral: not a validated tenant id")
+	}
+	return "'" + s + "'"
+}

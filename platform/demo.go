@@ -1,0 +1,326 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tenantry/check"
+	"tenantry/control"
+	"tenantry/load"
+	"tenantry/move"
+	"tenantry/oms"
+	"tenantry/registry"
+)
+
+// DemoOptions configures Demo. Zero values mean the documented defaults.
+type DemoOptions struct {
+	// Dir is the platform's data directory; empty means a new temporary
+	// directory, removed at the end.
+	Dir string
+	// Binary is the tenantry executable for stack instances; empty means
+	// this process's executable.
+	Binary string
+	// Orders is the large tenant's order history; default 200,000.
+	Orders int
+	// Rate and Concurrency of the load; default 150 requests/s, 8 workers.
+	Rate        float64
+	Concurrency int
+	// Settle is how long the load runs between the phases; default 3 s.
+	Settle time.Duration
+	// Progress receives one line per phase (nil: discarded).
+	Progress io.Writer
+	Logger   *slog.Logger
+}
+
+// Phase is one timed part of the demo.
+type Phase struct {
+	Name    string  `json:"name"`
+	Seconds float64 `json:"seconds"`
+}
+
+// DemoReport is what the demo measured.
+type DemoReport struct {
+	OK             bool              `json:"ok"`
+	Phases         []Phase           `json:"phases"`
+	Tenants        []string          `json:"tenants"`
+	LargeTenant    string            `json:"large_tenant"`
+	LargeOrders    int               `json:"large_tenant_orders"`
+	Requests       int64             `json:"requests"`
+	Acknowledged   int64             `json:"acknowledged"`
+	FailedRequests int64             `json:"failed_requests"`
+	FailuresByCode map[string]int64  `json:"failures_by_code,omitempty"`
+	Retries        int64             `json:"retries"`
+	P99MS          float64           `json:"p99_ms"`
+	MaxMS          float64           `json:"max_latency_ms"`
+	LongestStallMS float64           `json:"longest_stall_ms"`
+	PausesMS       []float64         `json:"pauses_ms"`
+	Flips          []move.FlipRecord `json:"flips"`
+	CopyRows       int64             `json:"copy_rows"`
+	CopySeconds    float64           `json:"copy_seconds"`
+	CopyRowsPerSec float64           `json:"copy_rows_per_s"`
+	ParityOK       bool              `json:"parity_ok"`
+	VerifyRowsPerS float64           `json:"verify_rows_per_s"`
+	CheckerOK      bool              `json:"checker_ok"`
+	Violations     []string          `json:"violations,omitempty"`
+	MoveID         string            `json:"move_id"`
+	Error          string            `json:"error,omitempty"`
+}
+
+// Demo runs the platform end to end on this machine: a local platform,
+// four tenants with data (one with a large order history), load across
+// them throughout, the large tenant moved to a new dedicated cluster, cut
+// back, moved again; then the load stops and the checker runs. The report
+// says what happened; OK is false if any request failed, the checker or
+// parity failed, or a step did not complete.
+func Demo(ctx context.Context, opts DemoOptions) (*DemoReport, error) {
+	if opts.Orders == 0 {
+		opts.Orders = 200_000
+	}
+	if opts.Rate == 0 {
+		opts.Rate = 150
+	}
+	if opts.Concurrency == 0 {
+		opts.Concurrency = 8
+	}
+	if opts.Settle == 0 {
+		opts.Settle = 3 * time.Second
+	}
+	out := opts.Progress
+	if out == nil {
+		out = io.Discard
+	}
+	rep := &DemoReport{LargeTenant: "bigco", LargeOrders: opts.Orders}
+	dir := opts.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "tenantry-demo-")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	err := runDemo(ctx, opts, dir, rep, out)
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	rep.OK = err == nil && rep.FailedRequests == 0 && rep.CheckerOK && rep.ParityOK && len(rep.PausesMS) == 3
+	return rep, nil
+}
+
+func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport, out io.Writer) error {
+	began := time.Now()
+	last := began
+	phase := func(name string) {
+		now := time.Now()
+		rep.Phases = append(rep.Phases, Phase{Name: name, Seconds: round2(now.Sub(last).Seconds())})
+		fmt.Fprintf(out, "[%6.1fs] %-40s (%.1fs)\n", now.Sub(began).Seconds(), name, now.Sub(last).Seconds())
+		last = now
+	}
+	fmt.Fprintf(out, "tenantry demo: platform in %s\n", dir)
+	r, err := Run(ctx, Options{Dir: dir, Logger: opts.Logger})
+	if err != nil {
+		return err
+	}
+	defer r.Close(context.Background())
+	if err := r.StartApps(ctx, AppOptions{Binary: opts.Binary}); err != nil {
+		return err
+	}
+	if err := r.StartMoves(ctx, MoveOptions{}); err != nil {
+		return err
+	}
+	phase("platform up (control, pool-1 + standby, stack, gateway)")
+
+	tenants := []string{rep.LargeTenant, "acme", "globex", "initech"}
+	var targets []load.Target
+	for _, t := range tenants {
+		nt, err := r.Service.CreateTenant(ctx, t, PooledAlias)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, load.Target{Tenant: t, APIKey: nt.APIKey})
+	}
+	rep.Tenants = tenants
+	if err := r.waitGateway(ctx); err != nil {
+		return err
+	}
+	ledgerPath := filepath.Join(dir, "ledger.jsonl")
+	ledger, err := os.Create(ledgerPath)
+	if err != nil {
+		return err
+	}
+	defer ledger.Close()
+	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: targets, Rate: opts.Rate, Concurrency: opts.Concurrency,
+		Ledger: ledger, Seed: 1, Duration: 24 * time.Hour} // stopped by cancelling its context
+	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
+	if err != nil {
+		return err
+	}
+	phase("4 tenants created and stocked")
+
+	if err := r.seedLarge(ctx, rep.LargeTenant, opts.Orders, cat[rep.LargeTenant]); err != nil {
+		return err
+	}
+	phase(fmt.Sprintf("%s history: %d orders", rep.LargeTenant, opts.Orders))
+
+	if _, err := r.Service.CreateCluster(ctx, control.CreateClusterRequest{Name: "dedicated-1", Standbys: 0}); err != nil {
+		return err
+	}
+	if err := r.Service.CreateAlias(ctx, registry.Alias{Name: "bigco-dedicated", Cluster: "dedicated-1", Database: "bigco"}); err != nil {
+		return err
+	}
+	phase("dedicated cluster and alias created")
+
+	lctx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	type result struct {
+		s   load.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := load.Run(lctx, lcfg, cat, func(st load.Stats) {})
+		done <- result{s, err}
+	}()
+	settle := func() error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(opts.Settle):
+			return nil
+		}
+	}
+	if err := settle(); err != nil {
+		return err
+	}
+	phase("load running")
+
+	mv, err := r.Moves.Start(ctx, move.StartRequest{Tenant: rep.LargeTenant, To: "bigco-dedicated", Auto: true, Force: true})
+	if err != nil {
+		return err
+	}
+	rep.MoveID = mv.ID
+	st, err := r.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "hypercare" && len(i.Data.Flips) == 1 })
+	if err != nil {
+		return err
+	}
+	d := st.Data
+	for _, n := range d.SourceRows {
+		rep.CopyRows += n
+	}
+	rep.CopySeconds = round2(d.CopySeconds)
+	if d.CopySeconds > 0 {
+		rep.CopyRowsPerSec = float64(int64(float64(rep.CopyRows) / d.CopySeconds))
+	}
+	if d.Verify != nil {
+		rep.ParityOK = d.Verify.OK
+		rep.VerifyRowsPerS = float64(int64(d.Verify.RowsPerSec))
+	}
+	phase(fmt.Sprintf("moved to dedicated (pause %.0f ms)", d.Flips[0].PauseMS))
+	if err := settle(); err != nil {
+		return err
+	}
+	st, err = r.Moves.Command(ctx, mv.ID, move.SignalCutback, true)
+	if err != nil {
+		return err
+	}
+	phase(fmt.Sprintf("cut back to pool-1 (pause %.0f ms)", st.Data.Flips[1].PauseMS))
+	if err := settle(); err != nil {
+		return err
+	}
+	st, err = r.Moves.Command(ctx, mv.ID, move.SignalPromote, true)
+	if err != nil {
+		return err
+	}
+	phase(fmt.Sprintf("moved again (pause %.0f ms)", st.Data.Flips[2].PauseMS))
+	if err := settle(); err != nil {
+		return err
+	}
+	rep.Flips = st.Data.Flips
+	for _, f := range st.Data.Flips {
+		rep.PausesMS = append(rep.PausesMS, f.PauseMS)
+	}
+	stopLoad()
+	res := <-done
+	if res.err != nil && !errors.Is(res.err, context.Canceled) {
+		return res.err
+	}
+	s := res.s.Stats
+	rep.Requests, rep.Acknowledged, rep.FailedRequests, rep.Retries = s.Requests, s.Acknowledged, s.Failures, s.Retries
+	rep.FailuresByCode = s.FailuresByCode
+	rep.P99MS = float64(time.Duration(s.Latency.P99).Microseconds()) / 1000
+	rep.MaxMS = float64(time.Duration(s.Latency.Max).Microseconds()) / 1000
+	rep.LongestStallMS = float64(time.Duration(s.LongestStall).Microseconds()) / 1000
+	phase(fmt.Sprintf("load stopped: %d requests, %d failed", s.Requests, s.Failures))
+
+	if err := ledger.Sync(); err != nil {
+		return err
+	}
+	cr, err := r.checkLedger(ctx, ledgerPath)
+	if err != nil {
+		return err
+	}
+	rep.CheckerOK = cr.OK
+	for _, v := range cr.Violations {
+		rep.Violations = append(rep.Violations, v.String())
+	}
+	phase(fmt.Sprintf("checker: ok=%v, %d orders, %d violations", cr.OK, cr.Orders, len(cr.Violations)))
+	return nil
+}
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+// waitGateway waits until the gateway has the registry's current version.
+func (r *Running) waitGateway(ctx context.Context) error {
+	v, err := r.Store.Version(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = r.Watcher.WaitVersion(ctx, v)
+	return err
+}
+
+// seedLarge gives tenant a fulfilled order history of n orders.
+func (r *Running) seedLarge(ctx context.Context, tenant string, n int, cat load.TenantCatalog) error {
+	snap, err := r.Store.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	_, ep, err := snap.Resolve(tenant)
+	if err != nil {
+		return err
+	}
+	pool, err := pgxpool.New(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database))
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	return oms.SeedHistory(ctx, pool, tenant, n, cat.Products[0], cat.Locations[0], nil)
+}
+
+// checkLedger runs the checker on a ledger against the databases the
+// registry places each tenant on now.
+func (r *Running) checkLedger(ctx context.Context, path string) (*check.Report, error) {
+	snap, err := r.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dbs := &check.RegistryDatabases{Snapshot: snap, User: "postgres"}
+	defer dbs.Close()
+	return check.Check(ctx, f, dbs.Get, check.Options{})
+}
