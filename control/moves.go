@@ -18,7 +18,6 @@ func init() {
 	registerCode(move.ErrAborted, http.StatusConflict, "aborted")
 }
 
-
 // EnableMoves adds the move endpoints, served by ms.
 func (s *Server) EnableMoves(ms *move.Service) {
 	s.Handle("POST /v1/moves", func(r *http.Request) (int, any, error) {
