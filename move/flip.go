@@ -104,7 +104,10 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 		if err := save(ctx, r, d); err != nil {
 			return err
 		}
-		if err := m.cfg.Registry.WaitAcks(ctx, d.Tenant, paused.Epoch, m.cfg.RouterLive); err != nil {
+		actx, cancel := context.WithTimeout(ctx, m.cfg.AckTimeout)
+		err := m.cfg.Registry.WaitAcks(actx, d.Tenant, paused.Epoch, m.cfg.RouterLive)
+		cancel()
+		if err != nil {
 			return err
 		}
 		lap("acks")
