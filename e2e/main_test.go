@@ -316,9 +316,6 @@ func readGatewayCounts(t *testing.T) gatewayCounts {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	if len(gc.requests) == 0 {
-		t.Fatal("gateway /metrics has no tenantry_gateway_requests_total series")
-	}
 	return gc
 }
 
