@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,7 +11,6 @@ import (
 	"tenantry/backup"
 	"tenantry/move"
 	"tenantry/verify"
-	"tenantry/workflow"
 )
 
 // MoveOptions tune the move workflow of a platform (tests shorten them).
@@ -23,42 +21,24 @@ type MoveOptions struct {
 	// Config is the base move configuration; Registry, Secret, BackupDir,
 	// Backup, VerifyBackup, Parity and Logger are filled in.
 	Config move.Config
+	// Manual creates the runner and the move service but does not start
+	// the runner: the caller starts (and may stop and start again)
+	// Running.Runner, e.g. while another control-plane replica
+	// (RunMoveWorker) owns the moves.
+	Manual bool
 }
 
-// StartMoves starts the workflow runner with the move workflow and adds
-// the move endpoints to the API.
+// StartMoves starts the workflow runner with the move workflow (unless
+// opts.Manual) and adds the move endpoints to the API.
 func (r *Running) StartMoves(ctx context.Context, opts MoveOptions) error {
-	if opts.LeaseTTL == 0 {
-		opts.LeaseTTL = 10 * time.Second
-	}
-	pool := r.Store.Pool()
-	if err := workflow.Migrate(ctx, pool); err != nil {
-		return err
-	}
-	cfg := opts.Config
-	cfg.Registry = r.Store
-	cfg.Secret = []byte(r.Local.State.Secret)
-	cfg.BackupDir = filepath.Join(r.Local.Dir, "backups")
-	cfg.Backup = TakeBackup
-	cfg.VerifyBackup = VerifyBackup
-	cfg.Parity = Parity
-	if cfg.Logger == nil {
-		cfg.Logger = r.log
-	}
-	m, err := move.NewMover(cfg)
+	runner, svc, err := newMoveRunner(ctx, r.Store, r.Local.State.Secret, r.Local.Dir, opts, r.log)
 	if err != nil {
 		return err
 	}
-	runner, err := workflow.NewRunner(pool, workflow.Config{LeaseTTL: opts.LeaseTTL, PollInterval: 200 * time.Millisecond,
-		ProgressInterval: 250 * time.Millisecond, Logger: r.log})
-	if err != nil {
-		return err
+	r.Runner, r.Moves = runner, svc
+	if !opts.Manual {
+		runner.Start(context.Background())
 	}
-	if r.Moves, err = move.NewService(m, runner); err != nil {
-		return err
-	}
-	r.Runner = runner
-	runner.Start(context.Background())
 	r.OnClose(func(context.Context) { runner.Stop() })
 	r.API.EnableMoves(r.Moves)
 	return nil
