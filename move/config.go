@@ -91,6 +91,13 @@ type Config struct {
 	// pause (one index scan of the tenant's rows per table, both sides at
 	// once). Default true; set SkipCountInPause to leave it to verify.
 	SkipCountInPause bool
+	// CountInPauseMaxRows: tenants with more rows than this (at prepare)
+	// are not counted inside the pause — the count scans every row of the
+	// tenant on both sides and dominates the pause of a large tenant —
+	// but verified with chunked parity right after the flip instead, while
+	// the link back keeps the old side in sync (so a cutback loses
+	// nothing). Default 250,000; negative means always count in the pause.
+	CountInPauseMaxRows int64
 	// Window limits promotions and cutbacks to a maintenance window unless
 	// forced; nil means any time.
 	Window *Window
@@ -158,6 +165,9 @@ func (c *Config) fill() error {
 	}
 	if c.Hypercare == 0 {
 		c.Hypercare = 72 * time.Hour
+	}
+	if c.CountInPauseMaxRows == 0 {
+		c.CountInPauseMaxRows = 250_000
 	}
 	if c.VerifyChunk == 0 {
 		c.VerifyChunk = 10_000

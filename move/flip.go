@@ -80,13 +80,18 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 	if _, err := CreateSlot(ctx, y.pool, back.Slot); err != nil {
 		return nil, err
 	}
+	// Connections opened inside the pause would add their start-up to it.
+	if err := warm(ctx, x, y); err != nil {
+		return nil, err
+	}
 	d.Flip = &FlipState{From: from, To: to, Kind: kind, Phase: flipPausing, StartEpoch: t.Epoch}
 	if err := save(ctx, r, d); err != nil {
 		return nil, err
 	}
 
 	// The pause.
-	rec := &FlipRecord{Kind: kind, From: from, To: to, Phases: map[string]int{}, Sequences: bumps}
+	rec := &FlipRecord{Kind: kind, From: from, To: to, Phases: map[string]int{}, Sequences: bumps,
+		Counted: m.countInPause(d)}
 	mark := time.Now()
 	lap := func(name string) {
 		now := time.Now()
@@ -136,7 +141,7 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 		if err := m.cfg.hook(ctx, "applied"); err != nil {
 			return err
 		}
-		if !m.cfg.SkipCountInPause {
+		if rec.Counted {
 			diff, err := CountBothParallel(ctx, x.pool, y.pool, d.Tenant, d.Tables)
 			if err != nil {
 				return err
@@ -330,4 +335,42 @@ func (m *Mover) swapLinks(ctx context.Context, r *workflow.Run, d *Data) error {
 	d.Link = &back
 	d.Flip = nil
 	return save(ctx, r, d)
+}
+
+// warm opens, on each side, as many connections as the pause uses at once.
+func warm(ctx context.Context, sides ...*side) error {
+	const n = 5
+	for _, s := range sides {
+		conns := make([]interface{ Release() }, 0, n)
+		var err error
+		for range n {
+			c, aerr := s.pool.Acquire(ctx)
+			if aerr != nil {
+				err = aerr
+				break
+			}
+			conns = append(conns, c)
+		}
+		for _, c := range conns {
+			c.Release()
+		}
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", s.alias, err)
+		}
+	}
+	return nil
+}
+
+func (m *Mover) countInPause(d *Data) bool {
+	if m.cfg.SkipCountInPause {
+		return false
+	}
+	if m.cfg.CountInPauseMaxRows < 0 {
+		return true
+	}
+	var rows int64
+	for _, n := range d.SourceRows {
+		rows += n
+	}
+	return rows <= m.cfg.CountInPauseMaxRows
 }

@@ -60,6 +60,10 @@ type FlipRecord struct {
 	Epoch     int64          `json:"epoch"`
 	Phases    map[string]int `json:"phase_ms,omitempty"` // ms spent in each part of the pause
 	Sequences []SequenceBump `json:"sequences,omitempty"`
+	// Counted says whether row counts were compared inside the pause; when
+	// not, parity is verified right after the flip (AfterFlip).
+	Counted   bool          `json:"counted_in_pause"`
+	AfterFlip *VerifyResult `json:"verify_after_flip,omitempty"`
 }
 
 // VerifyResult is the outcome of the parity check.
@@ -95,8 +99,11 @@ type Data struct {
 	Flips         []FlipRecord  `json:"flips,omitempty"`
 	HypercareEnds time.Time     `json:"hypercare_ends,omitzero"`
 	LastError     string        `json:"last_error,omitempty"`
-	FailedFlips   int           `json:"failed_flips,omitempty"`
-	Purged        int64         `json:"purged_rows,omitempty"`
+	// VerifyPending: the last flip was not counted inside the pause and its
+	// parity check is still to run (in hypercare).
+	VerifyPending bool  `json:"verify_pending,omitempty"`
+	FailedFlips   int   `json:"failed_flips,omitempty"`
+	Purged        int64 `json:"purged_rows,omitempty"`
 }
 
 // Mover runs moves: it defines the move workflow and carries out its steps.
@@ -235,6 +242,11 @@ func (m *Mover) prepare(ctx context.Context, r *workflow.Run) (string, error) {
 			if d.Tables, err = TenantTables(ctx, src.pool); err != nil {
 				return "", err
 			}
+		}
+		// Index-only scans inside the promotion pause (row counts) stay off
+		// the heap only where the visibility map is set.
+		if err := Vacuum(ctx, src.pool, d.Tables); err != nil {
+			return "", err
 		}
 		if d.SourceRows, err = CountRows(ctx, src.pool, d.Tenant, d.Tables); err != nil {
 			return "", err
@@ -447,6 +459,11 @@ func (m *Mover) hypercare(ctx context.Context, r *workflow.Run) (string, error) 
 				_ = r.Info(ctx, fmt.Sprintf("signal %s ignored: tenant is on %s", s.Name, d.On), nil)
 			}
 		}
+		if d.VerifyPending {
+			if err := m.verifyAfterFlip(ctx, r, d); err != nil {
+				return "", err
+			}
+		}
 		if !m.cfg.Now().Before(d.HypercareEnds) {
 			return "complete", nil
 		}
@@ -515,6 +532,7 @@ func (m *Mover) flipStep(ctx context.Context, r *workflow.Run, d *Data, kind, fr
 	rec, err := m.flip(ctx, r, d, kind, from, to)
 	if err == nil {
 		d.Flips = append(d.Flips, *rec)
+		d.VerifyPending = !rec.Counted
 		d.LastError = ""
 		d.HypercareEnds = m.cfg.Now().Add(m.cfg.Hypercare)
 		_ = r.Info(ctx, fmt.Sprintf("%s: tenant %s now on %s; pause %.1f ms", kind, d.Tenant, to, rec.PauseMS), rec)
@@ -713,3 +731,44 @@ func (m *Mover) verify(ctx context.Context, r *workflow.Run) (string, error) {
 // ErrParity marks a persistent difference between the two copies; Parity
 // implementations wrap their mismatch errors with it.
 var ErrParity = errors.New("parity check failed")
+
+// verifyAfterFlip checks parity between the side now serving the tenant
+// and the other side, kept in sync by the link back, for a flip whose
+// pause did not include row counts. A difference is recorded and reported
+// (cut back to the side that was verified before the flip); it does not
+// end the move.
+func (m *Mover) verifyAfterFlip(ctx context.Context, r *workflow.Run, d *Data) error {
+	l := d.Link
+	if l == nil || len(d.Flips) == 0 {
+		d.VerifyPending = false
+		return nil
+	}
+	_, sides, err := m.open(ctx, l.From, l.To)
+	if err != nil {
+		return err
+	}
+	defer closeSides(sides)
+	from, to := sides[0], sides[1]
+	catchUp := func(ctx context.Context) error {
+		lsn, err := CurrentLSN(ctx, from.pool)
+		if err != nil {
+			return err
+		}
+		return WaitApplied(ctx, from.pool, to.pool, l.Subscription, l.Slot, lsn, time.Minute)
+	}
+	if err := catchUp(ctx); err != nil {
+		return err
+	}
+	res, err := m.cfg.Parity(ctx, from.pool, to.pool, d.Tenant, d.Tables, catchUp, func(int64, int) {})
+	last := &d.Flips[len(d.Flips)-1]
+	if errors.Is(err, ErrParity) {
+		res.OK = false
+		d.LastError = "parity after the flip failed (cut back to " + l.To + "): " + err.Error()
+		_ = r.Info(ctx, d.LastError, nil)
+	} else if err != nil {
+		return err
+	}
+	last.AfterFlip = &res
+	d.VerifyPending = false
+	return save(ctx, r, d)
+}
