@@ -12,19 +12,21 @@ import (
 	"tenantry/backup"
 )
 
-// `tenantry backup create|verify|restore`. The database is given by --dsn
-// (a superuser DSN of the tenant's database) until the commands resolve the
-// tenant's alias through the control plane.
+// `tenantry backup create|verify|restore`. Databases are resolved through
+// the registry (the tenant's current alias; --to ALIAS), or given by --dsn.
 func init() { register(newBackupCmd) }
 
 func newBackupCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "backup", Short: "Logical backups of one tenant's rows"}
-	var dsn, dir, from string
+	var dsn, dir, from, to string
 	create := &cobra.Command{
 		Use: "create TENANT", Short: "Back up a tenant's rows to a directory", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if dsn == "" {
-				return usageErr("--dsn is required")
+				var err error
+				if dsn, err = a.tenantDSN(cmd.Context(), args[0]); err != nil {
+					return err
+				}
 			}
 			d := dir
 			if d == "" {
@@ -36,7 +38,7 @@ func newBackupCmd(a *app) *cobra.Command {
 			})
 		},
 	}
-	create.Flags().StringVar(&dsn, "dsn", "", "superuser DSN of the tenant's database")
+	create.Flags().StringVar(&dsn, "dsn", "", "superuser DSN of the tenant's database (default: resolved through the registry)")
 	create.Flags().StringVar(&dir, "dir", "", "backup directory to create (default: <data-dir>/backups/TENANT-TIME)")
 	verifyCmd := &cobra.Command{
 		Use: "verify DIR", Short: "Check a backup's files against its manifest", Args: cobra.ExactArgs(1),
@@ -46,11 +48,17 @@ func newBackupCmd(a *app) *cobra.Command {
 		},
 	}
 	restore := &cobra.Command{
-		Use: "restore TENANT --from DIR --dsn DSN", Short: "Restore a tenant's backup into a database with none of its rows",
+		Use: "restore TENANT --from DIR --to ALIAS", Short: "Restore a tenant's backup into a database with none of its rows",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if dsn == "" || from == "" {
-				return usageErr("--from and --dsn are required")
+			if from == "" || (dsn == "" && to == "") {
+				return usageErr("--from and --to ALIAS (or --dsn) are required")
+			}
+			if dsn == "" {
+				var err error
+				if dsn, err = a.aliasDSN(cmd.Context(), to); err != nil {
+					return err
+				}
 			}
 			return a.withConn(cmd.Context(), dsn, func(conn *pgx.Conn) error {
 				m, err := backup.Restore(cmd.Context(), conn, from, args[0], a.backupProgress())
@@ -59,7 +67,8 @@ func newBackupCmd(a *app) *cobra.Command {
 		},
 	}
 	restore.Flags().StringVar(&from, "from", "", "backup directory")
-	restore.Flags().StringVar(&dsn, "dsn", "", "superuser DSN of the target database (--to ALIAS comes with the control plane client)")
+	restore.Flags().StringVar(&to, "to", "", "alias to restore into")
+	restore.Flags().StringVar(&dsn, "dsn", "", "superuser DSN of the target database (instead of --to)")
 	cmd.AddCommand(create, verifyCmd, restore)
 	return cmd
 }

@@ -9,22 +9,34 @@ import (
 	"tenantry/verify"
 )
 
-// `tenantry verify TENANT`: chunked parity of a tenant's rows between two
-// databases given by DSN, until --against ALIAS is resolved through the
-// control plane.
+// `tenantry verify TENANT --against ALIAS`: chunked parity of a tenant's rows
+// between the database it is served from and another alias, both resolved
+// through the registry (or given by DSN).
 func init() { register(newVerifyCmd) }
 
 func newVerifyCmd(a *app) *cobra.Command {
-	var srcDSN, dstDSN string
+	var srcDSN, dstDSN, against string
 	var chunk int
 	cmd := &cobra.Command{
-		Use: "verify TENANT --source-dsn DSN --target-dsn DSN", Short: "Compare a tenant's rows in two databases",
-		Args: cobra.ExactArgs(1),
+		Use:   "verify TENANT --against ALIAS",
+		Short: "Compare a tenant's rows where it is served from with another alias (chunked parity)",
+		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if srcDSN == "" || dstDSN == "" {
-				return usageErr("--source-dsn and --target-dsn are required")
-			}
 			ctx := cmd.Context()
+			var err error
+			if srcDSN == "" {
+				if srcDSN, err = a.tenantDSN(ctx, args[0]); err != nil {
+					return err
+				}
+			}
+			if dstDSN == "" {
+				if against == "" {
+					return usageErr("--against ALIAS (or --target-dsn) is required")
+				}
+				if dstDSN, err = a.aliasDSN(ctx, against); err != nil {
+					return err
+				}
+			}
 			src, err := pgxpool.New(ctx, srcDSN)
 			if err != nil {
 				return fmt.Errorf("source: %w", err)
@@ -44,7 +56,8 @@ func newVerifyCmd(a *app) *cobra.Command {
 			return err
 		},
 	}
-	cmd.Flags().StringVar(&srcDSN, "source-dsn", "", "DSN of the tenant's current database")
+	cmd.Flags().StringVar(&against, "against", "", "alias to compare with")
+	cmd.Flags().StringVar(&srcDSN, "source-dsn", "", "DSN of the tenant's current database (default: resolved through the registry)")
 	cmd.Flags().StringVar(&dstDSN, "target-dsn", "", "DSN of the database to compare with")
 	cmd.Flags().IntVar(&chunk, "chunk-rows", 10_000, "rows per compared key range")
 	return cmd
