@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -17,12 +18,15 @@ import (
 // in the background, recording the ledger. act runs meanwhile with the
 // run's progress; done is closed when the run has ended.
 func runLoad(t *testing.T, targets []load.Target, d time.Duration, rate float64,
-	act func(p *progress, done <-chan struct{})) (load.Summary, []byte) {
+	act func(p *progress, done <-chan struct{}, stop func())) (load.Summary, []byte) {
 	t.Helper()
 	ctx := testContext(t)
+	stopc := make(chan struct{})
+	var once sync.Once
+	stop := func() { once.Do(func() { close(stopc) }) }
 	var ledger bytes.Buffer
 	cfg := load.Config{BaseURL: plat.GatewayURL, Targets: targets, Rate: rate, Concurrency: 8,
-		Duration: d, Ledger: &ledger, Seed: time.Now().UnixNano()}
+		Duration: d, Stop: stopc, Ledger: &ledger, Seed: time.Now().UnixNano()}
 	cat, err := load.Setup(ctx, cfg, load.SetupOptions{Products: 4, Locations: 2, Stock: 100000})
 	if err != nil {
 		t.Fatalf("load setup: %v", err)
@@ -32,7 +36,7 @@ func runLoad(t *testing.T, targets []load.Target, d time.Duration, rate float64,
 	acted := make(chan struct{})
 	go func() {
 		defer close(acted)
-		act(p, done)
+		act(p, done, stop)
 	}()
 	sum, err := load.Run(ctx, cfg, cat, p.report)
 	close(done)
@@ -80,7 +84,9 @@ func TestRouteChangeUnderLoad(t *testing.T) {
 	}
 	var switched int
 	var switchErr error
-	sum, ledger := runLoad(t, targets, 8*time.Second, 150, func(p *progress, done <-chan struct{}) {
+	// The run lasts until every switch is done and stepAcks more requests
+	// were acknowledged after the last (at most a minute on a slow machine).
+	sum, ledger := runLoad(t, targets, time.Minute, 150, func(p *progress, done <-chan struct{}, stop func()) {
 		var acked int64
 		for _, sw := range switches {
 			s, ok := p.waitAcks(acked+stepAcks, done)
@@ -92,6 +98,9 @@ func TestRouteChangeUnderLoad(t *testing.T) {
 				return
 			}
 			switched++
+		}
+		if _, ok := p.waitAcks(acked+stepAcks, done); ok {
+			stop()
 		}
 	})
 	if switchErr != nil {
@@ -158,14 +167,21 @@ func TestKillInstanceUnderLoad(t *testing.T) {
 	var atKill load.Stats
 	var killErr error
 	// Unpaced, so that requests are in flight at the victim when it dies.
-	sum, ledger := runLoad(t, []load.Target{tg}, 5*time.Second, 0, func(p *progress, done <-chan struct{}) {
+	// The run lasts until 300 more requests are acknowledged after the kill
+	// (at most a minute on a slow machine).
+	sum, ledger := runLoad(t, []load.Target{tg}, time.Minute, 0, func(p *progress, done <-chan struct{}, stop func()) {
 		s, ok := p.waitAcks(300, done)
 		if !ok {
 			killErr = errors.New("the run ended before the kill")
 			return
 		}
 		atKill = s
-		killErr = syscall.Kill(victim.PID, syscall.SIGKILL)
+		if killErr = syscall.Kill(victim.PID, syscall.SIGKILL); killErr != nil {
+			return
+		}
+		if _, ok := p.waitAcks(s.Acknowledged+300, done); ok {
+			stop()
+		}
 	})
 	if killErr != nil {
 		t.Fatalf("kill instance %d: %v", victim.PID, killErr)

@@ -89,7 +89,11 @@ type Config struct {
 	// it. At least one must be set.
 	Duration time.Duration
 	Requests int
-	Mix      Mix
+	// Stop, when closed, ends the run gracefully: no request is started
+	// after it, and those in flight finish (with their retries), so every
+	// write is resolved. Cancelling Run's context instead cuts them off.
+	Stop <-chan struct{}
+	Mix  Mix
 	// Ledger receives one JSON line per attempted, acknowledged or refused
 	// write; nil discards. Writes to it are serialised.
 	Ledger io.Writer

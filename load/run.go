@@ -182,6 +182,11 @@ func (r *runner) admit(ctx context.Context) bool {
 	if r.cfg.Requests > 0 && r.issued.Add(1) > int64(r.cfg.Requests) {
 		return false
 	}
+	select {
+	case <-r.cfg.Stop:
+		return false
+	default:
+	}
 	now := r.cfg.Now()
 	if !r.end.IsZero() && !now.Before(r.end) {
 		return false
@@ -206,6 +211,8 @@ func (r *runner) admit(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	case <-r.stop:
+		return false
+	case <-r.cfg.Stop:
 		return false
 	case <-t.C:
 		return true

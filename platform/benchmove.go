@@ -2,7 +2,6 @@ package platform
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -90,7 +89,7 @@ func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, er
 		return nil, err
 	}
 	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: []load.Target{{Tenant: tenant, APIKey: nt.APIKey}},
-		Rate: opts.Rate, Concurrency: 8, Seed: 7, Duration: 24 * time.Hour} // stopped by cancelling its context
+		Rate: opts.Rate, Concurrency: 8, Seed: 7, Duration: time.Hour}
 	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
 	if err != nil {
 		return nil, err
@@ -132,14 +131,15 @@ func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, er
 	}
 	fmt.Fprintf(out, "move copy to parity: %.2f s; verify %.0f rows/s\n", res.CopySeconds, res.VerifyRowsPerS)
 
-	lctx, stop := context.WithCancel(ctx)
+	stopc := make(chan struct{})
+	lcfg.Stop = stopc
 	var summary load.Summary
 	var lerr error
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		summary, lerr = load.Run(lctx, lcfg, cat, nil)
+		summary, lerr = load.Run(ctx, lcfg, cat, nil)
 	}()
 	select {
 	case <-time.After(2 * time.Second):
@@ -152,12 +152,12 @@ func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, er
 		case <-ctx.Done():
 		}
 	}
-	stop()
+	close(stopc)
 	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
-	if lerr != nil && !errors.Is(lerr, context.Canceled) {
+	if lerr != nil {
 		return nil, lerr
 	}
 	f := st.Data.Flips[len(st.Data.Flips)-1]

@@ -2,12 +2,12 @@ package platform
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -160,8 +160,9 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 		return err
 	}
 	defer ledger.Close()
+	stopc := make(chan struct{})
 	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: targets, Rate: opts.Rate, Concurrency: opts.Concurrency,
-		Ledger: ledger, Seed: 1, Duration: 24 * time.Hour} // stopped by cancelling its context
+		Ledger: ledger, Seed: 1, Duration: time.Hour, Stop: stopc}
 	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
 	if err != nil {
 		return err
@@ -181,7 +182,8 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 	}
 	phase("dedicated cluster and alias created")
 
-	lctx, stopLoad := context.WithCancel(ctx)
+	var once sync.Once
+	stopLoad := func() { once.Do(func() { close(stopc) }) }
 	defer stopLoad()
 	type result struct {
 		s   load.Summary
@@ -189,7 +191,7 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 	}
 	done := make(chan result, 1)
 	go func() {
-		s, err := load.Run(lctx, lcfg, cat, func(st load.Stats) {})
+		s, err := load.Run(ctx, lcfg, cat, func(st load.Stats) {})
 		done <- result{s, err}
 	}()
 	settle := func() error {
@@ -252,7 +254,7 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 	}
 	stopLoad()
 	res := <-done
-	if res.err != nil && !errors.Is(res.err, context.Canceled) {
+	if res.err != nil {
 		return res.err
 	}
 	s := res.s.Stats
