@@ -130,11 +130,7 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 		if err := m.cfg.hook(ctx, "fenced"); err != nil {
 			return err
 		}
-		lsn, err := CurrentLSN(ctx, x.pool)
-		if err != nil {
-			return err
-		}
-		if err := WaitApplied(ctx, x.pool, y.pool, cur.Subscription, cur.Slot, lsn, m.cfg.ApplyTimeout); err != nil {
+		if err := m.catchUp(ctx, d, x, y, cur, m.cfg.ApplyTimeout); err != nil {
 			return err
 		}
 		lap("apply")
@@ -373,4 +369,25 @@ func (m *Mover) countInPause(d *Data) bool {
 		rows += n
 	}
 	return rows <= m.cfg.CountInPauseMaxRows
+}
+
+// catchUp waits until the link from -> to has applied everything from has
+// committed for the tenant: with a marker row where the tenant's tables
+// have the marker table, else with WaitApplied's position proofs.
+func (m *Mover) catchUp(ctx context.Context, d *Data, from, to *side, l Link, timeout time.Duration) error {
+	if HasMarker(d.Tables) {
+		st, err := Status(ctx, to.pool, l.Subscription)
+		if err != nil {
+			return err
+		}
+		if !st.Enabled {
+			return fmt.Errorf("%w: subscription %s is disabled", ErrSubscriptionBroken, l.Subscription)
+		}
+		return WaitMarker(ctx, from.pool, to.pool, d.Tenant, timeout)
+	}
+	lsn, err := CurrentLSN(ctx, from.pool)
+	if err != nil {
+		return err
+	}
+	return WaitApplied(ctx, from.pool, to.pool, l.Subscription, l.Slot, lsn, timeout)
 }

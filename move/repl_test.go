@@ -257,7 +257,17 @@ func TestMove_Link(t *testing.T) {
 		if got := count(t, a.db, `SELECT count(*) FROM orders WHERE note = 'late'`); got != 0 {
 			t.Errorf("%d updates made on b not applied on a", got)
 		}
-		_, _, diff, err := move.CountBoth(ctx, a.db, b.db, tenant, tables)
+		// WaitApplied's keepalive proofs can run ahead of a transaction
+		// still being applied (the flip itself proves catch-up with a marker
+		// row, WaitMarker); the counts must converge.
+		var diff []move.CountMismatch
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			_, _, diff, err = move.CountBoth(ctx, a.db, b.db, tenant, tables)
+			if err != nil || diff == nil || time.Now().After(deadline) {
+				break
+			}
+			<-time.After(10 * time.Millisecond) // poll interval
+		}
 		if err != nil || diff != nil {
 			t.Errorf("counts differ after reverse: %v %v", diff, err)
 		}

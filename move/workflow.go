@@ -700,11 +700,7 @@ func (m *Mover) verify(ctx context.Context, r *workflow.Run) (string, error) {
 			return "", workflow.Fail(errors.New("verify: no replication link"))
 		}
 		catchUp := func(ctx context.Context) error {
-			lsn, err := CurrentLSN(ctx, src.pool)
-			if err != nil {
-				return err
-			}
-			return WaitApplied(ctx, src.pool, dst.pool, l.Subscription, l.Slot, lsn, time.Minute)
+			return m.catchUp(ctx, d, src, dst, *l, time.Minute)
 		}
 		res, err := m.cfg.Parity(ctx, src.pool, dst.pool, d.Tenant, d.Tables, catchUp, func(rows int64, chunks int) {
 			_ = r.Progress(ctx, map[string]any{"verify_rows": rows, "verify_chunks": chunks})
@@ -750,11 +746,7 @@ func (m *Mover) verifyAfterFlip(ctx context.Context, r *workflow.Run, d *Data) e
 	defer closeSides(sides)
 	from, to := sides[0], sides[1]
 	catchUp := func(ctx context.Context) error {
-		lsn, err := CurrentLSN(ctx, from.pool)
-		if err != nil {
-			return err
-		}
-		return WaitApplied(ctx, from.pool, to.pool, l.Subscription, l.Slot, lsn, time.Minute)
+		return m.catchUp(ctx, d, from, to, *l, time.Minute)
 	}
 	if err := catchUp(ctx); err != nil {
 		return err

@@ -57,10 +57,14 @@ type Running struct {
 	log     *slog.Logger
 }
 
-// PrepareDatabase brings a tenant database to the current OMS schema and
-// sets up tenant roles' grants and row-level security on its tables.
+// PrepareDatabase brings a tenant database to the current OMS schema, adds
+// the move marker table, and sets up tenant roles' grants and row-level
+// security on its tables.
 func PrepareDatabase(ctx context.Context, conn *pgx.Conn) error {
 	if err := oms.Migrate(ctx, conn); err != nil {
+		return err
+	}
+	if err := move.EnsureMarkerTable(ctx, conn); err != nil {
 		return err
 	}
 	return provision.SetupDatabase(ctx, conn)
