@@ -13,7 +13,6 @@ import (
 	"tenantry/move"
 	"tenantry/provision"
 	"tenantry/route"
-	"tenantry/workflow"
 )
 
 // readyMove starts a move of tenant to the dedicated alias that waits for
@@ -87,9 +86,7 @@ func TestMove_Abort(t *testing.T) {
 		wantServing(t, ctx, fx.target.Tenant, dedicatedAlias, PooledAlias)
 		lr.finish(t)
 		lr.check(t, ctx)
-		if st := finishMove(t, ctx, mv.ID, move.SignalComplete); st.Status != workflow.StatusSucceeded {
-			t.Fatalf("complete: move is %s: %s", st.Status, st.Error)
-		}
+		finishMove(t, ctx, mv.ID, move.SignalComplete)
 	})
 
 	t.Run("router never acknowledges", func(t *testing.T) {
@@ -111,9 +108,7 @@ func TestMove_Abort(t *testing.T) {
 		stopFake()
 		lr.finish(t)
 		lr.check(t, ctx)
-		if st := finishMove(t, ctx, mv.ID, move.SignalCancel); st.Status != workflow.StatusCancelled {
-			t.Fatalf("cancel: move is %s: %s", st.Status, st.Error)
-		}
+		finishMove(t, ctx, mv.ID, move.SignalCancel)
 	})
 
 	t.Run("stale router is fenced", func(t *testing.T) {
@@ -151,9 +146,7 @@ func TestMove_Abort(t *testing.T) {
 		if present != len(ids) {
 			t.Errorf("%d of the stale router's %d committed orders are on the target", present, len(ids))
 		}
-		if st := finishMove(t, ctx, mv.ID, move.SignalComplete); st.Status != workflow.StatusSucceeded {
-			t.Fatalf("complete: move is %s: %s", st.Status, st.Error)
-		}
+		finishMove(t, ctx, mv.ID, move.SignalComplete)
 	})
 }
 

@@ -23,6 +23,7 @@ import (
 	"tenantry/provision"
 	"tenantry/registry"
 	"tenantry/tenantsig"
+	"tenantry/workflow"
 )
 
 // The move tests share one platform: the pooled cluster, the shared stack
@@ -387,12 +388,20 @@ func wantServing(t *testing.T, ctx context.Context, tenant, alias, other string)
 }
 
 // finishMove completes a move in hypercare (or cancels one that was
-// never promoted or was cut back) and waits for it to end.
+// never promoted or was cut back), waits for it to end and checks that it
+// ended so.
 func finishMove(t *testing.T, ctx context.Context, id, signal string) *move.Info {
 	t.Helper()
 	st, err := plat.Moves.Command(ctx, id, signal, true)
 	if err != nil {
 		t.Fatalf("%s move %s: %v", signal, id, err)
+	}
+	want := workflow.StatusSucceeded
+	if signal == move.SignalCancel {
+		want = workflow.StatusCancelled
+	}
+	if st.Status != want {
+		t.Fatalf("%s: move is %s, want %s: %s", signal, st.Status, want, st.Error)
 	}
 	return st
 }
