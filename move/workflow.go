@@ -533,6 +533,7 @@ func (m *Mover) flipStep(ctx context.Context, r *workflow.Run, d *Data, kind, fr
 	if err == nil {
 		d.Flips = append(d.Flips, *rec)
 		d.VerifyPending = !rec.Counted
+		d.Phase = PhaseHypercare
 		d.LastError = ""
 		d.HypercareEnds = m.cfg.Now().Add(m.cfg.Hypercare)
 		_ = r.Info(ctx, fmt.Sprintf("%s: tenant %s now on %s; pause %.1f ms", kind, d.Tenant, to, rec.PauseMS), rec)

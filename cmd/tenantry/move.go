@@ -23,7 +23,7 @@ func init() { register(newMoveCmd) }
 func newMoveCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "move", Short: "Move a tenant between aliases online: start, status, promote, cutback, complete, cancel, list"}
 	var to string
-	var auto, force, follow bool
+	var auto, force, follow, followStatus bool
 	start := &cobra.Command{
 		Use:   "start TENANT --to ALIAS [--auto]",
 		Short: "Start moving a tenant: backup, replicate, verify; then wait for promote (or promote at once with --auto)",
@@ -65,7 +65,7 @@ func newMoveCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if follow {
+			if followStatus {
 				return a.followMove(cmd.Context(), c, args[0])
 			}
 			mv, err := c.Move(cmd.Context(), args[0], true)
@@ -79,7 +79,7 @@ func newMoveCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	status.Flags().BoolVar(&follow, "follow", false, "show live progress until the move is ready, promoted or ended")
+	status.Flags().BoolVar(&followStatus, "follow", false, "show live progress until the move is ready, promoted or ended")
 
 	command := func(name, short string) *cobra.Command {
 		return &cobra.Command{
