@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"tenantry/registry"
@@ -188,7 +189,7 @@ func (s *Service) waitActed(ctx context.Context, id, name string, before *Info) 
 		case (name == SignalPromote || name == SignalCutback) && len(d.Flips) > len(before.Data.Flips) && d.Flip == nil:
 			return st, nil
 		case (name == SignalPromote || name == SignalCutback) && d.FailedFlips > before.Data.FailedFlips:
-			return st, fmt.Errorf("%s: %s", name, d.LastError)
+			return st, flipError(name, d.LastError)
 		}
 		select {
 		case <-ctx.Done():
@@ -196,6 +197,18 @@ func (s *Service) waitActed(ctx context.Context, id, name string, before *Info) 
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// flipError rebuilds the error of a refused or rolled-back flip from its
+// recorded text (flipStep records only those two), wrapping ErrPrecheck or
+// ErrAborted so that callers (and the API's error table) can branch on it.
+func flipError(name, last string) error {
+	for _, sentinel := range []error{ErrPrecheck, ErrAborted} {
+		if rest, ok := strings.CutPrefix(last, sentinel.Error()); ok {
+			return fmt.Errorf("%s: %w%s", name, sentinel, rest)
+		}
+	}
+	return fmt.Errorf("%s: %s", name, last)
 }
 
 // Wait waits until the move reaches step (or ends) and returns it.
