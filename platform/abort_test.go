@@ -44,8 +44,8 @@ func wantRolledBack(t *testing.T, ctx context.Context, id string, err error, why
 		t.Fatal(gerr)
 	}
 	d := st.Data
-	if !strings.Contains(d.LastError, move.ErrAborted.Error()) && !strings.Contains(d.LastError, move.ErrPrecheck.Error()) {
-		t.Errorf("last error %q is neither an abort nor a refusal", d.LastError)
+	if !errors.Is(err, move.ErrAborted) && !errors.Is(err, move.ErrPrecheck) {
+		t.Errorf("promote error %q wraps neither move.ErrAborted nor move.ErrPrecheck", err)
 	}
 	if !strings.Contains(d.LastError, why) {
 		t.Errorf("last error %q does not say %q", d.LastError, why)

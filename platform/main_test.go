@@ -93,7 +93,7 @@ func runWorker(dir string) int {
 }
 
 func runMain(m *testing.M) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute) // setup only
 	defer cancel()
 	tmp, err := os.MkdirTemp("", "tenantry-platform-test-")
 	if err != nil {
