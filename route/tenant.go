@@ -112,7 +112,11 @@ func (st *tenantState) apply(snap *registry.Snapshot, t *registry.Tenant) (ack i
 	// The endpoint is re-resolved even at the same epoch: a failover
 	// repoints an alias's cluster without touching tenants' epochs.
 	ep, epErr := snap.AliasEndpoint(t.Alias)
-	if ep != st.ep || !st.applied {
+	// A pause that ends where it began is a flip that was rolled back: the
+	// fence may have terminated the pool's sessions, so start a new pool
+	// rather than hand out dead connections.
+	resumedInPlace := st.applied && st.state == registry.StatePaused && t.State != registry.StatePaused && t.Epoch > st.epoch
+	if ep != st.ep || !st.applied || resumedInPlace {
 		toClose = st.retirePool()
 		st.ep = ep
 	}
