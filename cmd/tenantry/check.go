@@ -56,6 +56,13 @@ func (c *checkCmd) Run(ctx context.Context) error {
 		fixed[t] = dsn
 	}
 	if c.controlDSN == "" && len(fixed) == 0 {
+		dsn, err := c.a.controlDSN() // the local platform's, from the data directory
+		if err != nil {
+			return usageErr("--control-dsn or --dsn is required: %v", err)
+		}
+		c.controlDSN = dsn
+	}
+	if c.controlDSN == "" && len(fixed) == 0 {
 		return usageErr("--control-dsn or --dsn is required")
 	}
 	f, err := os.Open(c.ledger)

@@ -194,7 +194,7 @@ func (a *app) followMove(ctx context.Context, c *control.Client, id string) erro
 	bar := func(name string, total int64) *mpb.Bar {
 		b, ok := bars[name]
 		if !ok {
-			b = p.AddBar(max(total, 1), mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-24s", name))),
+			b = p.AddBar(max(total, 1), mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-28s", name))),
 				mpb.AppendDecorators(decor.CountersNoUnit("%d / %d rows"), decor.Name("  "), decor.AverageSpeed(0, "%.0f rows/s")))
 			bars[name] = b
 		}
@@ -232,6 +232,9 @@ func (a *app) followMove(ctx context.Context, c *control.Client, id string) erro
 			b.SetTotal(max(total, t.Rows, 1), false)
 			b.SetCurrent(t.Rows)
 			if t.State == move.SyncReady {
+				if t.Rows == 0 {
+					b.SetCurrent(1) // an empty table is done too
+				}
 				b.SetTotal(-1, true)
 			}
 		}
