@@ -186,7 +186,7 @@ func (s *Service) waitActed(ctx context.Context, id, name string, before *Info) 
 				return st, nil
 			}
 			return st, fmt.Errorf("move %s ended %s: %s", id, st.Status, st.Error)
-		case (name == SignalPromote || name == SignalCutback) && len(d.Flips) > len(before.Data.Flips) && d.Flip == nil:
+		case (name == SignalPromote || name == SignalCutback) && len(d.Flips) > len(before.Data.Flips) && d.Flip == nil && st.Step == "hypercare":
 			return st, nil
 		case (name == SignalPromote || name == SignalCutback) && d.FailedFlips > before.Data.FailedFlips:
 			return st, flipError(name, d.LastError)
