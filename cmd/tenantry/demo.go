@@ -69,8 +69,12 @@ func printDemo(w io.Writer, r *platform.DemoReport) {
 	fmt.Fprintf(w, "  latency               p99 %.1f ms, max %.1f ms, longest stall %.1f ms\n", r.P99MS, r.MaxMS, r.LongestStallMS)
 	fmt.Fprintf(w, "  copy                  %d rows in %.2f s (%.0f rows/s)\n", r.CopyRows, r.CopySeconds, r.CopyRowsPerSec)
 	fmt.Fprintf(w, "  parity                ok=%v (%.0f rows/s)\n", r.ParityOK, r.VerifyRowsPerS)
-	for _, f := range r.Flips {
-		fmt.Fprintf(w, "  %-8s %-14s -> %-16s pause %6.1f ms  %v\n", f.Kind, f.From, f.To, f.PauseMS, f.Phases)
+	for i, f := range r.Flips {
+		parity := "counted in the pause"
+		if !f.Counted {
+			parity = fmt.Sprintf("parity after the flip ok=%v", i < len(r.ParityAfterFlips) && r.ParityAfterFlips[i])
+		}
+		fmt.Fprintf(w, "  %-8s %-14s -> %-16s pause %6.1f ms  %v; %s\n", f.Kind, f.From, f.To, f.PauseMS, f.Phases, parity)
 	}
 	fmt.Fprintf(w, "  checker               ok=%v\n", r.CheckerOK)
 	for _, v := range r.Violations {
