@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"tenantry/registry"
 )
 
@@ -38,6 +40,9 @@ func NewServer(svc *Service, token string) (*Server, error) {
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	})
+	// Process metrics (Go runtime, process) of the control plane, like every
+	// tenantry process; unauthenticated, as Prometheus scrapes it.
+	s.mux.Handle("GET /metrics", promhttp.Handler())
 	s.Handle("GET /v1/status", s.status)
 	s.Handle("GET /v1/clusters", s.listClusters)
 	s.Handle("POST /v1/clusters", s.createCluster)

@@ -389,3 +389,15 @@ func connectAs(t *testing.T, a *api, tenant, password string) *pgx.Conn {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
 }
+
+func TestServer_HealthAndMetricsWithoutToken(t *testing.T) {
+	a := newAPI(t)
+	for _, path := range []string{"/healthz", "/metrics"} {
+		if ans := a.send(t, http.MethodGet, path, "", nil); ans.status != http.StatusOK {
+			t.Errorf("GET %s = %d, want 200", path, ans.status)
+		}
+	}
+	if ans := a.send(t, http.MethodGet, "/metrics", "", nil); !strings.Contains(ans.body, "go_goroutines") {
+		t.Error("/metrics has no Go runtime metrics")
+	}
+}
