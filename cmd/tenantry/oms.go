@@ -102,8 +102,12 @@ func (c *omsCmd) Run(ctx context.Context) error {
 		Secret:     secret,
 		Logger:     log,
 		Registerer: reg,
-		Retryable:  func(err error) bool { return errors.Is(err, route.ErrTenantPaused) },
-		NotFound:   func(err error) bool { return errors.Is(err, route.ErrTenantNotFound) },
+		// A paused tenant is back within seconds; a fenced one is unavailable
+		// until an operator acts: both are 503, not a server fault.
+		Retryable: func(err error) bool {
+			return errors.Is(err, route.ErrTenantPaused) || errors.Is(err, route.ErrTenantFenced)
+		},
+		NotFound: func(err error) bool { return errors.Is(err, route.ErrTenantNotFound) },
 	})
 	if err != nil {
 		return err
