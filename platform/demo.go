@@ -70,12 +70,12 @@ type DemoReport struct {
 	ParityOK       bool              `json:"parity_ok"`
 	// ParityAfterFlips is the chunked parity run right after each flip of a
 	// tenant too large to count inside the pause (true when counted there).
-	ParityAfterFlips []bool `json:"parity_after_flips"`
-	VerifyRowsPerS float64           `json:"verify_rows_per_s"`
-	CheckerOK      bool              `json:"checker_ok"`
-	Violations     []string          `json:"violations,omitempty"`
-	MoveID         string            `json:"move_id"`
-	Error          string            `json:"error,omitempty"`
+	ParityAfterFlips []bool   `json:"parity_after_flips"`
+	VerifyRowsPerS   float64  `json:"verify_rows_per_s"`
+	CheckerOK        bool     `json:"checker_ok"`
+	Violations       []string `json:"violations,omitempty"`
+	MoveID           string   `json:"move_id"`
+	Error            string   `json:"error,omitempty"`
 }
 
 // Demo runs the platform end to end on this machine: a local platform,

@@ -9,8 +9,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -19,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"tenantry/gateway"
-	"tenantry/localpg"
 	"tenantry/oms"
 	"tenantry/registry"
 	"tenantry/tenantsig"
@@ -87,23 +84,11 @@ gateway and directly (the client balancing across both instances itself). Each s
 const benchGatewayTenant = "bench"
 
 func benchGateway(ctx context.Context, a *app, duration time.Duration, workers, rounds int) (benchGatewayResult, error) {
-	dir, err := os.MkdirTemp("", "tenantry-bench-gateway-")
+	c, stop, err := a.tempCluster(ctx, "bench-gateway")
 	if err != nil {
 		return benchGatewayResult{}, err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil { // the postgres user reads below it
-		return benchGatewayResult{}, err
-	}
-	a.log.Info("starting temporary cluster", "dir", dir)
-	c, err := localpg.Create(ctx, localpg.Config{Dir: filepath.Join(dir, "pg"), Name: "bench-gateway"})
-	if err != nil {
-		return benchGatewayResult{}, err
-	}
-	if err := c.Start(ctx); err != nil {
-		return benchGatewayResult{}, err
-	}
-	defer c.Destroy(context.WithoutCancel(ctx))
+	defer stop()
 	pool, err := benchOMSDatabase(ctx, c, workers)
 	if err != nil {
 		return benchGatewayResult{}, err

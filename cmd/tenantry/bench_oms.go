@@ -10,8 +10,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -74,24 +72,11 @@ func newBenchOMSCmd(a *app) *cobra.Command {
 const benchOMSProducts = 20
 
 func benchOMS(ctx context.Context, a *app, duration time.Duration, workers int) (benchOMSResult, error) {
-	dir, err := os.MkdirTemp("", "tenantry-bench-oms-")
+	c, stop, err := a.tempCluster(ctx, "bench-oms")
 	if err != nil {
 		return benchOMSResult{}, err
 	}
-	defer os.RemoveAll(dir)
-	// The postgres user must reach the cluster directory inside it.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return benchOMSResult{}, err
-	}
-	a.log.Info("starting temporary cluster", "dir", dir)
-	c, err := localpg.Create(ctx, localpg.Config{Dir: filepath.Join(dir, "pg"), Name: "bench-oms"})
-	if err != nil {
-		return benchOMSResult{}, err
-	}
-	if err := c.Start(ctx); err != nil {
-		return benchOMSResult{}, err
-	}
-	defer c.Destroy(context.WithoutCancel(ctx))
+	defer stop()
 
 	pool, err := benchOMSDatabase(ctx, c, workers)
 	if err != nil {
