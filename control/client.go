@@ -157,3 +157,17 @@ func (c *Client) MoveCommand(ctx context.Context, id, command string) (*move.Inf
 func (c *Client) SetRoute(ctx context.Context, tenant string, backends []registry.Backend) error {
 	return c.Do(ctx, http.MethodPut, "/v1/routes/"+url.PathEscape(tenant), RouteRequest{Backends: backends}, nil)
 }
+
+// Routes lists the routes and the registry version they were read at.
+func (c *Client) Routes(ctx context.Context) ([]*registry.Route, int64, error) {
+	var out struct {
+		Routes  []*registry.Route `json:"routes"`
+		Version int64             `json:"version"`
+	}
+	return out.Routes, out.Version, c.Do(ctx, http.MethodGet, "/v1/routes", nil, &out)
+}
+
+// DeleteRoute removes a tenant's own route (it falls back to the default).
+func (c *Client) DeleteRoute(ctx context.Context, tenant string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/routes/"+url.PathEscape(tenant), nil, nil)
+}
