@@ -1,0 +1,64 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestMain_ExitCodes runs the CLI's entry point as a user would and checks
+// the documented exit codes and error output (no database needed: every
+// case is refused before anything is contacted).
+func TestMain_ExitCodes(t *testing.T) {
+	empty := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string // in stderr
+	}{
+		{"help", []string{"--help"}, exitOK, ""},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "unknown command"},
+		{"unknown flag", []string{"status", "--nope"}, exitUsage, "unknown flag"},
+		{"bad output format", []string{"--output", "yaml", "status"}, exitUsage, "--output must be text or json"},
+		{"missing argument", []string{"tenant", "show"}, exitUsage, "accepts 1 arg"},
+		{"no platform", []string{"--data-dir", empty, "status"}, exitUsage, "run `tenantry up`"},
+		{"move without --to", []string{"move", "start", "acme"}, exitUsage, "--to is required"},
+		{"bad route weight", []string{"route", "set", "acme", "blue=heavy"}, exitUsage, "non-negative integer"},
+		{"bad stack name", []string{"stack", "deploy", "Bad_Name", "--instances", "1"}, exitUsage, "must match"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			t.Setenv("TENANTRY_API", "")
+			t.Setenv("TENANTRY_TOKEN", "")
+			t.Setenv("TENANTRY_DATA_DIR", empty)
+			code := MainContext(context.Background(), tc.args, &out, &errb)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.code, errb.String())
+			}
+			if tc.want != "" && !strings.Contains(errb.String(), tc.want) {
+				t.Errorf("stderr %q does not say %q", errb.String(), tc.want)
+			}
+		})
+	}
+}
+
+// TestMain_JSONErrors: with --output json an error is one JSON object with
+// a machine-readable code.
+func TestMain_JSONErrors(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := MainContext(context.Background(), []string{"-o", "json", "--data-dir", t.TempDir(), "tenant", "list"}, &out, &errb)
+	if code != exitUsage {
+		t.Fatalf("exit %d, want %d", code, exitUsage)
+	}
+	var e struct {
+		Error string `json:"error"`
+		Code  string `json:"code"`
+	}
+	if err := json.Unmarshal(errb.Bytes(), &e); err != nil || e.Code != "usage" || e.Error == "" {
+		t.Fatalf("stderr %q: want one JSON object with code usage (%v)", errb.String(), err)
+	}
+}
