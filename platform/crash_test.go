@@ -24,7 +24,9 @@ import (
 // right after the flip share one move of another tenant, promoted by the
 // crashing replica and cut back by the survivor, back and forth.
 func TestMove_Crash(t *testing.T) {
-	ctx := testContext(t, 3*time.Minute)
+	// Twelve crash points, each with its own one-minute bound; the whole
+	// test gets room for all of them on a busy machine.
+	ctx := testContext(t, 10*time.Minute)
 	early := newTenant(t, ctx, "crash-early", 1000)
 	for _, point := range []string{"prepared", "replicating", "replicated", "verifying", "verified"} {
 		t.Run(point, func(t *testing.T) {
