@@ -235,11 +235,15 @@ func pipeTable(ctx context.Context, sp, dp *pgxpool.Pool, tenant, table string) 
 		return 0, err
 	}
 	id := pgx.Identifier{table}.Sanitize()
+	lit, err := tenantLiteral(tenant)
+	if err != nil {
+		return 0, err
+	}
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
 		_, err := sc.Conn().PgConn().CopyTo(ctx, pw,
-			"COPY (SELECT * FROM "+id+" WHERE tenant_id = "+quoteLiteral(tenant)+") TO STDOUT")
+			"COPY (SELECT * FROM "+id+" WHERE tenant_id = "+lit+") TO STDOUT")
 		pw.CloseWithError(err)
 		errc <- err
 	}()
@@ -255,10 +259,11 @@ func pipeTable(ctx context.Context, sp, dp *pgxpool.Pool, tenant, table string) 
 	return tag.RowsAffected(), nil
 }
 
-// quoteLiteral quotes a validated tenant id as an SQL literal.
-func quoteLiteral(s string) string {
-	if registry.ValidateTenantID(s) != nil {
-		panic("quoteLiteral: not a validated tenant id")
+// tenantLiteral quotes a tenant id as an SQL literal (COPY takes no
+// parameters); ids are validated first, and cannot hold a quote.
+func tenantLiteral(s string) (string, error) {
+	if err := registry.ValidateTenantID(s); err != nil {
+		return "", err
 	}
-	return "'" + s + "'"
+	return "'" + s + "'", nil
 }
