@@ -3,6 +3,7 @@ package check
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -10,12 +11,17 @@ import (
 	"tenantry/registry"
 )
 
-// RegistryDatabases resolves tenants to the databases a registry snapshot
-// places them on, connecting as user (a superuser: the checker reads every
-// tenant's rows) with password (empty for trust). Close releases the pools.
+// RegistryDatabases resolves tenants to their databases: a DSN given for
+// the tenant in Fixed, else the database the registry snapshot places it on
+// now, reached as User (a superuser: the checker reads every tenant's rows;
+// default "postgres") with Password (default: libpq's environment,
+// PGPASSWORD included). Get is a Databases function; Close releases the
+// pools it opened, one per database.
 type RegistryDatabases struct {
-	Snapshot       *registry.Snapshot
+	Snapshot       *registry.Snapshot // may be nil when every tenant is in Fixed
+	Fixed          map[string]string
 	User, Password string
+	Logger         *slog.Logger
 
 	mu    sync.Mutex
 	pools map[string]*pgxpool.Pool
@@ -23,32 +29,57 @@ type RegistryDatabases struct {
 
 // Get is a Databases function.
 func (d *RegistryDatabases) Get(ctx context.Context, tenant string) (Querier, error) {
-	_, ep, err := d.Snapshot.Resolve(tenant)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cfg, key, err := d.poolConfig(tenant)
 	if err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("%s:%d/%s", ep.Host, ep.Port, ep.Database)
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if p, ok := d.pools[key]; ok {
 		return p, nil
 	}
-	cfg, err := pgxpool.ParseConfig("sslmode=disable")
-	if err != nil {
-		return nil, err
-	}
-	cc := cfg.ConnConfig
-	cc.Host, cc.Port, cc.Database, cc.User, cc.Password = ep.Host, uint16(ep.Port), ep.Database, d.User, d.Password
-	cfg.MaxConns = 4
 	p, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", key, err)
+		return nil, fmt.Errorf("connect to the database of tenant %s (%s): %w", tenant, key, err)
 	}
 	if d.pools == nil {
 		d.pools = map[string]*pgxpool.Pool{}
 	}
 	d.pools[key] = p
 	return p, nil
+}
+
+// poolConfig returns the pool config of tenant's database and a key that
+// names that database.
+func (d *RegistryDatabases) poolConfig(tenant string) (*pgxpool.Config, string, error) {
+	if dsn, ok := d.Fixed[tenant]; ok {
+		cfg, err := pgxpool.ParseConfig(dsn)
+		return cfg, "dsn " + dsn, err
+	}
+	if d.Snapshot == nil {
+		return nil, "", fmt.Errorf("tenant %s: no DSN given and no registry to resolve it", tenant)
+	}
+	_, ep, err := d.Snapshot.Resolve(tenant)
+	if err != nil {
+		return nil, "", err
+	}
+	if d.Logger != nil {
+		d.Logger.Info("tenant resolved", "tenant", tenant, "alias", ep.Alias, "host", ep.Host, "port", ep.Port, "database", ep.Database)
+	}
+	cfg, err := pgxpool.ParseConfig("sslmode=disable")
+	if err != nil {
+		return nil, "", err
+	}
+	cc := cfg.ConnConfig
+	cc.Host, cc.Port, cc.Database, cc.User = ep.Host, uint16(ep.Port), ep.Database, "postgres"
+	if d.User != "" {
+		cc.User = d.User
+	}
+	if d.Password != "" {
+		cc.Password = d.Password
+	}
+	cfg.MaxConns = 4
+	return cfg, fmt.Sprintf("%s:%d/%s", ep.Host, ep.Port, ep.Database), nil
 }
 
 // Close closes the pools opened by Get.

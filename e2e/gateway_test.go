@@ -108,7 +108,7 @@ func orderTenant(t *testing.T, id int64) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database))
+	conn, err := pgx.Connect(ctx, ep.SuperuserDSN())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,11 +15,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/check"
 	"tenantry/load"
@@ -231,32 +228,9 @@ func checkLedger(t *testing.T, ledger []byte) *check.Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	pools := map[string]*pgxpool.Pool{}
-	defer func() {
-		for _, p := range pools {
-			p.Close()
-		}
-	}()
-	dbs := func(ctx context.Context, tenant string) (check.Querier, error) {
-		_, ep, err := snap.Resolve(tenant)
-		if err != nil {
-			return nil, err
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		key := fmt.Sprintf("%s:%d/%s", ep.Host, ep.Port, ep.Database)
-		if p, ok := pools[key]; ok {
-			return p, nil
-		}
-		p, err := pgxpool.New(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database))
-		if err != nil {
-			return nil, err
-		}
-		pools[key] = p
-		return p, nil
-	}
-	rep, err := check.Check(ctx, bytes.NewReader(ledger), dbs, check.Options{})
+	dbs := &check.RegistryDatabases{Snapshot: snap}
+	defer dbs.Close()
+	rep, err := check.Check(ctx, bytes.NewReader(ledger), dbs.Get, check.Options{})
 	if err != nil {
 		t.Fatalf("check: %v", err)
 	}

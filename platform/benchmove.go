@@ -176,7 +176,7 @@ func copyPipe(ctx context.Context, snap *registry.Snapshot, tenant, src, dst str
 		if err != nil {
 			return nil, err
 		}
-		return pgxpool.New(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database))
+		return pgxpool.New(ctx, ep.SuperuserDSN())
 	}
 	sp, err := open(src)
 	if err != nil {

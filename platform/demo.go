@@ -313,7 +313,7 @@ func (r *Running) seedLarge(ctx context.Context, tenant string, n int, cat load.
 	if err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database))
+	pool, err := pgxpool.New(ctx, ep.SuperuserDSN())
 	if err != nil {
 		return err
 	}
@@ -333,7 +333,7 @@ func (r *Running) checkLedger(ctx context.Context, path string) (*check.Report, 
 		return nil, err
 	}
 	defer f.Close()
-	dbs := &check.RegistryDatabases{Snapshot: snap, User: "postgres"}
+	dbs := &check.RegistryDatabases{Snapshot: snap}
 	defer dbs.Close()
 	return check.Check(ctx, f, dbs.Get, check.Options{})
 }

@@ -339,7 +339,7 @@ func aliasPool(t *testing.T, ctx context.Context, alias string) *pgxpool.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pgxpool.New(ctx, fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database))
+	p, err := pgxpool.New(ctx, ep.SuperuserDSN())
 	if err != nil {
 		t.Fatal(err)
 	}

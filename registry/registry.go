@@ -242,3 +242,11 @@ func (s *Snapshot) RouteFor(tenant string) *Route {
 	}
 	return s.Routes[DefaultRoute]
 }
+
+// SuperuserDSN is a keyword/value connection string to the endpoint's
+// database as the superuser "postgres" (trusted on loopback by local
+// clusters; elsewhere libpq's environment, PGPASSWORD, supplies the
+// password). Control tools (checker, backups, benchmarks) connect with it.
+func (e Endpoint) SuperuserDSN() string {
+	return fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", e.Host, e.Port, e.Database)
+}

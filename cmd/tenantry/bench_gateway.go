@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"tenantry/gateway"
-	"tenantry/oms"
 	"tenantry/registry"
 	"tenantry/tenantsig"
 )
@@ -89,29 +87,11 @@ gateway and directly (the client balancing across both instances itself). Each s
 const benchGatewayTenant = "bench"
 
 func benchGateway(ctx context.Context, a *app, duration time.Duration, workers, rounds int) (benchGatewayResult, error) {
-	c, stop, err := a.tempCluster(ctx, "bench-gateway")
+	instances, secret, stop, err := a.benchOMSInstances(ctx, "bench-gateway", workers, 2)
 	if err != nil {
 		return benchGatewayResult{}, err
 	}
 	defer stop()
-	pool, err := benchOMSDatabase(ctx, c, workers)
-	if err != nil {
-		return benchGatewayResult{}, err
-	}
-	defer pool.Close()
-
-	secret := make([]byte, 32)
-	_, _ = crand.Read(secret)
-	var instances []string
-	for range 2 {
-		srv, err := oms.NewServer(oms.Config{DB: oms.PoolDB{Pool: pool}, Secret: secret, Logger: a.log})
-		if err != nil {
-			return benchGatewayResult{}, err
-		}
-		hs := httptest.NewServer(srv)
-		defer hs.Close()
-		instances = append(instances, hs.URL)
-	}
 	orders, err := benchGatewayOrders(ctx, instances[0], secret)
 	if err != nil {
 		return benchGatewayResult{}, fmt.Errorf("seed orders: %w", err)

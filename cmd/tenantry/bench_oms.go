@@ -3,13 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	crand "crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sync"
 	"time"
@@ -72,27 +70,13 @@ func newBenchOMSCmd(a *app) *cobra.Command {
 const benchOMSProducts = 20
 
 func benchOMS(ctx context.Context, a *app, duration time.Duration, workers int) (benchOMSResult, error) {
-	c, stop, err := a.tempCluster(ctx, "bench-oms")
+	urls, secret, stop, err := a.benchOMSInstances(ctx, "bench-oms", workers, 1)
 	if err != nil {
 		return benchOMSResult{}, err
 	}
 	defer stop()
-
-	pool, err := benchOMSDatabase(ctx, c, workers)
-	if err != nil {
-		return benchOMSResult{}, err
-	}
-	defer pool.Close()
-	secret := make([]byte, 32)
-	_, _ = crand.Read(secret)
-	srv, err := oms.NewServer(oms.Config{DB: oms.PoolDB{Pool: pool}, Secret: secret, Logger: a.log})
-	if err != nil {
-		return benchOMSResult{}, err
-	}
-	hs := httptest.NewServer(srv)
-	defer hs.Close()
 	cl := &benchOMSClient{
-		url:    hs.URL,
+		url:    urls[0],
 		secret: secret,
 		http:   &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: 30 * time.Second},
 	}

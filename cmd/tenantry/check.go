@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
-	"sync"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"tenantry/check"
@@ -70,9 +67,20 @@ func (c *checkCmd) Run(ctx context.Context) error {
 		return fmt.Errorf("open ledger: %w", err)
 	}
 	defer f.Close()
-	dbs := &tenantDatabases{controlDSN: c.controlDSN, fixed: fixed, pools: map[string]*pgxpool.Pool{}, log: c.a.log}
-	defer dbs.close()
-	rep, err := check.Check(ctx, f, dbs.get, check.Options{MaxViolations: c.max, Logger: c.a.log})
+	dbs := &check.RegistryDatabases{Fixed: fixed, Logger: c.a.log}
+	if c.controlDSN != "" {
+		store, err := registry.OpenStore(ctx, c.controlDSN, nil)
+		if err != nil {
+			return err
+		}
+		dbs.Snapshot, err = store.Snapshot(ctx)
+		store.Close()
+		if err != nil {
+			return err
+		}
+	}
+	defer dbs.Close()
+	rep, err := check.Check(ctx, f, dbs.Get, check.Options{MaxViolations: c.max, Logger: c.a.log})
 	if err != nil {
 		return err
 	}
@@ -94,78 +102,4 @@ func (c *checkCmd) Run(ctx context.Context) error {
 		fmt.Fprintln(c.a.stdout, "ok")
 	}
 	return nil
-}
-
-// tenantDatabases opens one superuser pool per database a tenant is served
-// from: a --dsn given for it, else its alias's primary in the registry.
-type tenantDatabases struct {
-	controlDSN string
-	fixed      map[string]string
-	log        *slog.Logger
-
-	mu    sync.Mutex
-	snap  *registry.Snapshot
-	pools map[string]*pgxpool.Pool // by DSN
-}
-
-func (d *tenantDatabases) get(ctx context.Context, tenant string) (check.Querier, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	cfg, key, err := d.poolConfig(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	if p, ok := d.pools[key]; ok {
-		return p, nil
-	}
-	p, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to database of tenant %s: %w", tenant, err)
-	}
-	d.pools[key] = p
-	return p, nil
-}
-
-// poolConfig returns the pool config of tenant's database and a key that
-// names that database.
-func (d *tenantDatabases) poolConfig(ctx context.Context, tenant string) (*pgxpool.Config, string, error) {
-	if dsn, ok := d.fixed[tenant]; ok {
-		cfg, err := pgxpool.ParseConfig(dsn)
-		return cfg, "dsn " + dsn, err
-	}
-	if d.controlDSN == "" {
-		return nil, "", fmt.Errorf("tenant %s: no --dsn and no --control-dsn", tenant)
-	}
-	if d.snap == nil {
-		store, err := registry.OpenStore(ctx, d.controlDSN, nil)
-		if err != nil {
-			return nil, "", err
-		}
-		d.snap, err = store.Snapshot(ctx)
-		store.Close()
-		if err != nil {
-			return nil, "", err
-		}
-	}
-	_, ep, err := d.snap.Resolve(tenant)
-	if err != nil {
-		return nil, "", err
-	}
-	d.log.Info("tenant resolved", "tenant", tenant, "alias", ep.Alias, "host", ep.Host, "port", ep.Port, "database", ep.Database)
-	// ParseConfig("") takes libpq's environment defaults, PGPASSWORD
-	// included; the superuser on the alias's primary reads every tenant.
-	cfg, err := pgxpool.ParseConfig("")
-	if err != nil {
-		return nil, "", err
-	}
-	cc := cfg.ConnConfig
-	cc.Host, cc.Port, cc.Database, cc.User = ep.Host, uint16(ep.Port), ep.Database, "postgres"
-	cfg.MaxConns = 4
-	return cfg, fmt.Sprintf("%s:%d/%s", ep.Host, ep.Port, ep.Database), nil
-}
-
-func (d *tenantDatabases) close() {
-	for _, p := range d.pools {
-		p.Close()
-	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 
 	"tenantry/platform"
@@ -40,12 +39,6 @@ func (a *app) snapshot(ctx context.Context) (*registry.Snapshot, error) {
 	return s.Snapshot(ctx)
 }
 
-// endpointDSN is a superuser DSN of an endpoint (PGPASSWORD is honoured by
-// libpq-style connection parsing).
-func endpointDSN(ep registry.Endpoint) string {
-	return fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", ep.Host, ep.Port, ep.Database)
-}
-
 // aliasDSN resolves an alias through the registry.
 func (a *app) aliasDSN(ctx context.Context, alias string) (string, error) {
 	if err := registry.ValidateName("alias", alias); err != nil {
@@ -59,7 +52,7 @@ func (a *app) aliasDSN(ctx context.Context, alias string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return endpointDSN(ep), nil
+	return ep.SuperuserDSN(), nil
 }
 
 // tenantDSN resolves the database a tenant is served from now.
@@ -75,5 +68,5 @@ func (a *app) tenantDSN(ctx context.Context, tenant string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return endpointDSN(ep), nil
+	return ep.SuperuserDSN(), nil
 }
