@@ -32,8 +32,8 @@ var errorCodes = []struct {
 	{ErrNotSupported, http.StatusNotImplemented, "not_supported"},
 }
 
-// extraCodes lets other packages' sentinels join the table (the move
-// workflow's "already active" error, for instance) without an import cycle.
+// registerCode adds another package's sentinel to the table (the move
+// workflow's "already active" error, for instance).
 func registerCode(err error, status int, code string) {
 	errorCodes = append(errorCodes, struct {
 		err    error

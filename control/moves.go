@@ -1,6 +1,7 @@
 package control
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 
@@ -54,24 +55,11 @@ func (s *Server) EnableMoves(ms *move.Service) {
 }
 
 func withActive(err error) error {
-	if ae, ok := asActive(err); ok {
+	var ae *workflow.ActiveError
+	if errors.As(err, &ae) {
 		return &detailedError{err: err, details: map[string]any{"existing_id": ae.ExistingID}}
 	}
 	return err
-}
-
-func asActive(err error) (*workflow.ActiveError, bool) {
-	for e := err; e != nil; {
-		if ae, ok := e.(*workflow.ActiveError); ok {
-			return ae, true
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			return nil, false
-		}
-		e = u.Unwrap()
-	}
-	return nil, false
 }
 
 // detailedError adds machine-readable details to an API error.

@@ -38,8 +38,8 @@ func (s *Server) EnableStacks(p stack.Provider, routes RouteStore) {
 		if err := DecodeJSON(r, &spec); err != nil {
 			return 0, nil, err
 		}
-		if err := spec.Validate(); err != nil {
-			return 0, nil, invalid(err)
+		if err := spec.Validate(); err != nil { // wraps registry.ErrInvalid
+			return 0, nil, err
 		}
 		st, err := p.Deploy(r.Context(), spec)
 		if err != nil {
@@ -108,14 +108,3 @@ func routeTenant(name string) (string, error) {
 	}
 	return name, registry.ValidateTenantID(name)
 }
-
-func invalid(err error) error { return &wrapped{err: err, kind: registry.ErrInvalid} }
-
-// wrapped gives an error a sentinel kind without changing its message.
-type wrapped struct {
-	err  error
-	kind error
-}
-
-func (w *wrapped) Error() string   { return w.err.Error() }
-func (w *wrapped) Unwrap() []error { return []error{w.err, w.kind} }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -146,7 +147,8 @@ func (s *Service) Command(ctx context.Context, id, name string, wait bool) (*Inf
 	d := before.Data
 	switch name {
 	case SignalPromote:
-		if d.On == d.Target || (before.Step != "ready" && before.Step != "hypercare" && before.Step != "replicate" && before.Step != "verify" && before.Step != "prepare") {
+		// Not while a flip, the end of the move or its rollback runs.
+		if d.On == d.Target || slices.Contains([]string{"promote", "cutback", "complete", "cancel", "abort"}, before.Step) {
 			return nil, fmt.Errorf("%w: promote: tenant is on %s, move at step %s", ErrWrongState, d.On, before.Step)
 		}
 	case SignalCutback:

@@ -5,16 +5,9 @@ import "errors"
 // errorCode names an error for machine-readable output. The control plane
 // client (apiError) carries the server's code; other errors are "error".
 func errorCode(err error) string {
-	type coder interface{ ErrorCode() string }
-	for e := err; e != nil; {
-		if c, ok := e.(coder); ok {
-			return c.ErrorCode()
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			break
-		}
-		e = u.Unwrap()
+	var c interface{ ErrorCode() string }
+	if errors.As(err, &c) {
+		return c.ErrorCode()
 	}
 	if isUsage(err) {
 		return "usage"
