@@ -29,6 +29,11 @@ var ErrNotCaughtUp = errors.New("subscription not caught up")
 //     everything before lsn applied and flushed;
 //   - the origin's progress >= lsn (traffic continued after lsn).
 //
+// These proofs rest on keepalive positions; once, under load, a test saw
+// WaitApplied return before a transaction was visible on the subscriber.
+// The flip and verify therefore prove catch-up with WaitMarker, and use
+// WaitApplied only for databases without the marker table.
+//
 // A slot that disappears or is invalidated is ErrSlotLost; apply errors
 // counted while waiting, a disabled or missing subscription are
 // ErrSubscriptionBroken.

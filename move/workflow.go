@@ -243,11 +243,6 @@ func (m *Mover) prepare(ctx context.Context, r *workflow.Run) (string, error) {
 				return "", err
 			}
 		}
-		// Index-only scans inside the promotion pause (row counts) stay off
-		// the heap only where the visibility map is set.
-		if err := Vacuum(ctx, src.pool, d.Tables); err != nil {
-			return "", err
-		}
 		if d.SourceRows, err = CountRows(ctx, src.pool, d.Tenant, d.Tables); err != nil {
 			return "", err
 		}
