@@ -499,15 +499,7 @@ var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }
 func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
-// StaticSource is a SnapshotSource that never changes: fixed routes for
-// benchmarks, tests and deployments without a control database.
-type StaticSource struct{ Snapshot *registry.Snapshot }
-
-// Current returns the snapshot.
-func (s StaticSource) Current() *registry.Snapshot { return s.Snapshot }
-
-// Subscribe returns a channel that never receives.
-func (s StaticSource) Subscribe() (<-chan *registry.Snapshot, func()) { return nil, func() {} }
+var _ SnapshotSource = registry.StaticSource{}
 
 // signer caches a tenant's signed header values for the current second:
 // tenantsig signatures carry whole seconds, so one HMAC per tenant per

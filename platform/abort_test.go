@@ -12,6 +12,7 @@ import (
 
 	"tenantry/move"
 	"tenantry/provision"
+	"tenantry/registry"
 	"tenantry/route"
 )
 
@@ -208,7 +209,7 @@ func startStaleWriter(t *testing.T, ctx context.Context, tenant string, product,
 		t.Fatal(err)
 	}
 	secret := []byte(plat.Local.State.Secret)
-	rt, err := route.New(route.Config{Source: route.StaticSource{Snap: snap}, ID: "router-stale",
+	rt, err := route.New(route.Config{Source: registry.StaticSource{Snapshot: snap}, ID: "router-stale",
 		Credentials: func(tn string) (string, string) { return provision.RoleName(tn), provision.Password(secret, tn) }})
 	if err != nil {
 		t.Fatal(err)

@@ -250,3 +250,16 @@ func (s *Snapshot) RouteFor(tenant string) *Route {
 func (e Endpoint) SuperuserDSN() string {
 	return fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", e.Host, e.Port, e.Database)
 }
+
+// StaticSource serves one snapshot that never changes: the snapshot source
+// (of routers and gateways) for tools, benchmarks and tests that route
+// without a control database.
+type StaticSource struct{ Snapshot *Snapshot }
+
+// Current returns the snapshot.
+func (s StaticSource) Current() *Snapshot { return s.Snapshot }
+
+// Subscribe returns a channel that never receives.
+func (s StaticSource) Subscribe() (<-chan *Snapshot, func()) {
+	return make(chan *Snapshot), func() {}
+}

@@ -14,19 +14,7 @@ import (
 	"tenantry/registry"
 )
 
-// StaticSource is a SnapshotSource that always serves one snapshot; for
-// tools and benchmarks that route without a control database.
-type StaticSource struct{ Snap *registry.Snapshot }
-
-// Current returns the snapshot.
-func (s StaticSource) Current() *registry.Snapshot { return s.Snap }
-
-// Subscribe returns a channel that never receives.
-func (s StaticSource) Subscribe() (<-chan *registry.Snapshot, func()) {
-	return make(chan *registry.Snapshot), func() {}
-}
-
-var _ SnapshotSource = StaticSource{}
+var _ SnapshotSource = registry.StaticSource{}
 
 // SingleTenantSnapshot returns a snapshot with one cluster member (primary
 // at host:port), one alias "bench" on database, and tenant active on it.
@@ -86,7 +74,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 		cfg.Rounds = 10
 	}
 	r, err := New(Config{
-		Source:         StaticSource{SingleTenantSnapshot(cfg.Host, cfg.Port, cfg.Database, cfg.Tenant)},
+		Source:         registry.StaticSource{Snapshot: SingleTenantSnapshot(cfg.Host, cfg.Port, cfg.Database, cfg.Tenant)},
 		Credentials:    func(string) (string, string) { return cfg.User, cfg.Password },
 		TenantMaxConns: cfg.Workers,
 		ClusterConnCap: cfg.Workers,

@@ -322,7 +322,7 @@ func TestRouter_ApplyIgnoresStaleAndAcksUnserved(t *testing.T) {
 		return &registry.Snapshot{Version: version,
 			Tenants: map[string]*registry.Tenant{"idle": {ID: "idle", Alias: "a", State: state, Epoch: epoch}}}
 	}
-	r, err := New(Config{Source: StaticSource{snap(1, 1, registry.StateActive)}, Registry: &fakeRegistry{log: log}, Credentials: credentials})
+	r, err := New(Config{Source: registry.StaticSource{Snapshot: snap(1, 1, registry.StateActive)}, Registry: &fakeRegistry{log: log}, Credentials: credentials})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func benchGateway(ctx context.Context, a *app, duration time.Duration, workers, 
 		Routes:     map[string]*registry.Route{registry.DefaultRoute: {Backends: []registry.Backend{{Stack: st.Name, Weight: 1}}}},
 		KeysByHash: map[string]*registry.APIKey{registry.HashAPIKey(apiKey): {ID: "bench", Tenant: benchGatewayTenant}},
 	}
-	g, err := gateway.New(gateway.Config{Source: gateway.StaticSource{Snapshot: snap}, Secret: secret, Logger: a.log})
+	g, err := gateway.New(gateway.Config{Source: registry.StaticSource{Snapshot: snap}, Secret: secret, Logger: a.log})
 	if err != nil {
 		return benchGatewayResult{}, err
 	}
