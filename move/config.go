@@ -108,6 +108,10 @@ type Config struct {
 	VerifyChunk int
 	// PurgeBatch is the rows deleted per statement when purging; default 5,000.
 	PurgeBatch int
+	// SchemaVersion reads the application schema version of a tenant
+	// database (oms.SchemaVersion); a move refuses to start when source and
+	// target differ. Required.
+	SchemaVersion func(ctx context.Context, db *pgxpool.Pool) (int, error)
 	// Backup takes the tenant's logical backup from the source into dir
 	// (prepare); VerifyBackup checks one before the source is purged
 	// (complete). Required.
@@ -125,8 +129,6 @@ type Config struct {
 	// ...); an error it returns is the step's error. Tests use it to inject
 	// failures and crashes.
 	Hook func(ctx context.Context, point string) error
-	// poolFor opens pools; tests may not override it.
-	poolFor func(ctx context.Context, e Endpoint) (*pgxpool.Pool, error)
 }
 
 func (c *Config) fill() error {
@@ -139,8 +141,8 @@ func (c *Config) fill() error {
 	if c.BackupDir == "" {
 		return errors.New("move: Config.BackupDir is required")
 	}
-	if c.Backup == nil || c.VerifyBackup == nil || c.Parity == nil {
-		return errors.New("move: Config.Backup, VerifyBackup and Parity are required")
+	if c.Backup == nil || c.VerifyBackup == nil || c.Parity == nil || c.SchemaVersion == nil {
+		return errors.New("move: Config.Backup, VerifyBackup, Parity and SchemaVersion are required")
 	}
 	if c.AdminUser == "" {
 		c.AdminUser = "postgres"
@@ -181,21 +183,6 @@ func (c *Config) fill() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.poolFor == nil {
-		c.poolFor = func(ctx context.Context, e Endpoint) (*pgxpool.Pool, error) {
-			pc, err := pgxpool.ParseConfig(e.ConnString())
-			if err != nil {
-				return nil, err
-			}
-			pc.MaxConns = 8
-			pc.ConnConfig.RuntimeParams["application_name"] = "tenantry-move"
-			p, err := pgxpool.NewWithConfig(ctx, pc)
-			if err != nil {
-				return nil, fmt.Errorf("connect %s:%d/%s: %w", e.Host, e.Port, e.Database, err)
-			}
-			return p, nil
-		}
-	}
 	return nil
 }
 
@@ -211,4 +198,19 @@ func jsonDecode(b []byte, v any) error {
 		return nil
 	}
 	return json.Unmarshal(b, v)
+}
+
+// pool opens a small admin pool to e for one step of a move.
+func pool(ctx context.Context, e Endpoint) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(e.ConnString())
+	if err != nil {
+		return nil, err
+	}
+	pc.MaxConns = 8
+	pc.ConnConfig.RuntimeParams["application_name"] = "tenantry-move"
+	p, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s:%d/%s: %w", e.Host, e.Port, e.Database, err)
+	}
+	return p, nil
 }

@@ -195,7 +195,7 @@ func (m *Mover) open(ctx context.Context, aliases ...string) (*registry.Snapshot
 			closeSides(out)
 			return nil, nil, err
 		}
-		p, err := m.cfg.poolFor(ctx, ep)
+		p, err := pool(ctx, ep)
 		if err != nil {
 			closeSides(out)
 			return nil, nil, err
@@ -291,11 +291,11 @@ func (m *Mover) checkMove(ctx context.Context, snap *registry.Snapshot, tenant, 
 		return fmt.Errorf("%w: aliases %s and %s are on the same cluster %s; a move needs another cluster (the tenant's role, its fence, is cluster-wide)",
 			registry.ErrInvalid, from, to, src.cluster)
 	}
-	sv, err := schemaVersion(ctx, src.pool)
+	sv, err := m.cfg.SchemaVersion(ctx, src.pool)
 	if err != nil {
 		return fmt.Errorf("source schema version: %w", err)
 	}
-	tv, err := schemaVersion(ctx, dst.pool)
+	tv, err := m.cfg.SchemaVersion(ctx, dst.pool)
 	if err != nil {
 		return fmt.Errorf("target schema version: %w", err)
 	}
@@ -304,28 +304,6 @@ func (m *Mover) checkMove(ctx context.Context, snap *registry.Snapshot, tenant, 
 			registry.ErrConflict, from, sv, to, tv)
 	}
 	return nil
-}
-
-// ErrSchemaUnknown means a database has no schema version table.
-var ErrSchemaUnknown = errors.New("schema version unknown")
-
-func schemaVersion(ctx context.Context, q Querier) (int, error) {
-	var v *int
-	err := q.QueryRow(ctx, `SELECT CASE WHEN to_regclass('public.oms_schema_version') IS NULL THEN NULL
-		ELSE (SELECT coalesce(max(version), 0) FROM public.oms_schema_version) END`).Scan(&v)
-	if err != nil {
-		// to_regclass guards the table; the subquery is planned only when it
-		// exists, but PostgreSQL plans it anyway: fall back to a probe.
-		var exists bool
-		if err2 := q.QueryRow(ctx, `SELECT to_regclass('public.oms_schema_version') IS NOT NULL`).Scan(&exists); err2 != nil || exists {
-			return 0, err
-		}
-		return 0, nil
-	}
-	if v == nil {
-		return 0, nil
-	}
-	return *v, nil
 }
 
 // replicate starts the forward link and waits for the initial copy, then for

@@ -7,7 +7,10 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"tenantry/move"
+	"tenantry/oms"
 	"tenantry/registry"
 	"tenantry/workflow"
 )
@@ -67,6 +70,7 @@ func newMoveRunner(ctx context.Context, store *registry.Store, secret, dir strin
 	cfg.Backup = TakeBackup
 	cfg.VerifyBackup = VerifyBackup
 	cfg.Parity = Parity
+	cfg.SchemaVersion = func(ctx context.Context, db *pgxpool.Pool) (int, error) { return oms.SchemaVersion(ctx, db) }
 	if cfg.Logger == nil {
 		cfg.Logger = log
 	}
