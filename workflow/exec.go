@@ -170,15 +170,20 @@ func (rn *Runner) finished(ctx context.Context, r *Run, d decision, ok bool) err
 }
 
 // renew extends r's lease every LeaseTTL/3 until ctx ends. When the lease
-// is taken over, or cannot be renewed before it would expire, it cancels
-// the step with ErrLeaseLost.
+// is taken over, cannot be renewed before it would expire, or the runner's
+// liveness session is lost, it cancels the step with ErrLeaseLost.
 func (rn *Runner) renew(ctx context.Context, r *Run, deadline time.Time, cancel context.CancelCauseFunc, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(rn.cfg.LeaseTTL / 3)
 	defer t.Stop()
+	lost := rn.livenessLost()
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-lost:
+			// Others may already take this lease over: stop acting.
+			cancel(ErrLeaseLost)
 			return
 		case <-t.C:
 		}

@@ -60,6 +60,14 @@ CREATE TABLE workflow_signals (
 );
 CREATE INDEX workflow_signals_pending ON workflow_signals (workflow, id) WHERE consumed_at IS NULL;
 `,
+	// 2: runner liveness (see liveness.go).
+	`
+CREATE TABLE workflow_runners (
+	owner      text        PRIMARY KEY,
+	lock_key   int         NOT NULL UNIQUE GENERATED ALWAYS AS IDENTITY,
+	started_at timestamptz NOT NULL DEFAULT now()
+);
+`,
 }
 
 // Migrate creates or upgrades the workflow tables in the control database.

@@ -44,6 +44,7 @@ type Runner struct {
 	mu     sync.Mutex
 	defs   map[string]*Def
 	active map[string]bool // workflows this runner is running
+	live   *liveness       // nil until Start's loop opens it
 
 	wakeCh   chan struct{}
 	cancel   context.CancelFunc
@@ -132,6 +133,7 @@ func (rn *Runner) Start(ctx context.Context) {
 		t := time.NewTicker(rn.cfg.PollInterval)
 		defer t.Stop()
 		for {
+			rn.checkLiveness(ctx)
 			if _, err := rn.tick(ctx, false); err != nil && ctx.Err() == nil {
 				rn.log.Warn("workflow tick", "err", err)
 			}
@@ -155,6 +157,7 @@ func (rn *Runner) Stop() {
 	rn.cancel()
 	<-rn.done
 	rn.runs.Wait()
+	rn.closeLiveness()
 }
 
 // Tick claims the runnable workflows of this runner's kinds (up to
@@ -170,8 +173,7 @@ func (rn *Runner) tick(ctx context.Context, wait bool) (int, error) {
 		return 0, nil
 	}
 	rows, _ := rn.pool.Query(ctx, `SELECT id FROM workflows
-		WHERE status = 'running' AND kind = ANY($1) AND run_after <= now()
-		  AND (lease_owner IS NULL OR lease_expires < now() OR lease_owner = $2)
+		WHERE status = 'running' AND kind = ANY($1) AND run_after <= now() AND `+claimable+`
 		ORDER BY run_after, id LIMIT $3`, rn.kinds(), rn.cfg.Owner, free+len(rn.active))
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
@@ -226,7 +228,8 @@ func (rn *Runner) unmarkActive(id string) {
 }
 
 // Claim takes the lease of workflow id for this runner if it is free,
-// expired or already this runner's, and returns the new generation. Every
+// expired, already this runner's, or held by a runner that died (see
+// liveness.go), and returns the new generation. Every
 // claim increments the generation, fencing out writes of earlier holders.
 // ErrLeaseHeld if another runner holds a live lease, ErrNotFound if there is
 // no such running workflow.
@@ -234,7 +237,7 @@ func (rn *Runner) Claim(ctx context.Context, id string) (int64, error) {
 	var gen int64
 	err := rn.pool.QueryRow(ctx, `UPDATE workflows
 		SET lease_owner = $2, lease_generation = lease_generation + 1, lease_expires = now() + $3::interval
-		WHERE id = $1 AND status = 'running' AND (lease_owner IS NULL OR lease_expires < now() OR lease_owner = $2)
+		WHERE id = $1 AND status = 'running' AND `+claimable+`
 		RETURNING lease_generation`, id, rn.cfg.Owner, rn.cfg.LeaseTTL).Scan(&gen)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var exists bool
