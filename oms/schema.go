@@ -2,26 +2,27 @@ package oms
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"tenantry/migrate"
 )
 
-// migrationLockKey is the pg_advisory_xact_lock key that serialises OMS
-// migrations of one database, so that instances starting at once do not both
-// apply the same migration. It differs from the registry's key so that a
-// control database that also holds OMS data does not serialise the two.
-const migrationLockKey int64 = 0x6f6d732d736368 // "oms-sch"
-
-// migrations are the OMS schema, in order: migration i (0-based) is version
-// i+1. Never edit an applied migration; append a new one. Every tenant table
-// must keep the rules checked by the schema tests: tenant_id first in the
-// primary key, tenant_id in every foreign key, ids from per-table sequences
-// owned by their column (so pg_get_serial_sequence finds them for the
-// sequence bump at promotion).
-var migrations = []string{
-	// 1: the order-management schema.
-	`
+// schema is the OMS schema of a tenant database. Every tenant table must
+// keep the rules checked by the schema tests: tenant_id first in the primary
+// key, tenant_id in every foreign key, ids from per-table sequences owned by
+// their column (so pg_get_serial_sequence finds them for the sequence bump at
+// promotion). Its lock key ("oms-sch") differs from the registry's, so that
+// a control database that also holds OMS data does not serialise the two.
+// oms_schema_version has no tenant_id: it describes the database, and is
+// never replicated with a tenant's rows.
+var schema = &migrate.Schema{
+	Name:    "oms",
+	Table:   "oms_schema_version",
+	LockKey: 0x6f6d732d736368,
+	Steps: []string{
+		// 1: the order-management schema.
+		`
 CREATE SEQUENCE products_id_seq;
 CREATE TABLE products (
 	tenant_id  text        NOT NULL,
@@ -140,6 +141,7 @@ CREATE TABLE idempotency_keys (
 	PRIMARY KEY (tenant_id, key)
 );
 `,
+	},
 }
 
 // tenantTables are the tables holding tenant rows, parents before children.
@@ -164,7 +166,7 @@ func TenantTables() []string {
 }
 
 // LatestVersion is the schema version Migrate brings a database to.
-func LatestVersion() int { return len(migrations) }
+func LatestVersion() int { return schema.Latest() }
 
 // Beginner starts a transaction; *pgx.Conn, *pgxpool.Pool and pgx.Tx are Beginners.
 type Beginner interface {
@@ -177,55 +179,18 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Migrate applies every migration the database behind conn lacks, in one
-// transaction, and records each in oms_schema_version. Concurrent calls on
-// the same database are safe: they serialise on an advisory transaction lock,
-// and the later one finds nothing left to do.
+// Migrate applies every migration the database behind conn lacks, each in
+// its own transaction, and records each in oms_schema_version. Concurrent
+// calls on the same database are safe: they serialise on an advisory
+// transaction lock, and the later one finds nothing left to do.
 func Migrate(ctx context.Context, conn Beginner) error {
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockKey); err != nil {
-			return fmt.Errorf("lock oms migrations: %w", err)
-		}
-		// oms_schema_version has no tenant_id: it describes the database,
-		// and is never replicated with a tenant's rows.
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS oms_schema_version (
-	version    int         PRIMARY KEY,
-	applied_at timestamptz NOT NULL DEFAULT now()
-)`); err != nil {
-			return fmt.Errorf("create oms_schema_version: %w", err)
-		}
-		current, err := SchemaVersion(ctx, tx)
-		if err != nil {
-			return err
-		}
-		if current > LatestVersion() {
-			return fmt.Errorf("oms schema version %d is newer than this binary's %d", current, LatestVersion())
-		}
-		for v := current + 1; v <= LatestVersion(); v++ {
-			if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
-				return fmt.Errorf("apply oms migration %d: %w", v, err)
-			}
-			if _, err := tx.Exec(ctx, "INSERT INTO oms_schema_version (version) VALUES ($1)", v); err != nil {
-				return fmt.Errorf("record oms migration %d: %w", v, err)
-			}
-		}
-		return nil
-	})
+	_, err := schema.Apply(ctx, conn)
+	return err
 }
 
 // SchemaVersion returns the highest applied OMS migration, 0 when the
-// database has none.
+// database has none. A move refuses to start when its source and target
+// differ.
 func SchemaVersion(ctx context.Context, q Querier) (int, error) {
-	var exists bool
-	if err := q.QueryRow(ctx, "SELECT to_regclass('oms_schema_version') IS NOT NULL").Scan(&exists); err != nil {
-		return 0, fmt.Errorf("read oms schema version: %w", err)
-	}
-	if !exists {
-		return 0, nil
-	}
-	var v int
-	if err := q.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM oms_schema_version").Scan(&v); err != nil {
-		return 0, fmt.Errorf("read oms schema version: %w", err)
-	}
-	return v, nil
+	return schema.Version(ctx, q)
 }

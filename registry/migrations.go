@@ -1,23 +1,17 @@
 package registry
 
-import (
-	"context"
-	"fmt"
+import "tenantry/migrate"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
-)
-
-// migrationLockKey is the pg_advisory_xact_lock key that serialises schema
-// migrations of the control database, so that two processes starting at once
-// do not both apply the same migration.
-const migrationLockKey int64 = 0x74656e616e747279 // "tenantry"
-
-// migrations are the registry's schema, in order. Migration i (0-based) has
-// version i+1. Never edit an applied migration; append a new one.
-var migrations = []string{
-	// 1: the registry.
-	`
+// schema is the registry's schema in the control database. The lock key
+// ("tenantry") and table never change: binaries of every version serialise on
+// them.
+var schema = &migrate.Schema{
+	Name:    "registry",
+	Table:   "registry_migrations",
+	LockKey: 0x74656e616e747279,
+	Steps: []string{
+		// 1: the registry.
+		`
 CREATE TABLE registry_version (
 	id      boolean PRIMARY KEY DEFAULT true CHECK (id),
 	version bigint  NOT NULL CHECK (version >= 0)
@@ -90,37 +84,5 @@ CREATE TABLE router_acks (
 	PRIMARY KEY (router, tenant)
 );
 `,
-}
-
-// migrate applies every migration not yet recorded in registry_migrations,
-// each in order, all in one transaction under an advisory lock.
-func migrate(ctx context.Context, pool *pgxpool.Pool) (applied int, err error) {
-	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockKey); err != nil {
-			return fmt.Errorf("lock migrations: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS registry_migrations (
-			version    int         PRIMARY KEY,
-			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return fmt.Errorf("create registry_migrations: %w", err)
-		}
-		var current int
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM registry_migrations").Scan(&current); err != nil {
-			return fmt.Errorf("read migration version: %w", err)
-		}
-		if current > len(migrations) {
-			return fmt.Errorf("control database schema version %d is newer than this binary's %d", current, len(migrations))
-		}
-		for i := current; i < len(migrations); i++ {
-			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
-				return fmt.Errorf("apply migration %d: %w", i+1, err)
-			}
-			if _, err := tx.Exec(ctx, "INSERT INTO registry_migrations (version) VALUES ($1)", i+1); err != nil {
-				return fmt.Errorf("record migration %d: %w", i+1, err)
-			}
-			applied++
-		}
-		return nil
-	})
-	return applied, err
+	},
 }

@@ -33,13 +33,13 @@ func OpenStore(ctx context.Context, dsn string, logger *slog.Logger) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("open control database: %w", err)
 	}
-	applied, err := migrate(ctx, pool)
+	applied, err := schema.Apply(ctx, pool)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("migrate control database: %w", err)
 	}
 	if applied > 0 {
-		logger.Info("registry migrations applied", "count", applied, "schema_version", len(migrations))
+		logger.Info("registry migrations applied", "count", applied, "schema_version", schema.Latest())
 	}
 	return &Store{pool: pool, logger: logger}, nil
 }

@@ -2,21 +2,21 @@ package workflow
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tenantry/migrate"
 )
 
-// migrationLockKey is the pg_advisory_xact_lock key that serialises this
-// package's migrations ("workflow").
-const migrationLockKey int64 = 0x776f726b666c6f77
-
-// migrations are the workflow schema, in order; migration i (0-based) has
-// version i+1. Never edit an applied migration; append a new one.
-var migrations = []string{
-	// 1: workflows, their events and signals.
-	`
+// schema is the workflow tables' schema in the control database; its lock
+// key ("workflow") and table never change.
+var schema = &migrate.Schema{
+	Name:    "workflow",
+	Table:   "workflow_migrations",
+	LockKey: 0x776f726b666c6f77,
+	Steps: []string{
+		// 1: workflows, their events and signals.
+		`
 CREATE TABLE workflows (
 	id               text        PRIMARY KEY,
 	kind             text        NOT NULL,
@@ -60,43 +60,20 @@ CREATE TABLE workflow_signals (
 );
 CREATE INDEX workflow_signals_pending ON workflow_signals (workflow, id) WHERE consumed_at IS NULL;
 `,
-	// 2: runner liveness (see liveness.go).
-	`
+		// 2: runner liveness (see liveness.go).
+		`
 CREATE TABLE workflow_runners (
 	owner      text        PRIMARY KEY,
 	lock_key   int         NOT NULL UNIQUE GENERATED ALWAYS AS IDENTITY,
 	started_at timestamptz NOT NULL DEFAULT now()
 );
 `,
+	},
 }
 
 // Migrate creates or upgrades the workflow tables in the control database.
 // It is idempotent and safe to run from several processes at once.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLockKey); err != nil {
-			return fmt.Errorf("lock workflow migrations: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS workflow_migrations (
-			version    int         PRIMARY KEY,
-			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-			return fmt.Errorf("create workflow_migrations: %w", err)
-		}
-		var current int
-		if err := tx.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM workflow_migrations").Scan(&current); err != nil {
-			return fmt.Errorf("read workflow schema version: %w", err)
-		}
-		if current > len(migrations) {
-			return fmt.Errorf("workflow schema version %d is newer than this binary's %d", current, len(migrations))
-		}
-		for i := current; i < len(migrations); i++ {
-			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
-				return fmt.Errorf("apply workflow migration %d: %w", i+1, err)
-			}
-			if _, err := tx.Exec(ctx, "INSERT INTO workflow_migrations (version) VALUES ($1)", i+1); err != nil {
-				return fmt.Errorf("record workflow migration %d: %w", i+1, err)
-			}
-		}
-		return nil
-	})
+	_, err := schema.Apply(ctx, pool)
+	return err
 }
