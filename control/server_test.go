@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -399,5 +400,54 @@ func TestServer_HealthAndMetricsWithoutToken(t *testing.T) {
 	}
 	if ans := a.send(t, http.MethodGet, "/metrics", "", nil); !strings.Contains(ans.body, "go_goroutines") {
 		t.Error("/metrics has no Go runtime metrics")
+	}
+}
+
+// TestServer_ReservedTenantIDs: a word the platform gives a meaning where a
+// tenant id stands (the default route) is refused as a tenant id, 400
+// invalid_request, before any role is made; ids that merely contain it are
+// fine.
+func TestServer_ReservedTenantIDs(t *testing.T) {
+	if !slices.Contains(registry.ReservedTenantIDs, control.DefaultRouteName) {
+		t.Fatalf("the default route's name %q is not a reserved tenant id", control.DefaultRouteName)
+	}
+	a := newAPI(t)
+	auth := "Bearer " + testToken
+	for _, tc := range []struct {
+		id         string
+		wantStatus int
+		wantCode   string
+	}{
+		{"default", http.StatusBadRequest, "invalid_request"},
+		{"default-co", http.StatusCreated, ""},
+		{"my-default", http.StatusCreated, ""},
+	} {
+		t.Run(tc.id, func(t *testing.T) {
+			before := a.version(t)
+			got := a.send(t, "POST", "/v1/tenants", auth, map[string]string{"id": tc.id, "alias": testAlias})
+			if got.status != tc.wantStatus || got.code != tc.wantCode {
+				t.Fatalf("create tenant %q: %d %s, want %d %s", tc.id, got.status, got.body, tc.wantStatus, tc.wantCode)
+			}
+			if tc.wantStatus != http.StatusBadRequest {
+				return
+			}
+			a.wantUnchanged(t, before)
+			if _, err := a.store.CreateTenant(context.Background(), tc.id, testAlias); !errors.Is(err, registry.ErrInvalid) {
+				t.Errorf("Store.CreateTenant(%q): err = %v, want ErrInvalid", tc.id, err)
+			}
+			conn, err := pgx.Connect(context.Background(), pgtest.MustCluster(t).DSN("postgres"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			var n int
+			if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_roles WHERE rolname = $1",
+				provision.RoleName(tc.id)).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("a role %s was made for a refused tenant id", provision.RoleName(tc.id))
+			}
+		})
 	}
 }

@@ -218,7 +218,7 @@ type NewTenant struct {
 // password derived from the platform secret; row-level security confines it
 // to its rows), its registry placement, and an API key.
 func (s *Service) CreateTenant(ctx context.Context, id, alias string) (*NewTenant, error) {
-	if err := registry.ValidateTenantID(id); err != nil {
+	if err := registry.ValidateNewTenantID(id); err != nil {
 		return nil, err
 	}
 	snap, err := s.cfg.Store.Snapshot(ctx)

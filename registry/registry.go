@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -43,6 +45,26 @@ var (
 func ValidateTenantID(id string) error {
 	if !tenantRe.MatchString(id) {
 		return fmt.Errorf("%w: tenant id %q must match %s", ErrInvalid, id, tenantRe)
+	}
+	return nil
+}
+
+// ReservedTenantIDs are the words the platform gives a meaning where a tenant
+// id stands: "default" names the default route (`tenantry route set|delete
+// default`, /v1/routes/default). A tenant with such an id could never be
+// given a route of its own, so none can be created.
+var ReservedTenantIDs = []string{"default"}
+
+// ValidateNewTenantID is ValidateTenantID plus the reserved words: the check
+// every path that creates a tenant runs before any side effect. Existing
+// tenants are never checked against it, so reserving a word later strands
+// nobody.
+func ValidateNewTenantID(id string) error {
+	if err := ValidateTenantID(id); err != nil {
+		return err
+	}
+	if slices.Contains(ReservedTenantIDs, id) {
+		return fmt.Errorf("%w: tenant id %q is reserved by the platform (reserved: %s)", ErrInvalid, id, strings.Join(ReservedTenantIDs, ", "))
 	}
 	return nil
 }

@@ -26,9 +26,10 @@ func scanTenant(row pgx.Row) (*Tenant, error) {
 }
 
 // CreateTenant places a new tenant on alias, state active, epoch 1.
-// ErrExists if the id is taken, ErrNotFound if the alias does not exist.
+// ErrInvalid if the id is malformed or reserved (ValidateNewTenantID),
+// ErrExists if it is taken, ErrNotFound if the alias does not exist.
 func (s *Store) CreateTenant(ctx context.Context, id, alias string) (*Tenant, error) {
-	if err := ValidateTenantID(id); err != nil {
+	if err := ValidateNewTenantID(id); err != nil {
 		return nil, err
 	}
 	if err := ValidateName("alias", alias); err != nil {
