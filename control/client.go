@@ -168,6 +168,22 @@ func (c *Client) Routes(ctx context.Context) ([]*registry.Route, int64, error) {
 }
 
 // DeleteRoute removes a tenant's own route (it falls back to the default).
-func (c *Client) DeleteRoute(ctx context.Context, tenant string) error {
-	return c.Do(ctx, http.MethodDelete, "/v1/routes/"+url.PathEscape(tenant), nil, nil)
+// The default route (DefaultRouteName) is deleted only with force: without
+// it the answer is ErrInUse naming the tenants it serves.
+func (c *Client) DeleteRoute(ctx context.Context, tenant string, force bool) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/routes/"+url.PathEscape(tenant)+forceQuery(force), nil, nil)
+}
+
+// StopStack stops a stack's instances. A stack that routes send traffic to
+// is stopped only with force: without it the answer is ErrInUse naming the
+// routes and tenants it serves.
+func (c *Client) StopStack(ctx context.Context, name string, force bool) error {
+	return c.Do(ctx, http.MethodPost, "/v1/stacks/"+url.PathEscape(name)+"/stop"+forceQuery(force), nil, nil)
+}
+
+func forceQuery(force bool) string {
+	if force {
+		return "?force=true"
+	}
+	return ""
 }

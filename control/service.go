@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -57,6 +58,18 @@ type Provisioner interface {
 // ErrNotSupported means the operation needs a capability this control plane
 // was not configured with.
 var ErrNotSupported = errors.New("not supported")
+
+// ErrInUse means the operation would take away something others depend on:
+// a database another alias uses, a stack that routes send traffic to, the
+// default route. The error says who uses it.
+var ErrInUse = errors.New("in use")
+
+func init() { registerCode(ErrInUse, http.StatusConflict, "in_use") }
+
+// systemDatabases are PostgreSQL's own databases: an alias on one would put
+// the application schema where it does not belong (in template1, every
+// database created later inherits it).
+var systemDatabases = map[string]bool{"postgres": true, "template0": true, "template1": true}
 
 // Service carries out control operations. It is safe for concurrent use.
 type Service struct {
@@ -162,6 +175,10 @@ func (s *Service) CreateAlias(ctx context.Context, a registry.Alias) error {
 	if err := registry.ValidateName("database", a.Database); err != nil {
 		return err
 	}
+	if systemDatabases[a.Database] {
+		return fmt.Errorf("%w: database %s is a system database of PostgreSQL; name another (or leave --database out to use the alias's name)",
+			registry.ErrInvalid, a.Database)
+	}
 	snap, err := s.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		return err
@@ -172,6 +189,12 @@ func (s *Service) CreateAlias(ctx context.Context, a registry.Alias) error {
 	c, ok := snap.Clusters[a.Cluster]
 	if !ok {
 		return fmt.Errorf("cluster %q: %w", a.Cluster, registry.ErrNotFound)
+	}
+	for _, other := range snap.Aliases {
+		if other.Cluster == a.Cluster && other.Database == a.Database {
+			return fmt.Errorf("alias %s: %w: database %s on cluster %s belongs to alias %s",
+				a.Name, ErrInUse, a.Database, a.Cluster, other.Name)
+		}
 	}
 	if err := s.ensureDatabase(ctx, c, a.Database); err != nil {
 		return err

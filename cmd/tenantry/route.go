@@ -76,22 +76,24 @@ func newRouteCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+	var force bool
 	del := &cobra.Command{
-		Use:   "delete TENANT",
-		Short: "Remove a tenant's own route; it is served by the default route again",
+		Use:   "delete TENANT|default [--force]",
+		Short: "Remove a tenant's own route (it is served by the default route again); the default route only with --force",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			if err := c.DeleteRoute(cmd.Context(), args[0]); err != nil {
+			if err := c.DeleteRoute(cmd.Context(), args[0], force); err != nil {
 				return err
 			}
 			fmt.Fprintf(a.stdout, "route %s deleted\n", args[0])
 			return nil
 		},
 	}
+	del.Flags().BoolVar(&force, "force", false, "delete the default route although tenants are served by it (they answer 503)")
 	cmd.AddCommand(list, set, del)
 	return cmd
 }

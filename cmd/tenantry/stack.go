@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"text/tabwriter"
 
@@ -82,9 +81,10 @@ func newStackCmd(a *app) *cobra.Command {
 			return w.Flush()
 		},
 	}
+	var force bool
 	stop := &cobra.Command{
-		Use:   "stop NAME",
-		Short: "Stop a stack's instances",
+		Use:   "stop NAME [--force]",
+		Short: "Stop a stack's instances; one that routes send traffic to only with --force",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := registry.ValidateName("stack", args[0]); err != nil {
@@ -94,7 +94,7 @@ func newStackCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.Do(cmd.Context(), http.MethodPost, "/v1/stacks/"+url.PathEscape(args[0])+"/stop", nil, nil); err != nil {
+			if err := c.StopStack(cmd.Context(), args[0], force); err != nil {
 				return err
 			}
 			if a.output == "json" {
@@ -104,6 +104,7 @@ func newStackCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+	stop.Flags().BoolVar(&force, "force", false, "stop the stack although routes send traffic to it (their tenants' requests fail)")
 	cmd.AddCommand(deploy, list, stop)
 	return cmd
 }
