@@ -12,14 +12,22 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"tenantry/httpedge"
 	"tenantry/registry"
 )
 
 // maxBody bounds request bodies of the control API.
 const maxBody = 1 << 20
+
+// Limits are the HTTP server limits of the control API: httpedge's defaults,
+// except that a response may take up to five minutes, since some commands
+// (a move's promote, a stack deploy, a cluster create) answer when their
+// work is done.
+var Limits = httpedge.Limits{WriteTimeout: 5 * time.Minute}
 
 // Server is the control plane HTTP API. Every /v1 request needs
 // `Authorization: Bearer <admin token>`; /healthz does not.
@@ -62,6 +70,9 @@ type HandlerFunc func(r *http.Request) (int, any, error)
 func (s *Server) Handle(pattern string, h HandlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
+			// Answered without reading the body, on a connection that
+			// closes: a client without the token cannot hold it open.
+			httpedge.DropConnection(w)
 			writeError(w, s.log, fmt.Errorf("admin token: %w", ErrUnauthorized))
 			return
 		}

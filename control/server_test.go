@@ -92,6 +92,7 @@ type answer struct {
 	status int
 	code   string
 	body   string
+	close  bool // the server closes the connection after it
 }
 
 // send sends body (a string is sent as is, anything else as JSON) with the
@@ -134,7 +135,7 @@ func (a *api) send(t *testing.T, method, path, auth string, body any) answer {
 		} `json:"error"`
 	}
 	_ = json.Unmarshal(raw, &e)
-	return answer{status: resp.StatusCode, code: e.Error.Code, body: string(raw)}
+	return answer{status: resp.StatusCode, code: e.Error.Code, body: string(raw), close: resp.Close}
 }
 
 func (a *api) version(t *testing.T) int64 {
@@ -168,8 +169,9 @@ func TestServer_AdminToken(t *testing.T) {
 			{"PUT", "/v1/routes/default", map[string]any{"backends": []any{}}},
 		} {
 			got := a.send(t, req.method, req.path, auth, req.body)
-			if got.status != http.StatusUnauthorized || got.code != "unauthorized" {
-				t.Errorf("%s %s with Authorization %q: %d %s, want 401 unauthorized", req.method, req.path, auth, got.status, got.body)
+			if got.status != http.StatusUnauthorized || got.code != "unauthorized" || !got.close {
+				t.Errorf("%s %s with Authorization %q: %d %s (closing %v), want 401 unauthorized and the connection closed",
+					req.method, req.path, auth, got.status, got.body, got.close)
 			}
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"tenantry/registry"
 )
@@ -35,7 +36,7 @@ func BenchmarkGateway_ServeHTTP(b *testing.B) {
 func BenchmarkDirect(b *testing.B) {
 	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(`{"ok":true}`)) }))
 	defer be.Close()
-	c := &http.Client{Transport: defaultTransport()}
+	c := &http.Client{Transport: defaultTransport(30 * time.Second)}
 	b.ReportAllocs()
 	for b.Loop() {
 		resp, err := c.Get(be.URL + "/v1/orders/1")

@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"tenantry/httpedge"
 	"tenantry/registry"
 	"tenantry/tenantsig"
 )
@@ -94,6 +95,14 @@ type Config struct {
 	// DrainTimeout bounds how long Serve waits for in-flight requests when
 	// its context ends; 0 means 30s.
 	DrainTimeout time.Duration
+	// Limits are the timeouts and header limit of the server Serve runs;
+	// zero fields mean httpedge's defaults.
+	Limits httpedge.Limits
+	// ResponseHeaderTimeout bounds how long the default Transport waits
+	// for an instance's response headers once the request is sent; 0 means
+	// 30s. An instance that takes longer is answered 504 gateway_timeout.
+	// Ignored when Transport is set.
+	ResponseHeaderTimeout time.Duration
 }
 
 // Gateway is an http.Handler. Create it with New; call Start to follow
@@ -121,8 +130,11 @@ func New(cfg Config) (*Gateway, error) {
 	if len(cfg.Secret) == 0 {
 		return nil, errors.New("gateway: Secret is required")
 	}
+	if cfg.ResponseHeaderTimeout <= 0 {
+		cfg.ResponseHeaderTimeout = 30 * time.Second
+	}
 	if cfg.Transport == nil {
-		cfg.Transport = defaultTransport()
+		cfg.Transport = defaultTransport(cfg.ResponseHeaderTimeout)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -311,6 +323,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := g.table.Load()
 	k := t.lookupKey(r.Header.Get("Authorization"))
 	if k == nil {
+		// Nothing of the body is read: a client without a key cannot hold
+		// the connection by announcing a body it never sends.
+		httpedge.DropConnection(w)
 		g.reject(w, "", "", http.StatusUnauthorized, "unauthorized", "missing or unknown API key", start)
 		return
 	}
@@ -412,17 +427,23 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 }
 
 // errorHandler answers a request the transport could not complete: 503
-// no_backend when no instance received it (safe to retry), 502 bad_gateway
-// when one may have, nothing when the client is gone (recorded as 499).
+// no_backend when no instance received it (safe to retry), 504
+// gateway_timeout when the instance did not answer in time, 502 bad_gateway
+// when it failed otherwise, nothing when the client is gone (recorded as
+// 499).
 func (g *Gateway) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r.Context())
 	var ns *NeverSentError
+	var ne net.Error
 	switch {
 	case r.Context().Err() != nil:
 		st.code = 499
 	case errors.As(err, &ns):
 		st.code = http.StatusServiceUnavailable
 		writeError(w, st.code, "no_backend", "no instance of the stack accepted the connection")
+	case errors.As(err, &ne) && ne.Timeout():
+		st.code = http.StatusGatewayTimeout
+		writeError(w, st.code, "gateway_timeout", "the instance did not answer in time")
 	default:
 		st.code = http.StatusBadGateway
 		writeError(w, st.code, "bad_gateway", "the instance failed to answer")
@@ -467,28 +488,11 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 	io.WriteString(w, `{"error":{"code":"`+code+`","message":"`+msg+`"}}`+"\n")
 }
 
-// Serve serves the gateway on ln until ctx ends, then stops accepting
-// connections and waits up to Config.DrainTimeout for in-flight requests.
-// It returns nil after a clean drain.
+// Serve serves the gateway on ln, with Config.Limits, until ctx ends, then
+// stops accepting connections and waits up to Config.DrainTimeout for
+// in-flight requests. It returns nil after a clean drain.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           g,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), g.cfg.DrainTimeout)
-	defer cancel()
-	err := srv.Shutdown(sctx)
-	<-errc
-	return err
+	return httpedge.Serve(ctx, httpedge.NewServer(g, g.cfg.Limits, g.log), ln, g.cfg.DrainTimeout)
 }
 
 // bufferPool lends the proxy 32 KiB copy buffers.

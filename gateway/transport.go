@@ -108,8 +108,10 @@ func neverSent(err error) bool {
 // defaultTransport is tuned for one hop to a few instances on a fast
 // network: many idle connections per instance so that concurrent requests
 // reuse connections instead of dialling, HTTP/1.1 only, no transparent
-// compression (bodies pass through as the instance encoded them).
-func defaultTransport() *http.Transport {
+// compression (bodies pass through as the instance encoded them), and a
+// bound on the wait for response headers so that a stuck instance does not
+// hold the client's request (and the gateway's goroutine) forever.
+func defaultTransport(responseHeaderTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
@@ -120,6 +122,7 @@ func defaultTransport() *http.Transport {
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 		WriteBufferSize:       32 << 10,

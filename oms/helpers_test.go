@@ -55,6 +55,7 @@ func newEnvWith(t *testing.T, configure func(*oms.Config)) *env {
 type response struct {
 	status int
 	header http.Header
+	close  bool // the server closes the connection after it
 	raw    []byte
 	body   map[string]any
 }
@@ -108,7 +109,7 @@ func (e *env) call(tenant, method, path string, body any, headers ...string) res
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	out := response{status: resp.StatusCode, header: resp.Header, raw: raw}
+	out := response{status: resp.StatusCode, header: resp.Header, close: resp.Close, raw: raw}
 	_ = json.Unmarshal(raw, &out.body)
 	return out
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"tenantry/httpedge"
 	"tenantry/tenantsig"
 )
 
@@ -172,6 +173,9 @@ func (s *Server) api(pattern string, h handler) {
 			err = errors.New("tenant id malformed")
 		}
 		if err != nil {
+			// Answered without reading the body, on a connection that
+			// closes: an unsigned client cannot hold it open.
+			httpedge.DropConnection(w)
 			s.writeError(w, r, apiErr(CodeUnauthorized, "%v", err))
 			return
 		}

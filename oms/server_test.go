@@ -38,6 +38,9 @@ func TestServer_Auth(t *testing.T) {
 				if r.status != 401 || r.code() != "unauthorized" {
 					t.Fatalf("%s %s: %d %s, want 401 unauthorized", m[0], m[1], r.status, r.raw)
 				}
+				if !r.close {
+					t.Fatalf("%s %s: 401 on a connection kept open", m[0], m[1])
+				}
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tenantry/control"
+	"tenantry/httpedge"
 	"tenantry/move"
 	"tenantry/oms"
 	"tenantry/provision"
@@ -113,7 +114,7 @@ func Run(ctx context.Context, opts Options) (*Running, error) {
 		return nil, fmt.Errorf("control plane listen: %w", err)
 	}
 	r.APIURL = "http://" + ln.Addr().String()
-	r.apiSrv = &http.Server{Handler: r.API, ReadHeaderTimeout: 10 * time.Second}
+	r.apiSrv = httpedge.NewServer(r.API, control.Limits, log)
 	go func() {
 		if err := r.apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control plane server", "err", err)

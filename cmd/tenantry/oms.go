@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
+	"tenantry/httpedge"
 	"tenantry/oms"
 	"tenantry/provision"
 	"tenantry/registry"
@@ -121,27 +122,17 @@ func (c *omsCmd) serve(ctx context.Context, h http.Handler, log *slog.Logger) er
 		return fmt.Errorf("listen: %w", err)
 	}
 	url := "http://" + ln.Addr().String()
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
 	if c.addrFile != "" {
 		if err := writeFileAtomic(c.addrFile, []byte(url+"\n")); err != nil {
-			_ = hs.Close()
+			ln.Close()
 			return fmt.Errorf("write addr file: %w", err)
 		}
 	}
 	log.Info("oms listening", "url", url)
-	select {
-	case err := <-served:
+	if err := httpedge.Serve(ctx, httpedge.NewServer(h, httpedge.Limits{}, log), ln, omsShutdownTimeout); err != nil {
 		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
 	}
-	log.Info("oms draining")
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), omsShutdownTimeout)
-	defer cancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
+	log.Info("oms drained")
 	return nil
 }
 
