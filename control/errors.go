@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net/http"
 
+	"tenantry/move"
 	"tenantry/registry"
+	"tenantry/stack"
+	"tenantry/workflow"
 )
 
 // ErrUnauthorized means the admin token was missing or wrong.
@@ -16,8 +19,9 @@ var ErrUnauthorized = errors.New("unauthorized")
 var ErrUnavailable = errors.New("unavailable")
 
 // errorCodes is the one table that maps errors to HTTP statuses and stable
-// codes. The client maps codes back to the same sentinels, so errors.Is works
-// across the wire. Order matters: the first match wins.
+// codes, one code per sentinel. The client maps codes back to the same
+// sentinels (APIError.Unwrap), so errors.Is works across the wire. Order
+// matters only for an error that wraps two sentinels: the first match wins.
 var errorCodes = []struct {
 	err    error
 	status int
@@ -28,18 +32,17 @@ var errorCodes = []struct {
 	{registry.ErrNotFound, http.StatusNotFound, "not_found"},
 	{registry.ErrExists, http.StatusConflict, "exists"},
 	{registry.ErrConflict, http.StatusConflict, "conflict"},
+	{ErrInUse, http.StatusConflict, "in_use"},
 	{ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{ErrNotSupported, http.StatusNotImplemented, "not_supported"},
-}
-
-// registerCode adds another package's sentinel to the table (the move
-// workflow's "already active" error, for instance).
-func registerCode(err error, status int, code string) {
-	errorCodes = append(errorCodes, struct {
-		err    error
-		status int
-		code   string
-	}{err, status, code})
+	{workflow.ErrNotFound, http.StatusNotFound, "workflow_not_found"},
+	{workflow.ErrActive, http.StatusConflict, "move_active"},
+	{workflow.ErrNotRunning, http.StatusConflict, "not_running"},
+	{move.ErrWrongState, http.StatusConflict, "wrong_state"},
+	{move.ErrPrecheck, http.StatusConflict, "precheck_failed"},
+	{move.ErrAborted, http.StatusConflict, "aborted"},
+	{stack.ErrRunning, http.StatusConflict, "stack_running"},
+	{stack.ErrNotRunning, http.StatusNotFound, "stack_not_running"},
 }
 
 func statusOf(err error) (int, string) {

@@ -10,15 +10,6 @@ import (
 	"tenantry/workflow"
 )
 
-func init() {
-	registerCode(workflow.ErrActive, http.StatusConflict, "move_active")
-	registerCode(workflow.ErrNotFound, http.StatusNotFound, "not_found")
-	registerCode(workflow.ErrNotRunning, http.StatusConflict, "not_running")
-	registerCode(move.ErrWrongState, http.StatusConflict, "wrong_state")
-	registerCode(move.ErrPrecheck, http.StatusConflict, "precheck_failed")
-	registerCode(move.ErrAborted, http.StatusConflict, "aborted")
-}
-
 // EnableMoves adds the move endpoints, served by ms.
 func (s *Server) EnableMoves(ms *move.Service) {
 	s.Handle("POST /v1/moves", func(r *http.Request) (int, any, error) {

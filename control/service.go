@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,8 +62,6 @@ var ErrNotSupported = errors.New("not supported")
 // a database another alias uses, a stack that routes send traffic to, the
 // default route. The error says who uses it.
 var ErrInUse = errors.New("in use")
-
-func init() { registerCode(ErrInUse, http.StatusConflict, "in_use") }
 
 // systemDatabases are PostgreSQL's own databases: an alias on one would put
 // the application schema where it does not belong (in template1, every

@@ -12,11 +12,6 @@ import (
 	"tenantry/stack"
 )
 
-func init() {
-	registerCode(stack.ErrRunning, http.StatusConflict, "stack_running")
-	registerCode(stack.ErrNotRunning, http.StatusNotFound, "stack_not_running")
-}
-
 // Traffic is what a stack or the default route carries now: the routes
 // that send requests through it and the tenants those routes serve. It is
 // what stopping the stack or deleting the route would break.
