@@ -30,6 +30,9 @@ import (
 // use their own tenants and stacks, so they do not depend on each other.
 var plat *platform.Running
 
+// tenantryBin is the tenantry binary built for the tests.
+var tenantryBin string
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	os.Exit(runMain(m))
@@ -50,6 +53,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	bin := filepath.Join(tmp, "tenantry")
+	tenantryBin = bin
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "tenantry/cmd/tenantry")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: build tenantry: %v\n%s", err, out)
@@ -60,13 +64,13 @@ func runMain(m *testing.M) int {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	started := time.Now()
-	r, err := platform.Run(ctx, platform.Options{Dir: filepath.Join(tmp, "platform"), Logger: log})
+	r, err := platform.Run(ctx, platform.Options{Dir: filepath.Join(tmp, "platform"), Binary: bin, Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start platform:", err)
 		return 1
 	}
 	defer r.Close(context.Background())
-	if err := r.StartApps(ctx, platform.AppOptions{Binary: bin, Instances: 2}); err != nil {
+	if err := r.StartApps(ctx, platform.AppOptions{Instances: 2}); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: start apps:", err)
 		return 1
 	}

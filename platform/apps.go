@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,32 +21,23 @@ const SharedStack = "shared"
 
 // AppOptions configures StartApps.
 type AppOptions struct {
-	// Binary is the tenantry executable that stack instances run; empty
-	// means this process's executable.
-	Binary string
 	// Instances of the shared stack; default 2.
 	Instances int
-	// GatewayListen is the gateway's address; default 127.0.0.1:0.
+	// GatewayListen is the gateway's address; default: the address this
+	// data directory's gateway had before when it is free, else
+	// 127.0.0.1:0.
 	GatewayListen string
 }
 
-// StartApps starts the application tier on a running platform: the local
-// stack provider (OMS instances as processes), the shared stack with the
-// default route to it, and the gateway.
+// StartApps starts the application tier on a running platform: the shared
+// stack (OMS instances as processes, through the local stack provider) with
+// the default route to it, and the gateway.
 func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 	if opts.Instances == 0 {
 		opts.Instances = 2
 	}
 	if opts.GatewayListen == "" {
-		opts.GatewayListen = "127.0.0.1:0"
-	}
-	st := r.Local.State
-	r.Stacks = &stack.LocalProvider{
-		Binary: opts.Binary,
-		Dir:    filepath.Join(r.Local.Dir, "stacks"),
-		Env:    []string{"TENANTRY_CONTROL_DSN=" + st.ControlDSN, "TENANTRY_SECRET=" + st.Secret},
-		Store:  r.Store,
-		Logger: r.log,
+		opts.GatewayListen = reuseAddr(r.Local.State.GatewayURL)
 	}
 	r.OnClose(func(ctx context.Context) {
 		snap, err := r.Store.Snapshot(ctx)
@@ -58,7 +48,6 @@ func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 			_ = r.Stacks.Stop(ctx, name)
 		}
 	})
-	r.API.EnableStacks(r.Stacks, r.Store)
 	// Stacks recorded by an earlier run have no processes any more.
 	snap, err := r.Store.Snapshot(ctx)
 	if err != nil {

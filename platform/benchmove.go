@@ -68,15 +68,12 @@ func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, er
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	r, err := Run(ctx, Options{Dir: dir})
+	r, err := Run(ctx, Options{Dir: dir, Binary: opts.Binary})
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close(context.Background())
-	if err := r.StartApps(ctx, AppOptions{Binary: opts.Binary}); err != nil {
-		return nil, err
-	}
-	if err := r.StartMoves(ctx, MoveOptions{}); err != nil {
+	if err := r.StartApps(ctx, AppOptions{}); err != nil {
 		return nil, err
 	}
 	fmt.Fprintln(out, "platform up")
@@ -85,7 +82,7 @@ func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, er
 	if err != nil {
 		return nil, err
 	}
-	if err := r.waitGateway(ctx); err != nil {
+	if err := r.WaitGateway(ctx); err != nil {
 		return nil, err
 	}
 	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: []load.Target{{Tenant: tenant, APIKey: nt.APIKey}},
@@ -94,7 +91,7 @@ func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, er
 	if err != nil {
 		return nil, err
 	}
-	if err := r.seedLarge(ctx, tenant, opts.Orders, cat[tenant]); err != nil {
+	if err := r.SeedHistory(ctx, tenant, opts.Orders, cat[tenant]); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "tenant seeded with %d orders\n", opts.Orders)
@@ -267,3 +264,5 @@ func tenantLiteral(s string) (string, error) {
 	}
 	return "'" + s + "'", nil
 }
+
+func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }

@@ -36,6 +36,9 @@ var (
 	// testBin is the test binary itself: crash tests run it again as a
 	// move worker (see runWorker).
 	testBin string
+	// tenantryBin is the tenantry binary built for the tests (stack
+	// instances, the gateway, control-plane replicas).
+	tenantryBin string
 )
 
 // dedicatedAlias is the alias on the dedicated cluster the tests move to.
@@ -111,6 +114,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	bin := filepath.Join(tmp, "tenantry")
+	tenantryBin = bin
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "tenantry/cmd/tenantry")
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "platform test: build tenantry: %v\n%s", err, out)
@@ -121,16 +125,13 @@ func runMain(m *testing.M) int {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	started := time.Now()
-	r, err := Run(ctx, Options{Dir: filepath.Join(tmp, "platform"), Logger: log})
+	r, err := Run(ctx, Options{Dir: filepath.Join(tmp, "platform"), Binary: bin, Moves: testMoveOptions(), Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "platform test: start platform:", err)
 		return 1
 	}
 	defer r.Close(context.Background())
-	err = r.StartApps(ctx, AppOptions{Binary: bin, Instances: 2})
-	if err == nil {
-		err = r.StartMoves(ctx, testMoveOptions())
-	}
+	err = r.StartApps(ctx, AppOptions{Instances: 2})
 	if err == nil {
 		_, err = r.Service.CreateCluster(ctx, control.CreateClusterRequest{Name: "dedicated-1"})
 	}
@@ -210,7 +211,7 @@ func newTenant(t *testing.T, ctx context.Context, id string, orders int) tenantF
 		t.Fatalf("stock tenant %s: %v", id, err)
 	}
 	if orders > 0 {
-		if err := plat.seedLarge(ctx, id, orders, cat[id]); err != nil {
+		if err := plat.SeedHistory(ctx, id, orders, cat[id]); err != nil {
 			t.Fatalf("seed tenant %s: %v", id, err)
 		}
 	}
@@ -221,7 +222,7 @@ func newTenant(t *testing.T, ctx context.Context, id string, orders int) tenantF
 // stack serve tenant (each OMS process follows the registry on its own; one
 // that has not yet seen a new tenant answers 404).
 func waitServed(ctx context.Context, tenant string) error {
-	if err := plat.waitGateway(ctx); err != nil {
+	if err := plat.WaitGateway(ctx); err != nil {
 		return err
 	}
 	snap, err := plat.Store.Snapshot(ctx)
@@ -315,7 +316,7 @@ func (lr *loadRun) finish(t *testing.T) load.Stats {
 // no duplicate keys, stock conserved).
 func (lr *loadRun) check(t *testing.T, ctx context.Context) {
 	t.Helper()
-	rep, err := plat.checkLedger(ctx, lr.ledger)
+	rep, err := plat.CheckLedger(ctx, lr.ledger)
 	if err != nil {
 		t.Fatalf("checker: %v", err)
 	}

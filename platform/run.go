@@ -2,20 +2,13 @@ package platform
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
+	"path/filepath"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"tenantry/control"
-	"tenantry/httpedge"
 	"tenantry/move"
-	"tenantry/oms"
-	"tenantry/provision"
 	"tenantry/registry"
 	"tenantry/stack"
 	"tenantry/workflow"
@@ -32,99 +25,113 @@ const (
 type Options struct {
 	// Dir is the data directory.
 	Dir string
-	// APIListen is the control plane's address; default 127.0.0.1:0.
+	// APIListen is the control plane's address; default: the address this
+	// data directory's control plane had before when it is free, else
+	// 127.0.0.1:0.
 	APIListen string
-	Logger    *slog.Logger
+	// Binary is the tenantry executable that stack instances and the
+	// gateway run; empty means this process's executable.
+	Binary string
+	// Moves tunes the move workflow of the control plane.
+	Moves  MoveOptions
+	Logger *slog.Logger
 }
 
-// Running is a started local platform. Close stops it.
+// MoveOptions tune the move workflow of a platform (tests shorten them).
+type MoveOptions struct {
+	// LeaseTTL of the workflow runner; default 10 s (a replica that hangs
+	// is taken over after it; one that dies, at once).
+	LeaseTTL time.Duration
+	// Config is the base move configuration (see control.PlaneConfig.Move).
+	Config move.Config
+	// Manual creates the runner and the move service but does not start
+	// the runner: the caller starts (and may stop and start again)
+	// Running.Runner, e.g. while another control-plane replica owns the
+	// moves.
+	Manual bool
+}
+
+// Running is a started local platform: this machine's clusters (Local), a
+// control-plane replica (the same control.Plane that `tenantry control`
+// runs), and, after StartApps, the local stack provider and the gateway.
+// Close stops it.
 type Running struct {
-	Local   *Local
+	Local *Local
+	Plane *control.Plane
+	// Shortcuts into Plane.
 	Store   *registry.Store
 	Service *control.Service
 	API     *control.Server
 	APIURL  string
+	Runner  *workflow.Runner
+	Moves   *move.Service
+	// Stacks runs the OMS instances of this machine's stacks.
+	Stacks *stack.LocalProvider
 	// Set by StartApps.
-	Stacks     *stack.LocalProvider
 	Watcher    *registry.Watcher
 	GatewayURL string
-	// Set by StartMoves.
-	Runner *workflow.Runner
-	Moves  *move.Service
 	// Extensions started after the core (stacks, gateway) register their
 	// own shutdown here.
 	closers []func(context.Context)
-	apiSrv  *http.Server
+	binary  string
 	log     *slog.Logger
 }
 
-// PrepareDatabase brings a tenant database to the current OMS schema, adds
-// the move marker table, and sets up tenant roles' grants and row-level
-// security on its tables.
-func PrepareDatabase(ctx context.Context, conn *pgx.Conn) error {
-	if err := oms.Migrate(ctx, conn); err != nil {
-		return err
-	}
-	if err := move.EnsureMarkerTable(ctx, conn); err != nil {
-		return err
-	}
-	return provision.SetupDatabase(ctx, conn)
+// PlaneConfig is the control-plane configuration of the platform in the
+// data directory whose state is st: what `tenantry up` starts, and what a
+// second replica (`tenantry control` with the values of platform.json)
+// amounts to.
+func PlaneConfig(dir string, st *State, opts MoveOptions, log *slog.Logger) control.PlaneConfig {
+	return control.PlaneConfig{ControlDSN: st.ControlDSN, Secret: []byte(st.Secret), AdminToken: st.AdminToken,
+		BackupDir: control.DefaultBackupDir(dir), Move: opts.Config, LeaseTTL: opts.LeaseTTL,
+		ManualRunner: opts.Manual, Logger: log}
 }
 
 // Run opens (or creates) the local platform in opts.Dir: the control
 // cluster and registry, the pooled cluster with a standby and its alias, and
-// the control plane API.
-func Run(ctx context.Context, opts Options) (*Running, error) {
+// a control-plane replica with its API.
+func Run(ctx context.Context, opts Options) (_ *Running, err error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if opts.APIListen == "" {
-		opts.APIListen = "127.0.0.1:0"
 	}
 	l, err := OpenLocal(ctx, opts.Dir, log)
 	if err != nil {
 		return nil, err
 	}
-	r := &Running{Local: l, log: log}
-	ok := false
+	r := &Running{Local: l, log: log, binary: opts.Binary}
 	defer func() {
-		if !ok {
+		if err != nil {
 			r.Close(context.Background())
 		}
 	}()
-	if r.Store, err = registry.OpenStore(ctx, l.State.ControlDSN, log); err != nil {
+	st := l.State
+	r.Stacks = &stack.LocalProvider{
+		Binary: opts.Binary,
+		Dir:    filepath.Join(l.Dir, "stacks"),
+		Env:    []string{"TENANTRY_CONTROL_DSN=" + st.ControlDSN, "TENANTRY_SECRET=" + st.Secret},
+		Logger: log,
+	}
+	cfg := PlaneConfig(l.Dir, st, opts.Moves, log)
+	cfg.Listen = opts.APIListen
+	if cfg.Listen == "" {
+		cfg.Listen = reuseAddr(st.APIURL)
+	}
+	cfg.Provisioner = l
+	cfg.Stacks = r.Stacks
+	if r.Plane, err = control.StartPlane(ctx, cfg); err != nil {
 		return nil, err
 	}
-	r.Service, err = control.NewService(control.Config{
-		Store: r.Store, Secret: []byte(l.State.Secret), PrepareDatabase: PrepareDatabase,
-		Provisioner: l, Logger: log,
-	})
-	if err != nil {
-		return nil, err
-	}
+	p := r.Plane
+	r.Store, r.Service, r.API, r.APIURL, r.Runner, r.Moves = p.Store, p.Service, p.API, p.URL, p.Runner, p.Moves
+	r.Stacks.Store = p.Store
 	if err := r.ensurePooled(ctx); err != nil {
 		return nil, err
 	}
-	if r.API, err = control.NewServer(r.Service, l.State.AdminToken); err != nil {
-		return nil, err
-	}
-	ln, err := net.Listen("tcp", opts.APIListen)
-	if err != nil {
-		return nil, fmt.Errorf("control plane listen: %w", err)
-	}
-	r.APIURL = "http://" + ln.Addr().String()
-	r.apiSrv = httpedge.NewServer(r.API, control.Limits, log)
-	go func() {
-		if err := r.apiSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("control plane server", "err", err)
-		}
-	}()
-	l.State.APIURL = r.APIURL
+	st.APIURL = r.APIURL
 	if err := l.Save(); err != nil {
 		return nil, err
 	}
-	ok = true
 	return r, nil
 }
 
@@ -147,22 +154,45 @@ func (r *Running) ensurePooled(ctx context.Context) error {
 	return nil
 }
 
+// RunMoveWorker runs a second control-plane replica of the local platform
+// in dir (which must exist) until ctx ends: a control.Plane on the
+// platform's registry, with no clusters started and no stacks of its own.
+// It claims workflows whose owner died or whose lease expired, as every
+// replica does; when ctx ends it hands its leases back. Crash tests run it
+// in a child process and kill it.
+func RunMoveWorker(ctx context.Context, dir string, opts MoveOptions) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	st, err := ReadState(abs)
+	if err != nil {
+		return fmt.Errorf("open platform %s: %w", abs, err)
+	}
+	if st.ControlDSN == "" {
+		return fmt.Errorf("open platform %s: no control database recorded", abs)
+	}
+	opts.Manual = false
+	p, err := control.StartPlane(ctx, PlaneConfig(abs, st, opts, opts.Config.Logger))
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	p.Stop(context.Background())
+	return nil
+}
+
 // OnClose registers f to run first when the platform closes.
 func (r *Running) OnClose(f func(context.Context)) { r.closers = append(r.closers, f) }
 
-// Close stops the API, what was registered with OnClose (in reverse
-// order), the registry store and every cluster. The data directory stays.
+// Close stops what was registered with OnClose (in reverse order), the
+// control plane and every cluster. The data directory stays.
 func (r *Running) Close(ctx context.Context) {
-	if r.apiSrv != nil {
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_ = r.apiSrv.Shutdown(sctx)
-		cancel()
-	}
 	for i := len(r.closers) - 1; i >= 0; i-- {
 		r.closers[i](ctx)
 	}
-	if r.Store != nil {
-		r.Store.Close()
+	if r.Plane != nil {
+		r.Plane.Stop(ctx)
 	}
 	r.Local.Stop(ctx)
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"tenantry/platform"
+	"tenantry/demo"
 )
 
 func init() { register(newDemoCmd) }
@@ -18,7 +18,7 @@ func init() { register(newDemoCmd) }
 var errDemoFailed = errors.New("demo failed: see the report")
 
 func newDemoCmd(a *app) *cobra.Command {
-	var opts platform.DemoOptions
+	var opts demo.Options
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the platform end to end: 4 tenants under load, move the large one to a dedicated cluster, cut back, move again, check",
@@ -30,7 +30,7 @@ func newDemoCmd(a *app) *cobra.Command {
 			if a.logLevel == "info" {
 				opts.Logger = nil // phases are the progress; logs on request (--log-level debug)
 			}
-			rep, err := platform.Demo(cmd.Context(), opts)
+			rep, err := demo.Run(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
@@ -56,7 +56,7 @@ func newDemoCmd(a *app) *cobra.Command {
 	return cmd
 }
 
-func printDemo(w io.Writer, r *platform.DemoReport) {
+func printDemo(w io.Writer, r *demo.Report) {
 	fmt.Fprintf(w, "\ntenantry demo report\n%s\n", strings.Repeat("=", 20))
 	for _, p := range r.Phases {
 		fmt.Fprintf(w, "  %-52s %7.2f s\n", p.Name, p.Seconds)

@@ -35,9 +35,6 @@ func newUpCmd(a *app) *cobra.Command {
 			if err := r.StartApps(ctx, platform.AppOptions{GatewayListen: gwListen}); err != nil {
 				return err
 			}
-			if err := r.StartMoves(ctx, platform.MoveOptions{}); err != nil {
-				return err
-			}
 			tenant, key, err := r.EnsureSampleTenant(ctx)
 			if err != nil {
 				return err

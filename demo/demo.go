@@ -1,4 +1,8 @@
-package platform
+// Package demo is `tenantry demo`: the whole platform run end to end on
+// this machine, under load, with a report of what it measured. It uses the
+// local platform (package platform) as any operator would use tenantry: the
+// control API's service, the gateway, the load generator and the checker.
+package demo
 
 import (
 	"context"
@@ -11,18 +15,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"tenantry/check"
 	"tenantry/control"
 	"tenantry/load"
 	"tenantry/move"
-	"tenantry/oms"
+	"tenantry/platform"
 	"tenantry/registry"
 )
 
-// DemoOptions configures Demo. Zero values mean the documented defaults.
-type DemoOptions struct {
+// Options configures Demo. Zero values mean the documented defaults.
+type Options struct {
 	// Dir is the platform's data directory; empty means a new temporary
 	// directory, removed at the end.
 	Dir string
@@ -47,8 +48,8 @@ type Phase struct {
 	Seconds float64 `json:"seconds"`
 }
 
-// DemoReport is what the demo measured.
-type DemoReport struct {
+// Report is what the demo measured.
+type Report struct {
 	OK             bool              `json:"ok"`
 	Phases         []Phase           `json:"phases"`
 	Tenants        []string          `json:"tenants"`
@@ -84,7 +85,7 @@ type DemoReport struct {
 // back, moved again; then the load stops and the checker runs. The report
 // says what happened; OK is false if any request failed, the checker or
 // parity failed, or a step did not complete.
-func Demo(ctx context.Context, opts DemoOptions) (*DemoReport, error) {
+func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Orders == 0 {
 		opts.Orders = 200_000
 	}
@@ -101,7 +102,7 @@ func Demo(ctx context.Context, opts DemoOptions) (*DemoReport, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	rep := &DemoReport{LargeTenant: "bigco", LargeOrders: opts.Orders}
+	rep := &Report{LargeTenant: "bigco", LargeOrders: opts.Orders}
 	dir := opts.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "tenantry-demo-")
@@ -123,7 +124,7 @@ func Demo(ctx context.Context, opts DemoOptions) (*DemoReport, error) {
 	return rep, nil
 }
 
-func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport, out io.Writer) error {
+func runDemo(ctx context.Context, opts Options, dir string, rep *Report, out io.Writer) error {
 	began := time.Now()
 	last := began
 	phase := func(name string) {
@@ -133,15 +134,12 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 		last = now
 	}
 	fmt.Fprintf(out, "tenantry demo: platform in %s\n", dir)
-	r, err := Run(ctx, Options{Dir: dir, Logger: opts.Logger})
+	r, err := platform.Run(ctx, platform.Options{Dir: dir, Binary: opts.Binary, Logger: opts.Logger})
 	if err != nil {
 		return err
 	}
 	defer r.Close(context.Background())
-	if err := r.StartApps(ctx, AppOptions{Binary: opts.Binary}); err != nil {
-		return err
-	}
-	if err := r.StartMoves(ctx, MoveOptions{}); err != nil {
+	if err := r.StartApps(ctx, platform.AppOptions{}); err != nil {
 		return err
 	}
 	phase("platform up (control, pool-1 + standby, stack, gateway)")
@@ -149,14 +147,14 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 	tenants := []string{rep.LargeTenant, "acme", "globex", "initech"}
 	var targets []load.Target
 	for _, t := range tenants {
-		nt, err := r.Service.CreateTenant(ctx, t, PooledAlias)
+		nt, err := r.Service.CreateTenant(ctx, t, platform.PooledAlias)
 		if err != nil {
 			return err
 		}
 		targets = append(targets, load.Target{Tenant: t, APIKey: nt.APIKey})
 	}
 	rep.Tenants = tenants
-	if err := r.waitGateway(ctx); err != nil {
+	if err := r.WaitGateway(ctx); err != nil {
 		return err
 	}
 	ledgerPath := filepath.Join(dir, "ledger.jsonl")
@@ -174,7 +172,7 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 	}
 	phase("4 tenants created and stocked")
 
-	if err := r.seedLarge(ctx, rep.LargeTenant, opts.Orders, cat[rep.LargeTenant]); err != nil {
+	if err := r.SeedHistory(ctx, rep.LargeTenant, opts.Orders, cat[rep.LargeTenant]); err != nil {
 		return err
 	}
 	phase(fmt.Sprintf("%s history: %d orders", rep.LargeTenant, opts.Orders))
@@ -279,7 +277,7 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 	if err := ledger.Sync(); err != nil {
 		return err
 	}
-	cr, err := r.checkLedger(ctx, ledgerPath)
+	cr, err := r.CheckLedger(ctx, ledgerPath)
 	if err != nil {
 		return err
 	}
@@ -292,48 +290,3 @@ func runDemo(ctx context.Context, opts DemoOptions, dir string, rep *DemoReport,
 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
-
-// waitGateway waits until the gateway has the registry's current version.
-func (r *Running) waitGateway(ctx context.Context) error {
-	v, err := r.Store.Version(ctx)
-	if err != nil {
-		return err
-	}
-	_, err = r.Watcher.WaitVersion(ctx, v)
-	return err
-}
-
-// seedLarge gives tenant a fulfilled order history of n orders.
-func (r *Running) seedLarge(ctx context.Context, tenant string, n int, cat load.TenantCatalog) error {
-	snap, err := r.Store.Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	_, ep, err := snap.Resolve(tenant)
-	if err != nil {
-		return err
-	}
-	pool, err := pgxpool.New(ctx, ep.SuperuserDSN())
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	return oms.SeedHistory(ctx, pool, tenant, n, cat.Products[0], cat.Locations[0], nil)
-}
-
-// checkLedger runs the checker on a ledger against the databases the
-// registry places each tenant on now.
-func (r *Running) checkLedger(ctx context.Context, path string) (*check.Report, error) {
-	snap, err := r.Store.Snapshot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	dbs := &check.RegistryDatabases{Snapshot: snap}
-	defer dbs.Close()
-	return check.Check(ctx, f, dbs.Get, check.Options{})
-}

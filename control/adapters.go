@@ -1,4 +1,4 @@
-package platform
+package control
 
 import (
 	"context"
@@ -6,42 +6,31 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/backup"
 	"tenantry/move"
+	"tenantry/oms"
+	"tenantry/provision"
 	"tenantry/verify"
 )
 
-// MoveOptions tune the move workflow of a platform (tests shorten them).
-type MoveOptions struct {
-	// LeaseTTL of the workflow runner; default 10 s (a crashed control
-	// plane's moves are taken over after it).
-	LeaseTTL time.Duration
-	// Config is the base move configuration; Registry, Secret, BackupDir,
-	// Backup, VerifyBackup, Parity and Logger are filled in.
-	Config move.Config
-	// Manual creates the runner and the move service but does not start
-	// the runner: the caller starts (and may stop and start again)
-	// Running.Runner, e.g. while another control-plane replica
-	// (RunMoveWorker) owns the moves.
-	Manual bool
-}
+// The move workflow knows neither backups nor parity nor the application's
+// schema; these adapt the packages that do to move.Config's hooks, and are
+// what every control plane wires in.
 
-// StartMoves starts the workflow runner with the move workflow (unless
-// opts.Manual) and adds the move endpoints to the API.
-func (r *Running) StartMoves(ctx context.Context, opts MoveOptions) error {
-	runner, svc, err := newMoveRunner(ctx, r.Store, r.Local.State.Secret, r.Local.Dir, opts, r.log)
-	if err != nil {
+// PrepareDatabase brings a tenant database to the current OMS schema, adds
+// the move marker table, and sets up tenant roles' grants and row-level
+// security on its tables. It is Config.PrepareDatabase of every plane.
+func PrepareDatabase(ctx context.Context, conn *pgx.Conn) error {
+	if err := oms.Migrate(ctx, conn); err != nil {
 		return err
 	}
-	r.Runner, r.Moves = runner, svc
-	if !opts.Manual {
-		runner.Start(context.Background())
+	if err := move.EnsureMarkerTable(ctx, conn); err != nil {
+		return err
 	}
-	r.OnClose(func(context.Context) { runner.Stop() })
-	r.API.EnableMoves(r.Moves)
-	return nil
+	return provision.SetupDatabase(ctx, conn)
 }
 
 // TakeBackup is move.Config.Backup on the backup package.
