@@ -224,3 +224,37 @@ func TestCrossTenantThroughGateway(t *testing.T) {
 		t.Errorf("order %d as its owner after %s's attempts: %d %v, want 200 reserved", id, b.Tenant, status, out)
 	}
 }
+
+// TestMetricsOnAdminListenerOnly: the gateway's and the instances' public
+// listeners answer /metrics 404 (JSON), with or without a key; the
+// gateway's admin listener serves it.
+func TestMetricsOnAdminListenerOnly(t *testing.T) {
+	ctx := testContext(t)
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "Bearer " + newTenant(t, "e2e-metrics").APIKey
+	if err := syncGateway(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, out := call(t, "GET", "/v1/orders", "", nil, nil); status != http.StatusUnauthorized {
+		t.Fatalf("keyless request: %d %v", status, out)
+	}
+	for _, url := range []string{plat.GatewayURL, snap.Stacks[platform.SharedStack].Instances[0].URL} {
+		for _, auth := range []string{"", key} {
+			if status, code, out := callURL(t, url+"/metrics", "GET", auth, nil, nil); status != http.StatusNotFound || code != "not_found" {
+				t.Errorf("public %s/metrics: %d %v, want 404 not_found", url, status, out)
+			}
+		}
+	}
+	resp, err := http.Get(plat.GatewayAdminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte("tenantry_gateway_requests_total")) {
+		t.Fatalf("admin /metrics: %d %.200s", resp.StatusCode, b)
+	}
+}

@@ -251,7 +251,7 @@ func checkLedger(t *testing.T, ledger []byte) *check.Report {
 }
 
 // gatewayCounts reads the gateway's request and 5xx counters by stack and
-// tenant from its /metrics.
+// tenant from its /metrics (on the admin listener).
 type gatewayCounts struct {
 	requests map[[2]string]float64 // {stack, tenant}
 	errors   map[[2]string]float64
@@ -264,7 +264,7 @@ var (
 
 func readGatewayCounts(t *testing.T) gatewayCounts {
 	t.Helper()
-	resp, err := http.Get(plat.GatewayURL + "/metrics")
+	resp, err := http.Get(plat.GatewayAdminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

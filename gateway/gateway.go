@@ -9,8 +9,10 @@
 // behind an atomic pointer. A route change is a table swap: a request keeps
 // the stack and instance it started with, new requests see the new table.
 //
-// The gateway serves /healthz and /metrics itself; every other path is
-// proxied.
+// The gateway answers /healthz itself and every other path by proxying it;
+// /metrics (labelled by tenant: it lists every customer and its traffic) is
+// served only by AdminHandler, for a listener that is not the public one,
+// and answers 404 on the public one.
 package gateway
 
 import (
@@ -18,6 +20,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -77,8 +80,9 @@ type Config struct {
 	// Logger receives operator logs; nil discards them.
 	Logger *slog.Logger
 	// Registerer registers the gateway's metrics; nil means a private
-	// registry. /metrics serves Gatherer, or Registerer when it is also a
-	// Gatherer (a *prometheus.Registry is), or prometheus.DefaultGatherer.
+	// registry. AdminHandler's /metrics serves Gatherer, or Registerer when
+	// it is also a Gatherer (a *prometheus.Registry is), or
+	// prometheus.DefaultGatherer.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	// Now is the clock; nil means time.Now.
@@ -282,6 +286,24 @@ func (g *Gateway) Health() []InstanceHealth {
 	return out
 }
 
+// AdminHandler serves what only operators may see, for an admin listener
+// that is not the public one (`tenantry gateway --admin-listen`, loopback by
+// default): GET /metrics (Prometheus), GET /healthz, and GET /instances
+// (Health as JSON). Other paths answer 404.
+func (g *Gateway) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", g.promh)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { g.serveHealthz(w) })
+	mux.HandleFunc("GET /instances", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"instances": g.Health()})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+	})
+	return mux
+}
+
 // reqState is what the proxy needs to know about one request after it has
 // been authenticated and routed. It is the request's context, so that one
 // allocation carries both.
@@ -316,7 +338,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.serveHealthz(w)
 		return
 	case "/metrics":
-		g.promh.ServeHTTP(w, r)
+		// Only on the admin listener (AdminHandler).
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
 		return
 	}
 	start := g.cfg.Now()

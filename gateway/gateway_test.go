@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,23 +346,36 @@ func TestGateway_BodyLimit(t *testing.T) {
 	}
 }
 
-func TestGateway_HealthzAndMetrics(t *testing.T) {
+// TestGateway_AdminListener: /metrics and the instance health view are
+// served by the admin handler only; the public listener answers /metrics 404
+// (JSON), with or without an API key, and still answers /healthz.
+func TestGateway_AdminListener(t *testing.T) {
 	a := newBackend(t, "a")
 	src := &fakeSource{}
 	src.publish(snapshot(7, map[string][]string{"a": {a.srv.URL}}, route(registry.DefaultRoute, "a", 1)))
-	_, gw, _ := newGateway(t, src, nil)
-	cl := newClient(t, gw.URL)
+	g, gw, _ := newGateway(t, src, nil)
+	admin := httptest.NewServer(g.AdminHandler())
+	t.Cleanup(admin.Close)
+	cl, acl := newClient(t, gw.URL), newClient(t, admin.URL)
 
-	code, _, raw := cl.mustDo("GET", "/healthz", "", nil, nil)
-	if code != http.StatusOK || !strings.Contains(raw, `"registry_version":7`) {
-		t.Fatalf("/healthz: %d %s", code, raw)
+	for _, c := range []*client{cl, acl} {
+		code, _, raw := c.mustDo("GET", "/healthz", "", nil, nil)
+		if code != http.StatusOK || !strings.Contains(raw, `"registry_version":7`) {
+			t.Fatalf("/healthz: %d %s", code, raw)
+		}
+	}
+	for _, key := range []string{"", keyAcme} {
+		code, _, raw := cl.mustDo("GET", "/metrics", key, nil, nil)
+		if code != http.StatusNotFound || !strings.Contains(raw, `"code":"not_found"`) || strings.Contains(raw, "tenantry_gateway") {
+			t.Fatalf("public /metrics (key %q): %d %s, want 404 not_found", key, code, raw)
+		}
 	}
 	cl.mustDo("GET", "/x", keyAcme, nil, nil)
 	cl.mustDo("GET", "/x", keyAcme, nil, nil)
 	cl.mustDo("GET", "/x", "bad", nil, nil)
-	code, _, raw = cl.mustDo("GET", "/metrics", "", nil, nil)
+	code, _, raw := acl.mustDo("GET", "/metrics", "", nil, nil)
 	if code != http.StatusOK {
-		t.Fatalf("/metrics: %d", code)
+		t.Fatalf("admin /metrics: %d", code)
 	}
 	for _, want := range []string{
 		`tenantry_gateway_requests_total{code="200",stack="a",tenant="acme"} 2`,
@@ -369,8 +383,15 @@ func TestGateway_HealthzAndMetrics(t *testing.T) {
 		`tenantry_gateway_request_duration_seconds_count{stack="a",tenant="acme"} 2`,
 	} {
 		if !strings.Contains(raw, want) {
-			t.Errorf("/metrics lacks %s", want)
+			t.Errorf("admin /metrics lacks %s", want)
 		}
+	}
+	code, _, raw = acl.mustDo("GET", "/instances", "", nil, nil)
+	if code != http.StatusOK || !strings.Contains(raw, `"url":"`+a.srv.URL+`"`) {
+		t.Fatalf("admin /instances: %d %s", code, raw)
+	}
+	if code, _, raw = acl.mustDo("GET", "/v1/orders", keyAcme, nil, nil); code != http.StatusNotFound {
+		t.Fatalf("admin listener proxied an API request: %d %s", code, raw)
 	}
 }
 

@@ -24,9 +24,10 @@ var secret = []byte("test-platform-secret")
 
 // env is one migrated database served by a real OMS over loopback HTTP.
 type env struct {
-	t    *testing.T
-	pool *pgxpool.Pool
-	srv  *httptest.Server
+	t     *testing.T
+	pool  *pgxpool.Pool
+	srv   *httptest.Server
+	admin *httptest.Server // the server's AdminHandler
 }
 
 func newEnv(t *testing.T) *env {
@@ -48,7 +49,9 @@ func newEnvWith(t *testing.T, configure func(*oms.Config)) *env {
 	}
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
-	return &env{t: t, pool: pool, srv: srv}
+	admin := httptest.NewServer(s.AdminHandler())
+	t.Cleanup(admin.Close)
+	return &env{t: t, pool: pool, srv: srv, admin: admin}
 }
 
 // response is an HTTP answer with its JSON body decoded.

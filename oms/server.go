@@ -33,8 +33,9 @@ type Config struct {
 	// Logger receives internal errors; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the server's metrics. Nil: a private registry.
-	// /metrics serves Registerer when it is also a prometheus.Gatherer (as a
-	// *prometheus.Registry is), else prometheus.DefaultGatherer.
+	// AdminHandler's /metrics serves Registerer when it is also a
+	// prometheus.Gatherer (as a *prometheus.Registry is), else
+	// prometheus.DefaultGatherer.
 	Registerer prometheus.Registerer
 	// Retryable reports errors from DB that a client should retry (a paused
 	// tenant): answered 503 tenant_unavailable with Retry-After: 1. Nil: none.
@@ -53,6 +54,7 @@ type Server struct {
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	admin    *http.ServeMux
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -94,15 +96,33 @@ func NewServer(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.routes(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	s.routes()
+	s.adminRoutes(promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	return s, nil
 }
 
-func (s *Server) routes(metrics http.Handler) {
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+func serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// AdminHandler serves what only operators may see, for an admin listener
+// that is not the public one (`tenantry oms --admin-listen`, loopback by
+// default): GET /metrics and GET /healthz. Other paths answer 404.
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+func (s *Server) adminRoutes(metrics http.Handler) {
+	s.admin = http.NewServeMux()
+	s.admin.Handle("GET /metrics", metrics)
+	s.admin.HandleFunc("GET /healthz", serveHealthz)
+	s.admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, apiErr(CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
 	})
-	s.mux.Handle("GET /metrics", metrics)
+}
+
+// routes registers the public API. /metrics is not among them: it is on the
+// admin handler only, and answers 404 here like any unknown path.
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", serveHealthz)
 
 	s.api("POST /v1/products", s.createProduct)
 	s.api("GET /v1/products/{id}", s.getProduct)

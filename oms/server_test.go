@@ -3,6 +3,7 @@ package oms_test
 import (
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"net/http"
 	"strings"
@@ -19,8 +20,17 @@ func TestServer_Auth(t *testing.T) {
 	e := newEnv(t)
 	e.must(200, "", "GET", "/healthz", nil)
 	e.must(201, "acme", "POST", "/v1/products", map[string]any{"sku": "a", "name": "A"})
-	if r := e.must(200, "", "GET", "/metrics", nil); !strings.Contains(string(r.raw), `oms_http_requests_total{code="201",route="POST /v1/products"} 1`) {
-		t.Fatalf("metrics lack the request counter:\n%s", r.raw)
+	if r := e.must(404, "acme", "GET", "/metrics", nil); r.code() != "not_found" {
+		t.Fatalf("public /metrics: %s, want 404 not_found", r.raw)
+	}
+	resp, err := http.Get(e.admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(metrics), `oms_http_requests_total{code="201",route="POST /v1/products"} 1`) {
+		t.Fatalf("admin /metrics lacks the request counter:\n%s", metrics)
 	}
 	before := e.counts()
 	now := time.Now()

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"tenantry/gateway"
+	"tenantry/httpedge"
 	"tenantry/registry"
 	"tenantry/stack"
 )
@@ -27,6 +28,9 @@ type AppOptions struct {
 	// data directory's gateway had before when it is free, else
 	// 127.0.0.1:0.
 	GatewayListen string
+	// GatewayAdminListen is the address of the gateway's admin listener
+	// (/metrics, /healthz, /instances); default like GatewayListen's.
+	GatewayAdminListen string
 }
 
 // StartApps starts the application tier on a running platform: the shared
@@ -38,6 +42,9 @@ func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 	}
 	if opts.GatewayListen == "" {
 		opts.GatewayListen = reuseAddr(r.Local.State.GatewayURL)
+	}
+	if opts.GatewayAdminListen == "" {
+		opts.GatewayAdminListen = reuseAddr(r.Local.State.GatewayAdminURL)
 	}
 	r.OnClose(func(ctx context.Context) {
 		snap, err := r.Store.Snapshot(ctx)
@@ -69,10 +76,10 @@ func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 			return err
 		}
 	}
-	return r.startGateway(ctx, opts.GatewayListen)
+	return r.startGateway(ctx, opts.GatewayListen, opts.GatewayAdminListen)
 }
 
-func (r *Running) startGateway(ctx context.Context, listen string) error {
+func (r *Running) startGateway(ctx context.Context, listen, adminListen string) error {
 	w := registry.NewWatcher(r.Local.State.ControlDSN, registry.WatcherOptions{Logger: r.log})
 	if err := w.Start(ctx); err != nil {
 		return err
@@ -92,24 +99,43 @@ func (r *Running) startGateway(ctx context.Context, listen string) error {
 		w.Stop()
 		return fmt.Errorf("gateway listen: %w", err)
 	}
+	adminLn, err := net.Listen("tcp", adminListen)
+	if err != nil {
+		ln.Close()
+		g.Stop()
+		w.Stop()
+		return fmt.Errorf("gateway admin listen: %w", err)
+	}
 	r.GatewayURL = "http://" + ln.Addr().String()
+	r.GatewayAdminURL = "http://" + adminLn.Addr().String()
 	gctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done := make(chan struct{}, 2)
 	go func() {
-		defer close(done)
+		defer func() { done <- struct{}{} }()
 		if err := g.Serve(gctx, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			r.log.Error("gateway", "err", err)
 		}
 	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		admin := httpedge.NewServer(g.AdminHandler(), httpedge.Limits{}, r.log)
+		if err := httpedge.Serve(gctx, admin, adminLn, 5*time.Second); err != nil {
+			r.log.Error("gateway admin listener", "err", err)
+		}
+	}()
 	r.OnClose(func(context.Context) {
 		cancel()
-		select {
-		case <-done:
-		case <-time.After(35 * time.Second):
+		timeout := time.After(35 * time.Second)
+		for range 2 {
+			select {
+			case <-done:
+			case <-timeout:
+			}
 		}
 		g.Stop()
 		w.Stop()
 	})
 	r.Local.State.GatewayURL = r.GatewayURL
+	r.Local.State.GatewayAdminURL = r.GatewayAdminURL
 	return r.Local.Save()
 }

@@ -38,6 +38,8 @@ type State struct {
 	ControlDSN string              `json:"control_dsn,omitempty"`
 	// SampleAPIKey is the API key of the sample tenant (local platform only).
 	SampleAPIKey string `json:"sample_api_key,omitempty"`
+	// GatewayAdminURL is the gateway's admin listener (/metrics).
+	GatewayAdminURL string `json:"gateway_admin_url,omitempty"`
 }
 
 // ReadState loads the state of the platform in dir.

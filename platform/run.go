@@ -70,6 +70,8 @@ type Running struct {
 	// Set by StartApps.
 	Watcher    *registry.Watcher
 	GatewayURL string
+	// GatewayAdminURL serves the gateway's /metrics (not the public one).
+	GatewayAdminURL string
 	// Extensions started after the core (stacks, gateway) register their
 	// own shutdown here.
 	closers []func(context.Context)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -21,6 +22,7 @@ func init() { register(newGatewayCmd) }
 type gatewayCmd struct {
 	a        *app
 	listen   string
+	admin    string
 	dsn      string
 	secret   string
 	addrFile string
@@ -39,6 +41,7 @@ accepting connections and drains in-flight requests (up to 30s).`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on (port 0: any free port)")
+	f.StringVar(&c.admin, "admin-listen", "127.0.0.1:8081", adminListenUsage)
 	f.StringVar(&c.dsn, "control-dsn", os.Getenv("TENANTRY_CONTROL_DSN"), "control database DSN ($TENANTRY_CONTROL_DSN)")
 	f.StringVar(&c.secret, "secret", os.Getenv("TENANTRY_SECRET"), "platform secret that signs the tenant header ($TENANTRY_SECRET)")
 	f.StringVar(&c.addrFile, "addr-file", "", "write the gateway's URL to this file once it listens")
@@ -79,7 +82,8 @@ func (c *gatewayCmd) Run(ctx context.Context) error {
 		}
 	}
 	log.Info("gateway listening", "url", url, "registry_version", w.Current().Version)
-	if err := g.Serve(ctx, ln); err != nil {
+	serve := func(ctx context.Context) error { return g.Serve(ctx, ln) }
+	if err := serveWithAdmin(ctx, serve, c.admin, g.AdminHandler(), 30*time.Second, log); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("gateway drained")

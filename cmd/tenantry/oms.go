@@ -32,6 +32,7 @@ const omsShutdownTimeout = 30 * time.Second
 type omsCmd struct {
 	a          *app
 	listen     string
+	adminAddr  string
 	addrFile   string
 	controlDSN string
 	secret     string
@@ -49,6 +50,7 @@ func newOMSCmd(a *app) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.listen, "listen", "127.0.0.1:0", "address to listen on")
+	f.StringVar(&c.adminAddr, "admin-listen", "127.0.0.1:0", adminListenUsage)
 	f.StringVar(&c.addrFile, "addr-file", "", "write the http://host:port URL here once listening")
 	f.StringVar(&c.controlDSN, "control-dsn", os.Getenv("TENANTRY_CONTROL_DSN"), "control database DSN ($TENANTRY_CONTROL_DSN)")
 	f.StringVar(&c.secret, "secret", os.Getenv("TENANTRY_SECRET"), "platform secret: verifies tenant headers, derives tenant DB passwords ($TENANTRY_SECRET)")
@@ -113,7 +115,8 @@ func (c *omsCmd) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.serve(ctx, srv, log)
+	return serveWithAdmin(ctx, func(ctx context.Context) error { return c.serve(ctx, srv, log) },
+		c.adminAddr, srv.AdminHandler(), omsShutdownTimeout, log)
 }
 
 func (c *omsCmd) serve(ctx context.Context, h http.Handler, log *slog.Logger) error {

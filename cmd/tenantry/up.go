@@ -13,7 +13,7 @@ import (
 func init() { register(newUpCmd) }
 
 func newUpCmd(a *app) *cobra.Command {
-	var listen, gwListen string
+	var listen, gwListen, gwAdmin string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Start the local platform in the data directory and serve until Ctrl-C",
@@ -32,7 +32,7 @@ func newUpCmd(a *app) *cobra.Command {
 				r.Close(sctx)
 				fmt.Fprintln(a.stderr, "stopped")
 			}()
-			if err := r.StartApps(ctx, platform.AppOptions{GatewayListen: gwListen}); err != nil {
+			if err := r.StartApps(ctx, platform.AppOptions{GatewayListen: gwListen, GatewayAdminListen: gwAdmin}); err != nil {
 				return err
 			}
 			tenant, key, err := r.EnsureSampleTenant(ctx)
@@ -48,6 +48,7 @@ func newUpCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "control plane API address")
 	cmd.Flags().StringVar(&gwListen, "gateway-listen", "127.0.0.1:0", "gateway address")
+	cmd.Flags().StringVar(&gwAdmin, "admin-listen", "127.0.0.1:0", "gateway "+adminListenUsage)
 	return cmd
 }
 
@@ -55,7 +56,7 @@ func printUp(a *app, r *platform.Running, tenant, key string) error {
 	st := r.Local.State
 	if a.output == "json" {
 		return a.printJSON(map[string]any{"api_url": r.APIURL, "admin_token": st.AdminToken,
-			"control_dsn": st.ControlDSN, "data_dir": r.Local.Dir, "gateway_url": st.GatewayURL,
+			"control_dsn": st.ControlDSN, "data_dir": r.Local.Dir, "gateway_url": st.GatewayURL, "gateway_admin_url": st.GatewayAdminURL,
 			"sample_tenant": tenant, "sample_api_key": key})
 	}
 	snap, err := r.Store.Snapshot(context.Background())
@@ -71,7 +72,7 @@ func printUp(a *app, r *platform.Running, tenant, key string) error {
 	}
 	fmt.Fprintf(a.stdout, "  control plane     %s (admin token in %s/platform.json)\n", r.APIURL, r.Local.Dir)
 	if st.GatewayURL != "" {
-		fmt.Fprintf(a.stdout, "  gateway           %s\n", st.GatewayURL)
+		fmt.Fprintf(a.stdout, "  gateway           %s (metrics: %s/metrics)\n", st.GatewayURL, st.GatewayAdminURL)
 	}
 	fmt.Fprintf(a.stdout, "  stack %s        %d instances, default route\n", platform.SharedStack, len(snap.Stacks[platform.SharedStack].Instances))
 	fmt.Fprintf(a.stdout, "\nSample tenant %q, API key %s\n", tenant, key)
