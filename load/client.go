@@ -63,8 +63,8 @@ func (e *RequestError) Error() string {
 
 func (e *RequestError) Unwrap() error { return e.Err }
 
-// response is a final answer: a status the caller decides about.
-type response struct {
+// Response is a final answer: a status the caller decides about.
+type Response struct {
 	Status   int
 	APICode  string
 	Body     []byte
@@ -74,23 +74,24 @@ type response struct {
 
 // client sends requests with the retry policy and counts retries.
 type client struct {
-	base    string
-	http    *http.Client
-	policy  RetryPolicy
-	now     func() time.Time
-	onRetry func()
+	base      string
+	http      *http.Client
+	policy    RetryPolicy
+	authorize func(http.Header, Target)
+	now       func() time.Time
+	onRetry   func()
 }
 
 // do sends one logical request: method path with JSON body (nil for none),
-// as the tenant of apiKey, with idemKey (empty for reads), retried with the
-// same key on retryable failures. It returns the first non-retryable answer
-// or a *RequestError when it gives up.
-func (c *client) do(ctx context.Context, method, path, apiKey, idemKey string, body any) (response, error) {
+// as target t, with idemKey (empty for reads), retried with the same key on
+// retryable failures. It returns the first non-retryable answer or a
+// *RequestError when it gives up.
+func (c *client) do(ctx context.Context, method, path string, t Target, idemKey string, body any) (Response, error) {
 	var payload []byte
 	if body != nil {
 		var err error
 		if payload, err = json.Marshal(body); err != nil {
-			return response{}, fmt.Errorf("encode %s %s: %w", method, path, err)
+			return Response{}, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.policy.Deadline)
@@ -98,7 +99,7 @@ func (c *client) do(ctx context.Context, method, path, apiKey, idemKey string, b
 	fail := &RequestError{Method: method, Path: path}
 	for attempt := 1; ; attempt++ {
 		fail.Attempts = attempt
-		resp, retryAfter, err := c.attempt(ctx, method, path, apiKey, idemKey, payload)
+		resp, retryAfter, err := c.attempt(ctx, method, path, t, idemKey, payload)
 		if err == nil && !retryableStatus(resp.Status) {
 			resp.Attempts = attempt
 			return resp, nil
@@ -109,15 +110,15 @@ func (c *client) do(ctx context.Context, method, path, apiKey, idemKey string, b
 			if fail.Status == 0 {
 				fail.Err = errors.Join(err, ctx.Err())
 			}
-			return response{}, fail
+			return Response{}, fail
 		}
 		fail.Status, fail.APICode, fail.Err = resp.Status, resp.APICode, err
 		if c.policy.MaxAttempts > 0 && attempt >= c.policy.MaxAttempts {
-			return response{}, fail
+			return Response{}, fail
 		}
 		wait := c.backoff(attempt, retryAfter)
 		if dl, ok := ctx.Deadline(); ok && c.now().Add(wait).After(dl) {
-			return response{}, fail
+			return Response{}, fail
 		}
 		if c.onRetry != nil {
 			c.onRetry()
@@ -127,7 +128,7 @@ func (c *client) do(ctx context.Context, method, path, apiKey, idemKey string, b
 		case <-ctx.Done():
 			t.Stop()
 			fail.Err = errors.Join(fail.Err, ctx.Err())
-			return response{}, fail
+			return Response{}, fail
 		case <-t.C:
 		}
 	}
@@ -135,7 +136,7 @@ func (c *client) do(ctx context.Context, method, path, apiKey, idemKey string, b
 
 // attempt sends the request once. A transport error is returned as err; any
 // HTTP answer as resp, with the Retry-After it carried.
-func (c *client) attempt(ctx context.Context, method, path, apiKey, idemKey string, payload []byte) (response, time.Duration, error) {
+func (c *client) attempt(ctx context.Context, method, path string, t Target, idemKey string, payload []byte) (Response, time.Duration, error) {
 	actx, cancel := context.WithTimeout(ctx, c.policy.AttemptTimeout)
 	defer cancel()
 	var rd io.Reader
@@ -144,9 +145,13 @@ func (c *client) attempt(ctx context.Context, method, path, apiKey, idemKey stri
 	}
 	req, err := http.NewRequestWithContext(actx, method, c.base+path, rd)
 	if err != nil {
-		return response{}, 0, fmt.Errorf("build request: %w", err)
+		return Response{}, 0, fmt.Errorf("build request: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+apiKey)
+	if c.authorize != nil {
+		c.authorize(req.Header, t)
+	} else {
+		req.Header.Set("Authorization", "Bearer "+t.APIKey)
+	}
 	if payload != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -155,14 +160,14 @@ func (c *client) attempt(ctx context.Context, method, path, apiKey, idemKey stri
 	}
 	res, err := c.http.Do(req)
 	if err != nil {
-		return response{}, 0, err
+		return Response{}, 0, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(res.Body, 4<<20))
 	if err != nil {
-		return response{}, 0, fmt.Errorf("read response: %w", err)
+		return Response{}, 0, fmt.Errorf("read response: %w", err)
 	}
-	resp := response{Status: res.StatusCode, Body: b, Replayed: res.Header.Get(HeaderReplayed) == "true"}
+	resp := Response{Status: res.StatusCode, Body: b, Replayed: res.Header.Get(HeaderReplayed) == "true"}
 	if res.StatusCode >= 400 {
 		resp.APICode = apiErrorCode(b)
 	}
@@ -214,4 +219,26 @@ func apiErrorCode(body []byte) string {
 		return ""
 	}
 	return e.Error.Code
+}
+
+// Client sends single logical requests the way Run's workers do: with the
+// config's retry policy, authorization and HTTP client. It is for callers
+// that choose their own requests (the benchmarks); it writes no ledger and
+// keeps no stats. It is safe for concurrent use.
+type Client struct{ c *client }
+
+// NewClient returns a Client for cfg, which must be valid.
+func NewClient(cfg Config) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Client{c: newClient(cfg.withDefaults(), nil)}, nil
+}
+
+// Do sends method path as target t with body encoded as JSON (nil for
+// none) and idemKey as its Idempotency-Key (empty for none), retrying per
+// the policy. It returns the first answer that is not retryable, whatever
+// its status, or a *RequestError when it gave up.
+func (c *Client) Do(ctx context.Context, t Target, method, path, idemKey string, body any) (Response, error) {
+	return c.c.do(ctx, method, path, t, idemKey, body)
 }

@@ -25,7 +25,7 @@ import (
 var ErrInvalidConfig = errors.New("invalid load config")
 
 // Target is one tenant the load runs as, with the API key the gateway
-// authenticates it by.
+// authenticates it by (none when Config.Authorize signs requests instead).
 type Target struct {
 	Tenant string `json:"tenant"`
 	APIKey string `json:"api_key"`
@@ -100,7 +100,12 @@ type Config struct {
 	// HTTPClient sends the requests; nil means a client with a pool sized
 	// to Concurrency.
 	HTTPClient *http.Client
-	Retry      RetryPolicy
+	// Authorize sets the credentials of a request sent as target t. Nil
+	// means "Authorization: Bearer <t.APIKey>", what the gateway takes; a
+	// client of the service instances themselves (a benchmark's baseline)
+	// signs the tenant header there instead (tenantsig.Set).
+	Authorize func(h http.Header, t Target)
+	Retry     RetryPolicy
 	// Seed makes the choice of operations and idempotency keys
 	// reproducible; 0 means a seed from the clock.
 	Seed int64
@@ -123,7 +128,7 @@ func (c *Config) Validate() error {
 		if err := registry.ValidateTenantID(t.Tenant); err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 		}
-		if t.APIKey == "" {
+		if t.APIKey == "" && c.Authorize == nil {
 			return fmt.Errorf("%w: tenant %s has no API key", ErrInvalidConfig, t.Tenant)
 		}
 		if seen[t.Tenant] {

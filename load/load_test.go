@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -228,7 +229,7 @@ func TestClient_HonoursRetryAfter(t *testing.T) {
 	c := &client{base: srv.URL, http: srv.Client(), now: time.Now, onRetry: func() { retries++ },
 		policy: RetryPolicy{BaseBackoff: time.Millisecond, MaxBackoff: time.Millisecond}.withDefaults()}
 	start := time.Now()
-	resp, err := c.do(context.Background(), http.MethodPost, "/v1/products", "acme", "k1", map[string]string{"sku": "a"})
+	resp, err := c.do(context.Background(), http.MethodPost, "/v1/products", Target{Tenant: "acme", APIKey: "acme"}, "k1", map[string]string{"sku": "a"})
 	if err != nil || resp.Status != http.StatusCreated || resp.Attempts != 2 || retries != 1 {
 		t.Fatalf("do = %+v, %v, retries %d; want 201 after 2 attempts", resp, err, retries)
 	}
@@ -242,7 +243,7 @@ func TestClient_GivesUpAtMaxAttempts(t *testing.T) {
 	f.fault = func(*http.Request, int) (int, string, bool) { return http.StatusBadGateway, "", false }
 	c := &client{base: srv.URL, http: srv.Client(), now: time.Now,
 		policy: RetryPolicy{MaxAttempts: 3, BaseBackoff: time.Millisecond}.withDefaults()}
-	_, err := c.do(context.Background(), http.MethodGet, "/v1/orders", "acme", "", nil)
+	_, err := c.do(context.Background(), http.MethodGet, "/v1/orders", Target{Tenant: "acme", APIKey: "acme"}, "", nil)
 	var re *RequestError
 	if !errors.As(err, &re) || re.Attempts != 3 || re.Code() != "502 tenant_unavailable" {
 		t.Fatalf("do error = %v, want a RequestError after 3 attempts with 502", err)
@@ -277,6 +278,10 @@ func TestConfig_Validate(t *testing.T) {
 		{"no targets", func(c *Config) { c.Targets = nil }, false},
 		{"bad tenant", func(c *Config) { c.Targets = []Target{{Tenant: "Acme;", APIKey: "k"}} }, false},
 		{"no key", func(c *Config) { c.Targets = []Target{{Tenant: "acme"}} }, false},
+		{"no key, own authorization", func(c *Config) {
+			c.Targets = []Target{{Tenant: "acme"}}
+			c.Authorize = func(http.Header, Target) {}
+		}, true},
 		{"twice", func(c *Config) { c.Targets = append(c.Targets, c.Targets[0]) }, false},
 		{"negative rate", func(c *Config) { c.Rate = -1 }, false},
 		{"negative mix", func(c *Config) { c.Mix.Read = -1 }, false},
@@ -295,18 +300,59 @@ func TestConfig_Validate(t *testing.T) {
 }
 
 func TestHistogram_Quantile(t *testing.T) {
-	var h histogram
+	var h Histogram
 	for i := 1; i <= 1000; i++ {
-		h.record(time.Duration(i) * time.Millisecond)
+		h.Record(time.Duration(i) * time.Millisecond)
 	}
 	for _, tc := range []struct {
 		q    float64
 		want time.Duration
 	}{{0.5, 500 * time.Millisecond}, {0.9, 900 * time.Millisecond}, {0.99, 990 * time.Millisecond}, {1, time.Second}} {
-		got := h.quantile(tc.q)
+		got := h.Quantile(tc.q)
 		if got < tc.want*97/100 || got > tc.want*103/100 {
 			t.Errorf("quantile(%v) = %v, want %v ±3%%", tc.q, got, tc.want)
 		}
+	}
+}
+
+func TestHistogram_Merge(t *testing.T) {
+	var a, b Histogram
+	for i := 1; i <= 500; i++ {
+		a.Record(time.Duration(i) * time.Millisecond)
+		b.Record(time.Duration(500+i) * time.Millisecond)
+	}
+	a.Merge(&b)
+	if a.Count() != 1000 {
+		t.Fatalf("count %d, want 1000", a.Count())
+	}
+	if got := a.Quantile(0.5); got < 485*time.Millisecond || got > 515*time.Millisecond {
+		t.Errorf("median %v, want 500ms ±3%%", got)
+	}
+	if l := a.Latency(); l.Max != Millis(time.Second) {
+		t.Errorf("max %v, want 1s", l.Max)
+	}
+}
+
+// TestClient_Authorize: with Config.Authorize the client sends the
+// credentials it sets, and no API key.
+func TestClient_Authorize(t *testing.T) {
+	var got http.Header
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	c, err := NewClient(Config{BaseURL: srv.URL, Targets: []Target{{Tenant: "acme"}},
+		Authorize: func(h http.Header, t Target) { h.Set("X-Tenant", t.Tenant) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := c.Do(context.Background(), Target{Tenant: "acme"}, http.MethodGet, "/v1/orders/1", "", nil)
+	if err != nil || resp.Status != http.StatusOK {
+		t.Fatalf("Do = %+v, %v", resp, err)
+	}
+	if got.Get("X-Tenant") != "acme" || got.Get("Authorization") != "" {
+		t.Fatalf("headers %v: want X-Tenant acme and no Authorization", got)
 	}
 }
 

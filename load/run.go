@@ -244,7 +244,7 @@ func (r *runner) worker(ctx context.Context, id int) {
 
 // finish records a write's outcome in the stats. It returns err only when
 // the run must stop (a ledger error).
-func (r *runner) finish(ctx context.Context, op Op, started time.Time, resp response, o Outcome, err error, refusalOK bool) error {
+func (r *runner) finish(ctx context.Context, op Op, started time.Time, resp Response, o Outcome, err error, refusalOK bool) error {
 	now := r.cfg.Now()
 	lat := now.Sub(started)
 	var re *RequestError
@@ -281,7 +281,7 @@ func (r *runner) placeOrder(ctx context.Context, rng *mrand.Rand, ts *tenantStat
 	body := map[string]any{"location_id": loc, "lines": lines}
 	var placed orderBody
 	started := r.cfg.Now()
-	resp, o, err := r.w.writeWith(ctx, ts.target, rec, http.MethodPost, "/v1/orders", body, func(resp response, ack *Record) error {
+	resp, o, err := r.w.writeWith(ctx, ts.target, rec, http.MethodPost, "/v1/orders", body, func(resp Response, ack *Record) error {
 		if err := json.Unmarshal(resp.Body, &placed); err != nil || placed.ID == 0 {
 			return fmt.Errorf("order response has no id: %s", resp.Body)
 		}
@@ -307,7 +307,7 @@ func (r *runner) fulfilOrCancel(ctx context.Context, rng *mrand.Rand, ts *tenant
 	rec := Record{Op: op, Key: key, OrderID: id}
 	started := r.cfg.Now()
 	resp, o, err := r.w.writeWith(ctx, ts.target, rec, http.MethodPost, fmt.Sprintf("/v1/orders/%d/%s", id, verb), nil,
-		func(resp response, ack *Record) error {
+		func(resp Response, ack *Record) error {
 			var b orderBody
 			if err := json.Unmarshal(resp.Body, &b); err != nil {
 				return fmt.Errorf("decode order: %w", err)
@@ -327,7 +327,7 @@ func (r *runner) read(ctx context.Context, rng *mrand.Rand, ts *tenantState) {
 		path = "/v1/orders?status=reserved&limit=20"
 	}
 	started := r.cfg.Now()
-	resp, err := r.w.c.do(ctx, http.MethodGet, path, ts.target.APIKey, "", nil)
+	resp, err := r.w.c.do(ctx, http.MethodGet, path, ts.target, "", nil)
 	if err == nil && resp.Status != http.StatusOK {
 		err = &RequestError{Method: http.MethodGet, Path: path, Status: resp.Status, APICode: resp.APICode, Attempts: resp.Attempts}
 	}

@@ -105,7 +105,7 @@ func (w *writer) createN(ctx context.Context, t Target, op Op, n int, keyBase st
 // writing it to the ledger record's ProductID or LocationID.
 func (w *writer) create(ctx context.Context, t Target, rec Record, path string, body any) (int64, error) {
 	var id int64
-	_, o, err := w.writeWith(ctx, t, rec, http.MethodPost, path, body, func(resp response, ack *Record) error {
+	_, o, err := w.writeWith(ctx, t, rec, http.MethodPost, path, body, func(resp Response, ack *Record) error {
 		var created struct {
 			ID int64 `json:"id"`
 		}
@@ -136,7 +136,7 @@ func Discover(ctx context.Context, cfg Config) (Catalog, error) {
 	c := newClient(cfg, nil)
 	cat := Catalog{}
 	for _, t := range cfg.Targets {
-		resp, err := c.do(ctx, http.MethodGet, "/v1/inventory", t.APIKey, "", nil)
+		resp, err := c.do(ctx, http.MethodGet, "/v1/inventory", t, "", nil)
 		if err != nil {
 			return nil, fmt.Errorf("discover tenant %s: %w", t.Tenant, err)
 		}

@@ -68,9 +68,12 @@ type Stats struct {
 	LongestStallAt Millis `json:"longest_stall_at_ms"`
 }
 
-// histogram is log-linear: values below 64 µs have their own bucket, above
-// that each power of two is split into 32 buckets.
-type histogram struct {
+// Histogram records latencies in log-linear buckets: values below 64 µs
+// have their own bucket, above that each power of two is split into 32, so
+// a quantile is within about 3% of the true value; Max is exact. The zero
+// value is empty and ready to use; it is not safe for concurrent use (give
+// each worker its own and Merge them).
+type Histogram struct {
 	counts [2048]int64
 	total  int64
 	max    int64
@@ -94,14 +97,29 @@ func bucketHigh(i int) int64 {
 	return (m+1)<<e - 1
 }
 
-func (h *histogram) record(d time.Duration) {
+// Record adds one latency.
+func (h *Histogram) Record(d time.Duration) {
 	us := d.Microseconds()
 	h.counts[min(bucketOf(us), len(h.counts)-1)]++
 	h.total++
 	h.max = max(h.max, us)
 }
 
-func (h *histogram) quantile(q float64) time.Duration {
+// Merge adds every latency recorded in o.
+func (h *Histogram) Merge(o *Histogram) {
+	for i, c := range o.counts {
+		h.counts[i] += c
+	}
+	h.total += o.total
+	h.max = max(h.max, o.max)
+}
+
+// Count is the number of latencies recorded.
+func (h *Histogram) Count() int64 { return h.total }
+
+// Quantile returns the q-quantile (0 <= q <= 1) of the recorded latencies,
+// 0 when there are none.
+func (h *Histogram) Quantile(q float64) time.Duration {
 	if h.total == 0 {
 		return 0
 	}
@@ -115,13 +133,23 @@ func (h *histogram) quantile(q float64) time.Duration {
 	return time.Duration(h.max) * time.Microsecond
 }
 
+// Latency summarises the histogram.
+func (h *Histogram) Latency() Latency {
+	return Latency{
+		P50: Millis(h.Quantile(0.50)),
+		P90: Millis(h.Quantile(0.90)),
+		P99: Millis(h.Quantile(0.99)),
+		Max: Millis(time.Duration(h.max) * time.Microsecond),
+	}
+}
+
 // recorder accumulates stats; it is safe for concurrent use.
 type recorder struct {
 	mu     sync.Mutex
 	start  time.Time
 	lastOK time.Time
 	s      Stats
-	hist   histogram
+	hist   Histogram
 }
 
 func newRecorder(start time.Time) *recorder {
@@ -147,7 +175,7 @@ func (r *recorder) ok(op string, lat time.Duration, refused, replayed bool, now 
 		r.s.Replays++
 	}
 	r.s.AckedByOp[op]++
-	r.hist.record(lat)
+	r.hist.Record(lat)
 	r.noteGap(now)
 	r.lastOK = now
 }
@@ -159,7 +187,7 @@ func (r *recorder) failed(code string, lat time.Duration) {
 	r.s.Requests++
 	r.s.Failures++
 	r.s.FailuresByCode[code]++
-	r.hist.record(lat)
+	r.hist.Record(lat)
 }
 
 func (r *recorder) interrupted() {
@@ -188,12 +216,7 @@ func (r *recorder) snapshot(now time.Time) Stats {
 	if el > 0 {
 		s.Throughput = float64(s.Requests) / el.Seconds()
 	}
-	s.Latency = Latency{
-		P50: Millis(r.hist.quantile(0.50)),
-		P90: Millis(r.hist.quantile(0.90)),
-		P99: Millis(r.hist.quantile(0.99)),
-		Max: Millis(time.Duration(r.hist.max) * time.Microsecond),
-	}
+	s.Latency = r.hist.Latency()
 	return s
 }
 

@@ -22,7 +22,7 @@ type writer struct {
 }
 
 func newClient(cfg Config, rec *recorder) *client {
-	c := &client{base: cfg.BaseURL, http: cfg.HTTPClient, policy: cfg.Retry, now: cfg.Now}
+	c := &client{base: cfg.BaseURL, http: cfg.HTTPClient, policy: cfg.Retry, authorize: cfg.Authorize, now: cfg.Now}
 	if rec != nil {
 		c.onRetry = rec.retry
 	}
@@ -38,30 +38,30 @@ func (w *writer) log(t Target, rec Record, o Outcome) error {
 	return w.ledger.Write(rec)
 }
 
-// write is writeWith without a response hook.
+// write is writeWith without a Response hook.
 func (w *writer) write(ctx context.Context, t Target, rec Record, method, path string, body any, ok ...int) (Outcome, error) {
 	_, o, err := w.writeWith(ctx, t, rec, method, path, body, nil, ok...)
 	return o, err
 }
 
 // writeWith sends one write with rec.Key as its Idempotency-Key. A status
-// in ok acknowledges it: onAck may read the response and complete the ack
+// in ok acknowledges it: onAck may read the Response and complete the ack
 // record. A 409 with a refusal code is a refusal. Anything else, or giving
 // up, is a failure returned as a *RequestError; a ledger write error is
 // returned as is.
 func (w *writer) writeWith(ctx context.Context, t Target, rec Record, method, path string, body any,
-	onAck func(response, *Record) error, ok ...int) (response, Outcome, error) {
+	onAck func(Response, *Record) error, ok ...int) (Response, Outcome, error) {
 	if err := w.log(t, rec, OutcomeAttempt); err != nil {
-		return response{}, OutcomeFailed, err
+		return Response{}, OutcomeFailed, err
 	}
-	resp, err := w.c.do(ctx, method, path, t.APIKey, rec.Key, body)
+	resp, err := w.c.do(ctx, method, path, t, rec.Key, body)
 	switch {
 	case err != nil:
 	case slices.Contains(ok, resp.Status):
 		ack := rec
 		if onAck != nil {
 			if herr := onAck(resp, &ack); herr != nil {
-				err = &RequestError{Method: method, Path: path, Status: resp.Status, APICode: "bad_response", Attempts: resp.Attempts, Err: herr}
+				err = &RequestError{Method: method, Path: path, Status: resp.Status, APICode: "bad_Response", Attempts: resp.Attempts, Err: herr}
 				break
 			}
 		}

@@ -2,36 +2,44 @@ package route
 
 import (
 	"context"
+	"fmt"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tenantry/localpg"
 	"tenantry/pgtest"
+	"tenantry/registry"
 )
 
-// benchSetup makes a database with kv and a tenant role "bench-<n>" and
-// returns the BenchConfig to reach it.
-func benchSetup(tb testing.TB, tenant string) BenchConfig {
+// benchSetup makes a database with kv and the tenant's role on the shared
+// cluster and returns the cluster and the database.
+func benchSetup(tb testing.TB, tenant string) (*localpg.Cluster, string) {
 	tb.Helper()
 	c := pgtest.MustCluster(tb)
 	db := mustKV(tb, c, "A")
 	mustRole(tb, c, tenant)
-	user, pw := credentials(tenant)
-	return BenchConfig{Host: c.Host, Port: c.Port, Database: db, Tenant: tenant, User: user, Password: pw}
+	return c, db
+}
+
+// readOne is the one-row read both benchmarks run in a transaction.
+func readOne(tx pgx.Tx) error {
+	var v string
+	return tx.QueryRow(context.Background(), "SELECT v FROM kv WHERE k = 1").Scan(&v)
 }
 
 func BenchmarkRouterTx(b *testing.B) {
-	cfg := benchSetup(b, "bench-router")
+	const tenant = "bench-router"
+	c, db := benchSetup(b, tenant)
 	src := &fakeSource{}
-	src.publish(SingleTenantSnapshot(cfg.Host, cfg.Port, cfg.Database, cfg.Tenant))
+	src.publish(newTopo().cluster("bench", c).alias("bench", "bench", db).tenant(tenant, "bench", registry.StateActive, 1).snap())
 	r := newRouter(b, src, nil, nil)
 	ctx := context.Background()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := r.Tx(ctx, cfg.Tenant, readOne); err != nil {
+			if err := r.Tx(ctx, tenant, readOne); err != nil {
 				b.Error(err)
 				return
 			}
@@ -40,13 +48,14 @@ func BenchmarkRouterTx(b *testing.B) {
 }
 
 func BenchmarkDirectPool(b *testing.B) {
-	cfg := benchSetup(b, "bench-direct")
-	pcfg, err := pgxpool.ParseConfig("host=" + cfg.Host + " dbname=" + cfg.Database + " user=" + cfg.User +
-		" password=" + cfg.Password + " sslmode=disable")
+	const tenant = "bench-direct"
+	c, db := benchSetup(b, tenant)
+	user, pw := credentials(tenant)
+	pcfg, err := pgxpool.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=disable",
+		c.Host, c.Port, db, user, pw))
 	if err != nil {
 		b.Fatal(err)
 	}
-	pcfg.ConnConfig.Port = uint16(cfg.Port)
 	pcfg.MaxConns = DefaultTenantMaxConns
 	p, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
@@ -63,17 +72,4 @@ func BenchmarkDirectPool(b *testing.B) {
 			}
 		}
 	})
-}
-
-func TestBench(t *testing.T) {
-	cfg := benchSetup(t, "bench-func")
-	cfg.Workers, cfg.Duration, cfg.Rounds = 4, 600*time.Millisecond, 2
-	res, err := Bench(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.RouterTx == 0 || res.DirectTx == 0 || res.Ratio <= 0 {
-		t.Fatalf("result %+v: want transactions on both sides", res)
-	}
-	t.Logf("router %.0f tx/s, direct %.0f tx/s, ratio %.3f", res.RouterTPS, res.DirectTPS, res.Ratio)
 }

@@ -5,20 +5,20 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"tenantry/platform"
+	"tenantry/bench"
 )
 
 func init() { benchCommands = append(benchCommands, newBenchMoveCmd) }
 
 func newBenchMoveCmd(a *app) *cobra.Command {
-	var opts platform.BenchMoveOptions
+	var opts bench.MoveConfig
 	cmd := &cobra.Command{
 		Use:   "move",
 		Short: "Move a 1M-row tenant: copy-to-parity vs a raw COPY pipe, the pause at promotion under load, verify rows/s",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Progress = a.stderr
-			res, err := platform.BenchMove(cmd.Context(), opts)
+			res, err := bench.Move(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,4 @@
-package platform
+package bench
 
 import (
 	"context"
@@ -15,11 +15,12 @@ import (
 	"tenantry/load"
 	"tenantry/move"
 	"tenantry/oms"
+	"tenantry/platform"
 	"tenantry/registry"
 )
 
-// BenchMoveOptions configures BenchMove.
-type BenchMoveOptions struct {
+// MoveConfig configures Move. Zero values mean the documented defaults.
+type MoveConfig struct {
 	// Orders of history for the moved tenant; each order is three rows
 	// (order, line, fulfilment). Default 350,000 (over a million rows).
 	Orders int
@@ -30,8 +31,8 @@ type BenchMoveOptions struct {
 	Progress io.Writer
 }
 
-// BenchMoveResult is what `tenantry bench move` prints.
-type BenchMoveResult struct {
+// MoveResult is what Move measured.
+type MoveResult struct {
 	Rows            int64   `json:"rows"`
 	CopySeconds     float64 `json:"copy_seconds"`
 	CopyPipeSeconds float64 `json:"copy_pipe_seconds"`
@@ -44,12 +45,12 @@ type BenchMoveResult struct {
 	VerifyRowsPerS  float64 `json:"verify_rows_per_s"`
 }
 
-// BenchMove measures a move on a fresh local platform: copy-to-parity time
+// Move measures a move on a fresh local platform: copy-to-parity time
 // of a tenant of over a million rows against a raw COPY TO STDOUT | COPY
 // FROM STDIN of the same rows between the same clusters (the same tables in
 // parallel, as many at once as the subscription's sync workers), the pause
 // at promotion under load with the failed requests, and verify throughput.
-func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, error) {
+func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	if opts.Orders == 0 {
 		opts.Orders = 350_000
 	}
@@ -68,17 +69,16 @@ func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, er
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	r, err := Run(ctx, Options{Dir: dir, Binary: opts.Binary})
+	r, err := platform.Run(ctx, platform.Options{Dir: dir, Binary: opts.Binary})
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close(context.Background())
-	if err := r.StartApps(ctx, AppOptions{}); err != nil {
+	if err := r.StartApps(ctx, platform.AppOptions{}); err != nil {
 		return nil, err
 	}
 	fmt.Fprintln(out, "platform up")
-	const tenant = "bench"
-	nt, err := r.Service.CreateTenant(ctx, tenant, PooledAlias)
+	nt, err := r.Service.CreateTenant(ctx, tenant, platform.PooledAlias)
 	if err != nil {
 		return nil, err
 	}
@@ -103,12 +103,12 @@ func BenchMove(ctx context.Context, opts BenchMoveOptions) (*BenchMoveResult, er
 			return nil, err
 		}
 	}
-	res := &BenchMoveResult{}
+	res := &MoveResult{}
 	snap, err := r.Store.Snapshot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if res.CopyPipeSeconds, res.Rows, err = copyPipe(ctx, snap, tenant, PooledAlias, "bench-pipe"); err != nil {
+	if res.CopyPipeSeconds, res.Rows, err = copyPipe(ctx, snap, tenant, platform.PooledAlias, "bench-pipe"); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "raw COPY pipe: %d rows in %.2f s\n", res.Rows, res.CopyPipeSeconds)
@@ -264,5 +264,3 @@ func tenantLiteral(s string) (string, error) {
 	}
 	return "'" + s + "'", nil
 }
-
-func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
