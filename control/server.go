@@ -1,7 +1,6 @@
 package control
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tenantry/httpedge"
+	"tenantry/jsonapi"
 	"tenantry/registry"
 )
 
@@ -92,7 +92,10 @@ func (s *Server) authorized(r *http.Request) bool {
 	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) == 1
 }
 
-// DecodeJSON reads a JSON body into v: at most 1 MiB, unknown fields refused.
+// DecodeJSON reads a JSON body into v: at most 1 MiB, decoded strictly by
+// jsonapi.Decode (one value, valid UTF-8, no duplicate keys, field names
+// matched exactly, no unknown fields). Every refusal wraps
+// registry.ErrInvalid.
 func DecodeJSON(r *http.Request, v any) error {
 	// Read the whole body first: a decoder over a limited reader would
 	// accept a valid document followed by padding past the limit.
@@ -103,13 +106,8 @@ func DecodeJSON(r *http.Request, v any) error {
 	if len(b) > maxBody {
 		return fmt.Errorf("%w: request body larger than %d bytes", registry.ErrInvalid, maxBody)
 	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", registry.ErrInvalid, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: request body: trailing data", registry.ErrInvalid)
+	if err := jsonapi.Decode(b, v); err != nil {
+		return fmt.Errorf("%w: request body: %w", registry.ErrInvalid, err)
 	}
 	return nil
 }

@@ -1,7 +1,6 @@
 package oms
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -18,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tenantry/httpedge"
+	"tenantry/jsonapi"
 	"tenantry/tenantsig"
 )
 
@@ -242,28 +241,19 @@ func readBody(w http.ResponseWriter, r *request, v any) ([]byte, error) {
 	return body, decodeStrict(body, v)
 }
 
-// decodeStrict decodes body into v: exactly one JSON value, no unknown fields.
+// decodeStrict decodes body into v with jsonapi.Decode: exactly one JSON
+// value, valid UTF-8, no duplicate keys, field names matched exactly, no
+// unknown fields.
 func decodeStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return apiErr(CodeInvalidJSON, "body must hold exactly one JSON value")
-	}
-	return nil
-}
-
-func decodeError(err error) error {
-	var te *json.UnmarshalTypeError
+	err := jsonapi.Decode(body, v)
+	var de *jsonapi.DecodeError
 	switch {
-	case errors.As(err, &te):
-		return invalid("field %q must be %s", te.Field, te.Type)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return apiErr(CodeUnknownField, "%s", strings.TrimPrefix(err.Error(), "json: "))
-	case errors.Is(err, io.EOF):
-		return apiErr(CodeInvalidJSON, "request body is empty")
+	case err == nil:
+		return nil
+	case errors.Is(err, jsonapi.ErrUnknownField):
+		return apiErr(CodeUnknownField, "%v", err)
+	case errors.Is(err, jsonapi.ErrType) && errors.As(err, &de):
+		return invalid("field %q %s", de.Path, de.Detail)
 	}
 	return apiErr(CodeInvalidJSON, "%v", err)
 }
