@@ -92,7 +92,7 @@ type Spec struct {
 	// process exits without Stop having been called. err says how it
 	// ended (for an adopted process, which is not this process's child,
 	// the exit status is unknown).
-	Exited func(err error)
+	Exited func(p *Process, err error)
 }
 
 // Config is a digest of what the process is started from (binary,
@@ -226,7 +226,7 @@ func (p *Process) exited(err error) {
 	p.mu.Unlock()
 	close(p.done)
 	if !expected && p.spec.Exited != nil {
-		p.spec.Exited(err)
+		p.spec.Exited(p, err)
 	}
 }
 

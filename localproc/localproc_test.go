@@ -158,7 +158,7 @@ func TestStart_ReadyStop(t *testing.T) {
 	dir := t.TempDir()
 	exited := make(chan error, 1)
 	spec := serverSpec(dir, "svc")
-	spec.Exited = func(err error) { exited <- err }
+	spec.Exited = func(_ *Process, err error) { exited <- err }
 	p := startReady(t, spec)
 
 	if status(p.URL()) != http.StatusOK {
@@ -196,7 +196,7 @@ func TestStart_ReadyStop(t *testing.T) {
 func TestProcess_UnaskedExitReported(t *testing.T) {
 	exited := make(chan error, 1)
 	spec := serverSpec(t.TempDir(), "svc")
-	spec.Exited = func(err error) { exited <- err }
+	spec.Exited = func(_ *Process, err error) { exited <- err }
 	p := startReady(t, spec)
 	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -278,7 +278,7 @@ func TestAdopt_AfterOwnerKilled(t *testing.T) {
 	var ps [2]*Process
 	for i, r := range recs {
 		spec := serverSpec(dir, r.Name)
-		spec.Exited = func(err error) { exited <- err }
+		spec.Exited = func(_ *Process, err error) { exited <- err }
 		p, err := Adopt(context.Background(), r, spec)
 		if err != nil {
 			t.Fatalf("Adopt %s: %v", r.Name, err)

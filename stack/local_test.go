@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -21,12 +22,19 @@ import (
 )
 
 // The test binary doubles as the instance: with STACKTEST_INSTANCE set it
-// runs a tiny HTTP server (or fails at start) instead of the tests.
-const instanceEnv = "STACKTEST_INSTANCE"
+// runs a tiny HTTP server (or fails at start) instead of the tests. With
+// STACKTEST_OWNER set it is a provider's owner process (see runOwner).
+const (
+	instanceEnv = "STACKTEST_INSTANCE"
+	ownerEnv    = "STACKTEST_OWNER"
+)
 
 func TestMain(m *testing.M) {
 	if os.Getenv(instanceEnv) != "" {
 		os.Exit(runInstance(os.Args[1:]))
+	}
+	if dir := os.Getenv(ownerEnv); dir != "" {
+		os.Exit(runOwner(dir, os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
@@ -66,6 +74,18 @@ type fakeStore struct {
 	mu     sync.Mutex
 	stacks map[string]registry.Stack
 	puts   []string // "name:status" per write
+	// file, if set, gets the stacks as JSON after every write (an owner
+	// process's registry, read by the test that kills it).
+	file string
+}
+
+func (f *fakeStore) save() {
+	if f.file == "" {
+		return
+	}
+	b, _ := json.Marshal(f.stacks)
+	_ = os.WriteFile(f.file+".tmp", b, 0o600)
+	_ = os.Rename(f.file+".tmp", f.file)
 }
 
 func (f *fakeStore) PutStack(_ context.Context, st registry.Stack) error {
@@ -79,6 +99,7 @@ func (f *fakeStore) PutStack(_ context.Context, st registry.Stack) error {
 	}
 	f.stacks[st.Name] = cloneStack(st)
 	f.puts = append(f.puts, st.Name+":"+st.Status)
+	f.save()
 	return nil
 }
 
@@ -92,6 +113,7 @@ func (f *fakeStore) SetStackStatus(_ context.Context, name, status string) error
 	st.Status = status
 	f.stacks[name] = st
 	f.puts = append(f.puts, name+":"+status)
+	f.save()
 	return nil
 }
 
@@ -103,6 +125,12 @@ func (f *fakeStore) get(name string) registry.Stack {
 
 func newProvider(t *testing.T, store StackStore, failInstance int) *LocalProvider {
 	t.Helper()
+	return testProvider(t.TempDir(), store, failInstance)
+}
+
+// testProvider runs the test binary as instances in dir; instance
+// failInstance fails at start.
+func testProvider(dir string, store StackStore, failInstance int) *LocalProvider {
 	return &LocalProvider{
 		Binary: os.Args[0],
 		Args: func(spec Spec, i int, addrFile string) []string {
@@ -112,7 +140,7 @@ func newProvider(t *testing.T, store StackStore, failInstance int) *LocalProvide
 			}
 			return args
 		},
-		Dir:          t.TempDir(),
+		Dir:          dir,
 		Env:          []string{instanceEnv + "=1"},
 		Store:        store,
 		StartTimeout: 15 * time.Second,
@@ -302,24 +330,5 @@ func TestExternalProvider(t *testing.T) {
 	}
 	if got := store.get("ext"); got.Status != registry.StackStopped {
 		t.Fatalf("status = %s", got.Status)
-	}
-}
-
-func TestProcess_ReadAddr(t *testing.T) {
-	dir := t.TempDir()
-	for _, tc := range []struct{ content, want string }{
-		{"http://127.0.0.1:4100\n", "http://127.0.0.1:4100"},
-		{"127.0.0.1:4100", "http://127.0.0.1:4100"},
-		{"", ""},
-		{"127.0.0.1", ""},
-		{"ftp://127.0.0.1:21", ""},
-	} {
-		pr := &process{addrFile: filepath.Join(dir, "x.addr")}
-		if err := os.WriteFile(pr.addrFile, []byte(tc.content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if got := pr.readAddr(); got != tc.want {
-			t.Errorf("readAddr(%q) = %q, want %q", tc.content, got, tc.want)
-		}
 	}
 }
