@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,10 +50,25 @@ type Config struct {
 }
 
 // Provisioner creates PostgreSQL clusters (the local platform implements it
-// with localpg). Implementations must be idempotent for an existing name.
+// with localpg).
 type Provisioner interface {
+	// ProvisionCluster creates and starts cluster name with standbys
+	// streaming standbys, its members named MemberName(name, i), and returns
+	// its description. It is idempotent for a cluster it already made. On
+	// failure it leaves nothing behind that this call made.
 	ProvisionCluster(ctx context.Context, name string, standbys int) (registry.Cluster, error)
+	// RemoveCluster stops and removes cluster name and forgets it.
+	// CreateCluster calls it to undo a cluster it could not record.
+	RemoveCluster(ctx context.Context, name string) error
 }
+
+// MaxStandbys bounds CreateClusterRequest.Standbys.
+const MaxStandbys = 5
+
+// MemberName is the name of member i of a provisioned cluster: NAME-0 is
+// the primary, NAME-1 and on its standbys. Provisioners name members so, and
+// CreateCluster checks every such name before anything is made.
+func MemberName(cluster string, i int) string { return fmt.Sprintf("%s-%d", cluster, i) }
 
 // ErrNotSupported means the operation needs a capability this control plane
 // was not configured with.
@@ -72,6 +88,10 @@ var systemDatabases = map[string]bool{"postgres": true, "template0": true, "temp
 type Service struct {
 	cfg Config
 	log *slog.Logger
+	// provisioning serialises cluster creation, so that an undo removes only
+	// a cluster its own call made (two calls for one name would otherwise
+	// both pass the registry check and share the provisioner's cluster).
+	provisioning sync.Mutex
 }
 
 // NewService checks cfg and returns a Service.
@@ -128,14 +148,16 @@ type CreateClusterRequest struct {
 	Members  []registry.Member `json:"members,omitempty"`
 }
 
-// CreateCluster provisions (or registers) a cluster and records it.
+// CreateCluster provisions (or registers) a cluster and records it. Every
+// name the cluster will carry and the number of standbys are checked before
+// anything is made; a provisioned cluster that cannot be recorded is
+// removed again.
 func (s *Service) CreateCluster(ctx context.Context, req CreateClusterRequest) (*registry.Cluster, error) {
-	if err := registry.ValidateName("cluster", req.Name); err != nil {
+	if err := req.validate(); err != nil {
 		return nil, err
 	}
-	if req.Standbys < 0 || req.Standbys > 5 {
-		return nil, fmt.Errorf("%w: standbys must be 0..5", registry.ErrInvalid)
-	}
+	s.provisioning.Lock()
+	defer s.provisioning.Unlock()
 	snap, err := s.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -144,19 +166,54 @@ func (s *Service) CreateCluster(ctx context.Context, req CreateClusterRequest) (
 		return nil, fmt.Errorf("cluster %s: %w", req.Name, registry.ErrExists)
 	}
 	c := registry.Cluster{Name: req.Name, Members: req.Members}
-	if len(req.Members) == 0 {
-		if s.cfg.Provisioner == nil {
-			return nil, fmt.Errorf("cluster provisioning is available in local mode only; register an existing cluster with its members: %w", ErrNotSupported)
+	if len(req.Members) > 0 {
+		if err := s.cfg.Store.CreateCluster(ctx, c); err != nil {
+			return nil, err
 		}
-		if c, err = s.cfg.Provisioner.ProvisionCluster(ctx, req.Name, req.Standbys); err != nil {
-			return nil, fmt.Errorf("provision cluster %s: %w", req.Name, err)
-		}
+		s.log.Info("cluster registered", "cluster", c.Name, "members", len(c.Members))
+		return &c, nil
+	}
+	if s.cfg.Provisioner == nil {
+		return nil, fmt.Errorf("cluster provisioning is available in local mode only; register an existing cluster with its members: %w", ErrNotSupported)
+	}
+	if c, err = s.cfg.Provisioner.ProvisionCluster(ctx, req.Name, req.Standbys); err != nil {
+		return nil, fmt.Errorf("provision cluster %s: %w", req.Name, err)
 	}
 	if err := s.cfg.Store.CreateCluster(ctx, c); err != nil {
+		// The undo must run even when the caller has gone away.
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if uerr := s.cfg.Provisioner.RemoveCluster(uctx, c.Name); uerr != nil {
+			s.log.Error("undo cluster provisioning", "cluster", c.Name, "err", uerr)
+			return nil, errors.Join(err, fmt.Errorf("undo: remove cluster %s: %w", c.Name, uerr))
+		}
 		return nil, err
 	}
 	s.log.Info("cluster created", "cluster", c.Name, "members", len(c.Members))
 	return &c, nil
+}
+
+// validate checks the request's names without side effects: the cluster's,
+// the given members (registration) or every member name the provisioner
+// will give (MemberName), and the number of standbys.
+func (req *CreateClusterRequest) validate() error {
+	if err := registry.ValidateName("cluster", req.Name); err != nil {
+		return err
+	}
+	if len(req.Members) > 0 {
+		c := registry.Cluster{Name: req.Name, Members: req.Members}
+		return c.Validate()
+	}
+	if req.Standbys < 0 || req.Standbys > MaxStandbys {
+		return fmt.Errorf("%w: standbys must be 0..%d, not %d", registry.ErrInvalid, MaxStandbys, req.Standbys)
+	}
+	for i := 0; i <= req.Standbys; i++ {
+		if err := registry.ValidateName("member", MemberName(req.Name, i)); err != nil {
+			return fmt.Errorf("%w (members are named %s-0 to %s-%d; choose a shorter cluster name)",
+				err, req.Name, req.Name, req.Standbys)
+		}
+	}
+	return nil
 }
 
 // CreateAlias creates database a.Database on a.Cluster's primary if it does

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"sync"
 
+	"tenantry/control"
 	"tenantry/localpg"
 	"tenantry/registry"
 )
@@ -165,37 +166,82 @@ func (l *Local) Cluster(name string) []*localpg.Cluster {
 
 // ProvisionCluster creates and starts a local cluster with standbys
 // streaming standbys, and returns its registry description (members named
-// NAME-0 for the primary, NAME-1... for the standbys). It is idempotent for a
-// cluster that already exists in this data directory.
-func (l *Local) ProvisionCluster(ctx context.Context, name string, standbys int) (registry.Cluster, error) {
+// control.MemberName: NAME-0 for the primary, NAME-1... for the standbys).
+// It is idempotent for a cluster that already exists in this data
+// directory. Every name is checked before anything is made; on a failure
+// after that, the members this call made are stopped and removed, and the
+// data directory's state is left as it was.
+func (l *Local) ProvisionCluster(ctx context.Context, name string, standbys int) (_ registry.Cluster, err error) {
 	if err := registry.ValidateName("cluster", name); err != nil {
 		return registry.Cluster{}, err
 	}
+	for i := 0; i <= standbys; i++ {
+		if err := registry.ValidateName("member", control.MemberName(name, i)); err != nil {
+			return registry.Cluster{}, err
+		}
+	}
 	l.mu.Lock()
-	existing := l.clusters[name]
+	before := l.clusters[name]
 	l.mu.Unlock()
+	existing := append([]*localpg.Cluster(nil), before...)
+	var made []*localpg.Cluster // undone, newest first, if this call fails
+	defer func() {
+		if err == nil {
+			return
+		}
+		uctx := context.WithoutCancel(ctx)
+		for i := len(made) - 1; i >= 0; i-- {
+			if derr := made[i].Destroy(uctx); derr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: remove %s: %w", made[i].Name, derr))
+			}
+		}
+	}()
+	// member makes member i in a directory of its own, which is removed
+	// again if making the member fails half way.
+	member := func(i int, mk func(dir, name string) (*localpg.Cluster, error)) error {
+		mname := control.MemberName(name, i)
+		dir := filepath.Join(l.Dir, "clusters", mname)
+		_, statErr := os.Stat(dir)
+		fresh := errors.Is(statErr, os.ErrNotExist)
+		c, err := mk(dir, mname)
+		if c != nil {
+			made = append(made, c)
+		} else if err != nil && fresh {
+			_ = os.RemoveAll(dir)
+		}
+		if err != nil {
+			return err
+		}
+		existing = append(existing, c)
+		return nil
+	}
 	if len(existing) == 0 {
-		dir := filepath.Join(l.Dir, "clusters", name+"-0")
-		l.log.Info("creating cluster", "cluster", name, "dir", dir)
-		c, err := localpg.Create(ctx, localpg.Config{Dir: dir, Name: name + "-0"})
+		err := member(0, func(dir, mname string) (*localpg.Cluster, error) {
+			l.log.Info("creating cluster", "cluster", name, "dir", dir)
+			c, err := localpg.Create(ctx, localpg.Config{Dir: dir, Name: mname})
+			if err != nil {
+				return nil, err
+			}
+			return c, c.Start(ctx)
+		})
 		if err != nil {
 			return registry.Cluster{}, err
 		}
-		if err := c.Start(ctx); err != nil {
-			return registry.Cluster{}, err
-		}
-		existing = []*localpg.Cluster{c}
 	}
 	for i := len(existing); i <= standbys; i++ {
-		dir := filepath.Join(l.Dir, "clusters", fmt.Sprintf("%s-%d", name, i))
-		l.log.Info("adding standby", "cluster", name, "dir", dir)
-		s, err := existing[0].AddStandby(ctx, dir, fmt.Sprintf("%s-%d", name, i))
+		err := member(i, func(dir, mname string) (*localpg.Cluster, error) {
+			l.log.Info("adding standby", "cluster", name, "dir", dir)
+			return existing[0].AddStandby(ctx, dir, mname)
+		})
 		if err != nil {
 			return registry.Cluster{}, err
 		}
-		existing = append(existing, s)
+	}
+	if len(made) == 0 {
+		return describe(name, existing), nil
 	}
 	l.mu.Lock()
+	prevDirs, hadDirs := l.State.Clusters[name]
 	l.clusters[name] = existing
 	dirs := make([]string, len(existing))
 	for i, c := range existing {
@@ -204,9 +250,36 @@ func (l *Local) ProvisionCluster(ctx context.Context, name string, standbys int)
 	l.State.Clusters[name] = dirs
 	l.mu.Unlock()
 	if err := l.Save(); err != nil {
+		l.mu.Lock()
+		l.clusters[name] = before
+		if hadDirs {
+			l.State.Clusters[name] = prevDirs
+		} else {
+			delete(l.State.Clusters, name)
+		}
+		l.mu.Unlock()
 		return registry.Cluster{}, err
 	}
 	return describe(name, existing), nil
+}
+
+// RemoveCluster stops and removes every member of a local cluster (standbys
+// first) and forgets it in the data directory's state. The control plane
+// calls it to undo a cluster it provisioned but could not record.
+func (l *Local) RemoveCluster(ctx context.Context, name string) error {
+	l.mu.Lock()
+	members := l.clusters[name]
+	delete(l.clusters, name)
+	delete(l.State.Clusters, name)
+	l.mu.Unlock()
+	var errs []error
+	for i := len(members) - 1; i >= 0; i-- {
+		if err := members[i].Destroy(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("remove %s: %w", members[i].Name, err))
+		}
+	}
+	errs = append(errs, l.Save())
+	return errors.Join(errs...)
 }
 
 // AddStandby adds one more streaming standby to a local cluster.
