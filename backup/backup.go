@@ -1,7 +1,10 @@
 // Package backup takes, checks and restores logical backups of one tenant's
 // rows: one COPY file per tenant table plus a manifest with row counts and
-// SHA-256 checksums. The move workflow takes one in its prepare step, and
-// `tenantry backup` exposes it to operators.
+// SHA-256 checksums, and the manifest's keyed MAC (HMAC-SHA256 under a key
+// derived from the platform secret, Key), so that a backup edited by anyone
+// without the secret does not verify. The move workflow takes one in its
+// prepare step, and `tenantry backup` exposes it to operators. Backups are
+// written in 0700 directories as 0600 files: they hold tenants' data.
 //
 // Files are in COPY's text format: one row per line (newlines inside values
 // are escaped), so Verify can count rows without a database, the files are
@@ -10,6 +13,10 @@
 package backup
 
 import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -27,6 +34,12 @@ var (
 	ErrMismatch = errors.New("backup does not match")
 	// ErrExists: the backup directory already exists.
 	ErrExists = errors.New("backup directory already exists")
+	// ErrMAC: the manifest's MAC is missing or does not verify under the
+	// key: the backup was edited, or made with another platform secret.
+	ErrMAC = errors.New("backup manifest MAC does not verify")
+	// ErrForeignRow: a backup file holds a row whose tenant_id is not the
+	// backup's tenant (it would plant rows in another tenant).
+	ErrForeignRow = errors.New("backup holds a row of another tenant")
 )
 
 // CorruptError names the file that failed verification. It unwraps to
@@ -41,6 +54,34 @@ func (e *CorruptError) Unwrap() error { return ErrCorrupt }
 
 // ManifestFile is the manifest's name inside a backup directory.
 const ManifestFile = "manifest.json"
+
+// MACFile holds the hex HMAC-SHA256 of the manifest file's exact bytes.
+const MACFile = "manifest.mac"
+
+// Key derives the backup MAC key from the platform secret: HKDF-SHA256 with
+// the info "tenantry backup" (the purpose "backup" in the scheme of
+// per-purpose keys), so the key opens nothing else and the secret itself
+// never keys a MAC. It panics on an empty secret, a programming error.
+func Key(secret []byte) []byte {
+	if len(secret) == 0 {
+		panic("backup: Key needs the platform secret")
+	}
+	k, err := hkdf.Key(sha256.New, secret, nil, "tenantry backup", 32)
+	if err != nil {
+		panic(err) // only for lengths HKDF cannot produce
+	}
+	return k
+}
+
+// errNoKey refuses a backup operation without a MAC key.
+var errNoKey = errors.New("backup: a MAC key (backup.Key of the platform secret) is required")
+
+// manifestMAC is the hex HMAC-SHA256 of manifest bytes b under key.
+func manifestMAC(key, b []byte) string {
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return hex.EncodeToString(m.Sum(nil))
+}
 
 // FormatText is the only format written: COPY text.
 const FormatText = "text"
@@ -81,3 +122,10 @@ func quoteLiteral(s string) string {
 func fileName(table string) string {
 	return strings.NewReplacer("/", "_", "\x00", "_").Replace(table) + ".copy"
 }
+
+// Backups hold tenants' data: directories are 0700 and files 0600,
+// whatever the umask.
+const (
+	dirMode  = 0o700
+	fileMode = 0o600
+)

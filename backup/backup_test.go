@@ -2,6 +2,10 @@ package backup_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -17,6 +21,8 @@ import (
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var testKey = backup.Key([]byte("backup test secret"))
 
 const schema = `
 CREATE TABLE customers (
@@ -68,7 +74,7 @@ func TestCreateVerifyRestore(t *testing.T) {
 	src := mustTenantDB(t, c, schema, seed)
 	dir := filepath.Join(t.TempDir(), "acme-backup")
 	progressed := map[string]int64{}
-	m, err := backup.Create(ctx, src, "acme", dir, func(table string, rows int64) { progressed[table] = rows })
+	m, err := backup.Create(ctx, src, "acme", dir, testKey, func(table string, rows int64) { progressed[table] = rows })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,18 +92,18 @@ func TestCreateVerifyRestore(t *testing.T) {
 	if strings.Contains(string(b), "other") || !strings.Contains(string(b), "acme customer 1") {
 		t.Fatal("backup holds rows of another tenant, or not the tenant's")
 	}
-	if _, err := backup.Verify(dir); err != nil {
+	if _, err := backup.Verify(dir, testKey); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := backup.Create(ctx, src, "acme", dir, nil); !errors.Is(err, backup.ErrExists) {
+	if _, err := backup.Create(ctx, src, "acme", dir, testKey, nil); !errors.Is(err, backup.ErrExists) {
 		t.Fatalf("create over an existing backup: %v", err)
 	}
-	if _, err := backup.Create(ctx, src, "Acme'; --", filepath.Join(t.TempDir(), "x"), nil); !errors.Is(err, registry.ErrInvalid) {
+	if _, err := backup.Create(ctx, src, "Acme'; --", filepath.Join(t.TempDir(), "x"), testKey, nil); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("bad tenant id: %v", err)
 	}
 
 	dst := mustTenantDB(t, c, schema, `INSERT INTO customers (tenant_id, name) VALUES ('other', 'x')`)
-	if _, err := backup.Restore(ctx, dst, dir, "acme", nil); err != nil {
+	if _, err := backup.Restore(ctx, dst, dir, "acme", testKey, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, table := range []string{"customers", "orders"} {
@@ -117,7 +123,7 @@ func TestCreateVerifyRestore(t *testing.T) {
 
 	t.Run("refused onto a target with rows", func(t *testing.T) {
 		before := rowsOf(t, dst, "orders", "acme")
-		_, err := backup.Restore(ctx, dst, dir, "acme", nil)
+		_, err := backup.Restore(ctx, dst, dir, "acme", testKey, nil)
 		if !errors.Is(err, backup.ErrNotEmpty) {
 			t.Fatalf("restore again = %v, want ErrNotEmpty", err)
 		}
@@ -126,7 +132,7 @@ func TestCreateVerifyRestore(t *testing.T) {
 		}
 	})
 	t.Run("other tenant refused", func(t *testing.T) {
-		if _, err := backup.Restore(ctx, dst, dir, "other", nil); !errors.Is(err, backup.ErrMismatch) {
+		if _, err := backup.Restore(ctx, dst, dir, "other", testKey, nil); !errors.Is(err, backup.ErrMismatch) {
 			t.Fatalf("restore as other tenant = %v, want ErrMismatch", err)
 		}
 	})
@@ -137,17 +143,162 @@ func TestCreateVerifyRestore(t *testing.T) {
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := backup.Verify(dir)
+		_, err := backup.Verify(dir, testKey)
 		var ce *backup.CorruptError
 		if !errors.Is(err, backup.ErrCorrupt) || !errors.As(err, &ce) || ce.File != "orders.copy" || !strings.Contains(err.Error(), "orders.copy") {
 			t.Fatalf("verify tampered = %v", err)
 		}
 		fresh := mustTenantDB(t, c, schema)
-		if _, err := backup.Restore(ctx, fresh, dir, "acme", nil); !errors.Is(err, backup.ErrCorrupt) {
+		if _, err := backup.Restore(ctx, fresh, dir, "acme", testKey, nil); !errors.Is(err, backup.ErrCorrupt) {
 			t.Fatalf("restore tampered = %v", err)
 		}
 		if rowsOf(t, fresh, "customers", "acme") != "" {
 			t.Fatal("restore of a corrupt backup wrote rows")
 		}
 	})
+}
+
+// resign rewrites dir's manifest after edit and signs it with key, as
+// someone holding the key (or a bug in a backup writer) could.
+func resign(t *testing.T, dir string, key []byte, edit func(m *backup.Manifest)) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, backup.ManifestFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m backup.Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	edit(&m)
+	if b, err = json.Marshal(&m); err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(b)
+	if err := os.WriteFile(filepath.Join(dir, backup.ManifestFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, backup.MACFile), []byte(hex.EncodeToString(mac.Sum(nil))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestVerify_manifestMAC(t *testing.T) {
+	ctx := context.Background()
+	src := mustTenantDB(t, pgtest.MustCluster(t), schema, seed)
+	dir := filepath.Join(t.TempDir(), "acme")
+	if _, err := backup.Create(ctx, src, "acme", dir, testKey, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("private modes", func(t *testing.T) {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("backup directory mode %v (%v), want 0700", fi.Mode().Perm(), err)
+		}
+		for _, e := range entries {
+			fi, err := e.Info()
+			if err != nil || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s mode %v (%v), want 0600", e.Name(), fi.Mode().Perm(), err)
+			}
+		}
+		if len(entries) != 4 { // two tables, the manifest and its MAC
+			t.Errorf("backup holds %d files, want 4", len(entries))
+		}
+	})
+	t.Run("another secret", func(t *testing.T) {
+		if _, err := backup.Verify(dir, backup.Key([]byte("another secret"))); !errors.Is(err, backup.ErrMAC) {
+			t.Fatalf("verify with another key = %v, want ErrMAC", err)
+		}
+	})
+	t.Run("manifest edited without the key", func(t *testing.T) {
+		edited := filepath.Join(t.TempDir(), "edited")
+		copyDir(t, dir, edited)
+		p := filepath.Join(edited, backup.ManifestFile)
+		b, _ := os.ReadFile(p)
+		b = []byte(strings.Replace(string(b), `"rows": 300`, `"rows": 301`, 1))
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := backup.Verify(edited, testKey); !errors.Is(err, backup.ErrMAC) {
+			t.Fatalf("verify of an edited manifest = %v, want ErrMAC", err)
+		}
+		fresh := mustTenantDB(t, pgtest.MustCluster(t), schema)
+		if _, err := backup.Restore(ctx, fresh, edited, "acme", testKey, nil); !errors.Is(err, backup.ErrMAC) {
+			t.Fatalf("restore of an edited manifest = %v, want ErrMAC", err)
+		}
+	})
+	t.Run("MAC missing", func(t *testing.T) {
+		bare := filepath.Join(t.TempDir(), "bare")
+		copyDir(t, dir, bare)
+		if err := os.Remove(filepath.Join(bare, backup.MACFile)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := backup.Verify(bare, testKey); !errors.Is(err, backup.ErrMAC) {
+			t.Fatalf("verify without a MAC = %v, want ErrMAC", err)
+		}
+	})
+}
+
+// A backup file edited to plant a row of another tenant, with the manifest's
+// checksums and MAC made to match, is refused by verify and restore, and the
+// restore writes nothing.
+func TestRestore_foreignRow(t *testing.T) {
+	ctx := context.Background()
+	c := pgtest.MustCluster(t)
+	src := mustTenantDB(t, c, schema, seed)
+	dir := filepath.Join(t.TempDir(), "acme")
+	if _, err := backup.Create(ctx, src, "acme", dir, testKey, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "orders.copy")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The last row of the file, its tenant_id changed to the victim's.
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	planted := "other" + strings.TrimPrefix(lines[len(lines)-1], "acme")
+	planted = strings.Replace(planted, "\t", "\t9", 1) // a fresh id: 9<id>
+	b = append(b, planted+"\n"...)
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	resign(t, dir, testKey, func(m *backup.Manifest) {
+		for i := range m.Tables {
+			if m.Tables[i].Table == "orders" {
+				m.Tables[i].Rows++
+				m.Tables[i].SHA256 = hex.EncodeToString(sum[:])
+			}
+		}
+	})
+
+	if _, err := backup.Verify(dir, testKey); !errors.Is(err, backup.ErrForeignRow) || !strings.Contains(err.Error(), "orders.copy row 901") {
+		t.Fatalf("verify of a planted row = %v, want ErrForeignRow naming orders.copy row 901", err)
+	}
+	dst := mustTenantDB(t, c, schema, `INSERT INTO customers (tenant_id, name) VALUES ('other', 'victim')`)
+	before := rowsOf(t, dst, "customers", "other")
+	if _, err := backup.Restore(ctx, dst, dir, "acme", testKey, nil); !errors.Is(err, backup.ErrForeignRow) {
+		t.Fatalf("restore of a planted row = %v, want ErrForeignRow", err)
+	}
+	for _, table := range []string{"customers", "orders"} {
+		if got := rowsOf(t, dst, table, "acme"); got != "" {
+			t.Errorf("refused restore wrote acme rows into %s", table)
+		}
+	}
+	if rowsOf(t, dst, "customers", "other") != before || rowsOf(t, dst, "orders", "other") != "" {
+		t.Error("refused restore changed the other tenant's rows")
+	}
+}
+
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -25,10 +25,13 @@ import (
 // tables are read in one REPEATABLE READ READ ONLY transaction, so the
 // backup is one consistent snapshot. It is written to a temporary sibling
 // directory and renamed into place at the end: a crash leaves no directory
-// at dir.
-func Create(ctx context.Context, conn *pgx.Conn, tenant, dir string, progress Progress) (*Manifest, error) {
+// at dir. The manifest's MAC is made with key (Key of the platform secret).
+func Create(ctx context.Context, conn *pgx.Conn, tenant, dir string, key []byte, progress Progress) (*Manifest, error) {
 	if err := registry.ValidateTenantID(tenant); err != nil {
 		return nil, err
+	}
+	if len(key) == 0 {
+		return nil, errNoKey
 	}
 	if _, err := os.Stat(dir); err == nil {
 		return nil, fmt.Errorf("%w: %s", ErrExists, dir)
@@ -42,7 +45,7 @@ func Create(ctx context.Context, conn *pgx.Conn, tenant, dir string, progress Pr
 	if err != nil {
 		return nil, err
 	}
-	if err := writeManifest(tmp, m); err != nil {
+	if err := writeManifest(tmp, m, key); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, dir); err != nil {
@@ -55,7 +58,7 @@ func tempDir(dir string) (string, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	tmp := fmt.Sprintf("%s.tmp-%s", filepath.Clean(dir), hex.EncodeToString(b[:]))
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
+	if err := os.MkdirAll(tmp, dirMode); err != nil {
 		return "", fmt.Errorf("create backup directory: %w", err)
 	}
 	return tmp, nil
@@ -104,7 +107,7 @@ func schemaVersion(ctx context.Context, tx pgx.Tx) (*int64, error) {
 
 func dumpTable(ctx context.Context, conn *pgx.Conn, t tenanttable.Table, tenant, dir string, progress Progress) (TableFile, error) {
 	tf := TableFile{Table: t.Name, File: fileName(t.Name), Columns: t.Columns, PK: t.PK}
-	f, err := os.Create(filepath.Join(dir, tf.File))
+	f, err := os.OpenFile(filepath.Join(dir, tf.File), os.O_WRONLY|os.O_CREATE|os.O_EXCL, fileMode)
 	if err != nil {
 		return tf, fmt.Errorf("create backup file: %w", err)
 	}
@@ -130,13 +133,18 @@ func dumpTable(ctx context.Context, conn *pgx.Conn, t tenanttable.Table, tenant,
 	return tf, nil
 }
 
-func writeManifest(dir string, m *Manifest) error {
+// writeManifest writes the manifest and its MAC under key.
+func writeManifest(dir string, m *Manifest, key []byte) error {
 	b, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode manifest: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, ManifestFile), append(b, '\n'), 0o644); err != nil {
+	b = append(b, '\n')
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), b, fileMode); err != nil {
 		return fmt.Errorf("write manifest: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, MACFile), []byte(manifestMAC(key, b)+"\n"), fileMode); err != nil {
+		return fmt.Errorf("write manifest MAC: %w", err)
 	}
 	return nil
 }

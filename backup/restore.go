@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,16 +16,19 @@ import (
 )
 
 // Restore loads the backup in dir into the database conn is connected to (a
-// superuser connection). It verifies the backup first, refuses with
-// ErrNotEmpty if the target has any rows of tenant (nothing is changed),
+// superuser connection). It verifies the backup first (Verify, with key),
+// refuses with ErrNotEmpty if the target has any rows of tenant and with
+// ErrForeignRow if any row's tenant_id is not tenant (checked again while
+// loading, so a file changed after verification cannot plant rows either;
+// nothing is changed in both cases),
 // copies every table in parent-before-child order in one transaction, and
 // then moves each sequence feeding a restored column up to at least that
 // column's maximum (never backwards).
-func Restore(ctx context.Context, conn *pgx.Conn, dir, tenant string, progress Progress) (*Manifest, error) {
+func Restore(ctx context.Context, conn *pgx.Conn, dir, tenant string, key []byte, progress Progress) (*Manifest, error) {
 	if err := registry.ValidateTenantID(tenant); err != nil {
 		return nil, err
 	}
-	m, err := Verify(dir)
+	m, err := Verify(dir, key)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +44,7 @@ func Restore(ctx context.Context, conn *pgx.Conn, dir, tenant string, progress P
 			return err
 		}
 		for _, tf := range m.Tables {
-			if err := load(ctx, conn, dir, tf, progress); err != nil {
+			if err := load(ctx, conn, dir, tf, tenant, progress); err != nil {
 				return err
 			}
 		}
@@ -82,15 +86,22 @@ func checkTarget(ctx context.Context, tx pgx.Tx, m *Manifest, targets []tenantta
 	return nil
 }
 
-func load(ctx context.Context, conn *pgx.Conn, dir string, tf TableFile, progress Progress) error {
+func load(ctx context.Context, conn *pgx.Conn, dir string, tf TableFile, tenant string, progress Progress) error {
+	check, err := newTenantRows(tf, tenant)
+	if err != nil {
+		return err
+	}
 	f, err := os.Open(filepath.Join(dir, tf.File))
 	if err != nil {
 		return fmt.Errorf("open %s: %w", tf.File, err)
 	}
 	defer f.Close()
 	sql := fmt.Sprintf("COPY %s (%s) FROM STDIN", pgx.Identifier{"public", tf.Table}.Sanitize(), identList(tf.Columns))
-	r := &lineReader{r: bufio.NewReaderSize(f, 1<<20), table: tf.Table, progress: progress}
+	r := &lineReader{r: bufio.NewReaderSize(f, 1<<20), table: tf.Table, progress: progress, check: check}
 	if _, err := conn.PgConn().CopyFrom(ctx, r, sql); err != nil {
+		if r.err != nil {
+			err = r.err
+		}
 		return fmt.Errorf("restore %s: %w", tf.Table, err)
 	}
 	if progress != nil {
@@ -99,16 +110,28 @@ func load(ctx context.Context, conn *pgx.Conn, dir string, tf TableFile, progres
 	return nil
 }
 
-// lineReader reports rows read every 64k rows.
+// lineReader checks every row it passes on (a failed check fails the COPY,
+// and with it the restore's transaction) and reports rows read every 64k
+// rows.
 type lineReader struct {
 	r        *bufio.Reader
 	rows     int64
 	table    string
 	progress Progress
+	check    *tenantRows
+	err      error // the failed check, which the server reports only as text
 }
 
 func (l *lineReader) Read(p []byte) (int, error) {
 	n, err := l.r.Read(p)
+	if _, l.err = l.check.Write(p[:n]); l.err != nil {
+		return 0, l.err
+	}
+	if err == io.EOF {
+		if l.err = l.check.Close(); l.err != nil {
+			return 0, l.err
+		}
+	}
 	before := l.rows
 	for _, b := range p[:n] {
 		if b == '\n' {

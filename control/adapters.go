@@ -33,20 +33,26 @@ func PrepareDatabase(ctx context.Context, conn *pgx.Conn) error {
 	return provision.SetupDatabase(ctx, conn)
 }
 
-// TakeBackup is move.Config.Backup on the backup package.
-func TakeBackup(ctx context.Context, src *pgxpool.Pool, tenant, dir string) error {
+// Backups are move.Config.Backup and VerifyBackup on the backup package.
+type Backups struct {
+	// Key is the backups' MAC key (backup.Key of the platform secret).
+	Key []byte
+}
+
+// Take is move.Config.Backup.
+func (b Backups) Take(ctx context.Context, src *pgxpool.Pool, tenant, dir string) error {
 	conn, err := src.Acquire(ctx)
 	if err != nil {
 		return err
 	}
 	defer conn.Release()
-	_, err = backup.Create(ctx, conn.Conn(), tenant, dir, nil)
+	_, err = backup.Create(ctx, conn.Conn(), tenant, dir, b.Key, nil)
 	return err
 }
 
-// VerifyBackup is move.Config.VerifyBackup on the backup package.
-func VerifyBackup(dir string) error {
-	_, err := backup.Verify(dir)
+// Verify is move.Config.VerifyBackup.
+func (b Backups) Verify(dir string) error {
+	_, err := backup.Verify(dir, b.Key)
 	return err
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tenantry/backup"
 	"tenantry/httpedge"
 	"tenantry/move"
 	"tenantry/oms"
@@ -158,8 +159,9 @@ func (p *Plane) startRunner(ctx context.Context) error {
 	mc.Registry = p.Store
 	mc.Secret = p.cfg.Secret
 	mc.BackupDir = p.cfg.BackupDir
-	mc.Backup = TakeBackup
-	mc.VerifyBackup = VerifyBackup
+	backups := Backups{Key: backup.Key(mc.Secret)}
+	mc.Backup = backups.Take
+	mc.VerifyBackup = backups.Verify
 	mc.Parity = Parity
 	mc.SchemaVersion = func(ctx context.Context, db *pgxpool.Pool) (int, error) { return oms.SchemaVersion(ctx, db) }
 	if mc.Logger == nil {

@@ -32,8 +32,12 @@ func newBackupCmd(a *app) *cobra.Command {
 			if d == "" {
 				d = filepath.Join(a.dataDir, "backups", args[0]+"-"+time.Now().UTC().Format("20060102T150405Z"))
 			}
+			key, err := a.backupKey()
+			if err != nil {
+				return err
+			}
 			return a.withConn(cmd.Context(), dsn, func(conn *pgx.Conn) error {
-				m, err := backup.Create(cmd.Context(), conn, args[0], d, a.backupProgress())
+				m, err := backup.Create(cmd.Context(), conn, args[0], d, key, a.backupProgress())
 				return a.printManifest(d, m, err)
 			})
 		},
@@ -43,7 +47,11 @@ func newBackupCmd(a *app) *cobra.Command {
 	verifyCmd := &cobra.Command{
 		Use: "verify DIR", Short: "Check a backup's files against its manifest", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := backup.Verify(args[0])
+			key, err := a.backupKey()
+			if err != nil {
+				return err
+			}
+			m, err := backup.Verify(args[0], key)
 			return a.printManifest(args[0], m, err)
 		},
 	}
@@ -60,8 +68,12 @@ func newBackupCmd(a *app) *cobra.Command {
 					return err
 				}
 			}
+			key, err := a.backupKey()
+			if err != nil {
+				return err
+			}
 			return a.withConn(cmd.Context(), dsn, func(conn *pgx.Conn) error {
-				m, err := backup.Restore(cmd.Context(), conn, from, args[0], a.backupProgress())
+				m, err := backup.Restore(cmd.Context(), conn, from, args[0], key, a.backupProgress())
 				return a.printManifest(from, m, err)
 			})
 		},

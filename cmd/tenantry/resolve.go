@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 
+	"tenantry/backup"
 	"tenantry/platform"
 	"tenantry/registry"
 )
@@ -69,4 +70,29 @@ func (a *app) tenantDSN(ctx context.Context, tenant string) (string, error) {
 		return "", err
 	}
 	return ep.SuperuserDSN(), nil
+}
+
+// platformSecret is $TENANTRY_SECRET, or the local platform's secret from
+// the data directory.
+func (a *app) platformSecret() ([]byte, error) {
+	if s := os.Getenv("TENANTRY_SECRET"); s != "" {
+		return []byte(s), nil
+	}
+	st, err := platform.ReadState(a.dataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, usageErr("no platform secret: set $TENANTRY_SECRET, or run `tenantry up` in data dir %s", a.dataDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return []byte(st.Secret), nil
+}
+
+// backupKey is the MAC key of backups (backup.Key of the platform secret).
+func (a *app) backupKey() ([]byte, error) {
+	secret, err := a.platformSecret()
+	if err != nil {
+		return nil, err
+	}
+	return backup.Key(secret), nil
 }
