@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"tenantry/control"
+	"tenantry/httpedge"
 )
 
 func init() { register(newControlCmd) }
@@ -78,7 +79,7 @@ func (c *controlCmd) Run(ctx context.Context) error {
 		return err
 	}
 	if c.addrFile != "" {
-		if err := writeAddrFile(c.addrFile, p.URL); err != nil {
+		if err := httpedge.WriteAddrFile(c.addrFile, p.URL); err != nil {
 			p.Stop(context.Background())
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tenantry/httpedge"
 	"tenantry/platform"
 )
 
@@ -48,7 +49,7 @@ func newUpCmd(a *app) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "control plane API address")
 	cmd.Flags().StringVar(&gwListen, "gateway-listen", "127.0.0.1:0", "gateway address")
-	cmd.Flags().StringVar(&gwAdmin, "admin-listen", "127.0.0.1:0", "gateway "+adminListenUsage)
+	cmd.Flags().StringVar(&gwAdmin, "admin-listen", "127.0.0.1:0", "gateway "+httpedge.AdminListenUsage)
 	return cmd
 }
 
