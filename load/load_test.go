@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -378,5 +379,32 @@ func TestReadLedger_NamesBadLine(t *testing.T) {
 	var le *LedgerError
 	if !errors.As(err, &le) || le.Line != 3 || !errors.Is(err, ErrLedgerSyntax) {
 		t.Fatalf("ReadLedger = %v, want syntax error on line 3", err)
+	}
+}
+
+func TestReadTargets(t *testing.T) {
+	want := []Target{{Tenant: "acme", APIKey: "k1"}, {Tenant: "globex", APIKey: "k=2"}}
+	for _, tc := range []struct {
+		name, in string
+		ok       bool
+	}{
+		{"lines", "# targets\nacme=k1\n\n  globex=k=2  \n", true},
+		{"json", `[{"tenant":"acme","api_key":"k1"},{"tenant":"globex","api_key":"k=2"}]`, true},
+		{"line without key", "acme=\n", false},
+		{"line without =", "acme\n", false},
+		{"bad json", `[{"tenant":`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ReadTargets(strings.NewReader(tc.in))
+			if !tc.ok {
+				if !errors.Is(err, ErrInvalidConfig) {
+					t.Fatalf("ReadTargets = %v, %v; want ErrInvalidConfig", got, err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, want) {
+				t.Fatalf("ReadTargets = %v, %v; want %v", got, err, want)
+			}
+		})
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -117,33 +116,26 @@ func (c *loadCmd) Run(ctx context.Context) error {
 	return nil
 }
 
-// targets gathers --tenant and --targets.
+// targets gathers --targets and --tenant.
 func (c *loadCmd) targets() ([]load.Target, error) {
-	specs := append([]string(nil), c.tenants...)
 	var out []load.Target
 	if c.targetsFile != "" {
-		b, err := os.ReadFile(c.targetsFile)
+		f, err := os.Open(c.targetsFile)
 		if err != nil {
 			return nil, usageErr("--targets: %v", err)
 		}
-		if s := strings.TrimSpace(string(b)); strings.HasPrefix(s, "[") {
-			if err := json.Unmarshal(b, &out); err != nil {
-				return nil, usageErr("--targets %s: %v", c.targetsFile, err)
-			}
-		} else {
-			for _, line := range strings.Split(s, "\n") {
-				if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-					specs = append(specs, line)
-				}
-			}
+		out, err = load.ReadTargets(f)
+		f.Close()
+		if err != nil {
+			return nil, usageErr("--targets %s: %v", c.targetsFile, err)
 		}
 	}
-	for _, s := range specs {
-		t, key, ok := strings.Cut(s, "=")
-		if !ok || t == "" || key == "" {
-			return nil, usageErr("target %q: want TENANT=KEY", s)
+	for _, s := range c.tenants {
+		t, err := load.ParseTarget(s)
+		if err != nil {
+			return nil, usageErr("%v", err)
 		}
-		out = append(out, load.Target{Tenant: t, APIKey: key})
+		out = append(out, t)
 	}
 	if len(out) == 0 {
 		return nil, usageErr("give targets with --tenant T=KEY or --targets FILE")
