@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/backup"
+	"tenantry/logrepl"
 	"tenantry/move"
 	"tenantry/oms"
 	"tenantry/provision"
@@ -27,7 +28,7 @@ func PrepareDatabase(ctx context.Context, conn *pgx.Conn) error {
 	if err := oms.Migrate(ctx, conn); err != nil {
 		return err
 	}
-	if err := move.EnsureMarkerTable(ctx, conn); err != nil {
+	if err := logrepl.EnsureMarkerTable(ctx, conn); err != nil {
 		return err
 	}
 	return provision.SetupDatabase(ctx, conn)

@@ -164,9 +164,6 @@ func (p *Plane) startRunner(ctx context.Context) error {
 	mc.VerifyBackup = backups.Verify
 	mc.Parity = Parity
 	mc.SchemaVersion = func(ctx context.Context, db *pgxpool.Pool) (int, error) { return oms.SchemaVersion(ctx, db) }
-	if mc.Logger == nil {
-		mc.Logger = p.cfg.Logger
-	}
 	m, err := move.NewMover(mc)
 	if err != nil {
 		return err

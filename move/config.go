@@ -2,14 +2,12 @@ package move
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tenantry/logrepl"
 	"tenantry/registry"
 )
 
@@ -23,17 +21,6 @@ const (
 	SignalCutback  = "cutback"  // flip the tenant back to the source (hypercare)
 	SignalComplete = "complete" // end the move (hypercare)
 	SignalCancel   = "cancel"   // drop the target's copy (before promotion, or after cutback)
-)
-
-// Errors callers branch on.
-var (
-	// ErrPrecheck means a promotion or cutback was refused before any pause
-	// was taken (lag too high, a router not heartbeating, outside the
-	// maintenance window). Nothing changed.
-	ErrPrecheck = errors.New("promotion pre-check failed")
-	// ErrAborted means a flip failed inside the pause and was rolled back:
-	// the tenant serves from where it was, unfenced.
-	ErrAborted = errors.New("flip aborted and rolled back")
 )
 
 // Registry is what the move needs of the registry (*registry.Store).
@@ -71,7 +58,7 @@ type Config struct {
 	// BackupDir holds the backups taken in prepare. Required.
 	BackupDir string
 	// SequenceGap is added to the target's sequences at promotion (the
-	// documented jump in ids); default DefaultSequenceGap.
+	// documented jump in ids); default logrepl.DefaultSequenceGap.
 	SequenceGap int64
 	// LagBound is the most replication lag (bytes) a promotion starts with;
 	// default 16 MiB.
@@ -104,8 +91,6 @@ type Config struct {
 	// Hypercare is how long after a promotion cutback stays possible before
 	// the move completes by itself; default 72 h.
 	Hypercare time.Duration
-	// VerifyChunk is the rows per parity chunk; default 10,000.
-	VerifyChunk int
 	// PurgeBatch is the rows deleted per statement when purging; default 5,000.
 	PurgeBatch int
 	// SchemaVersion reads the application schema version of a tenant
@@ -122,8 +107,9 @@ type Config struct {
 	// called before differing chunks are checked again. Required.
 	Parity func(ctx context.Context, src, dst *pgxpool.Pool, tenant string, tables []string,
 		catchUp func(context.Context) error, progress func(rows int64, chunks int)) (VerifyResult, error)
-	Now    func() time.Time
-	Logger *slog.Logger
+	// Now is the clock of the maintenance window and of hypercare; default
+	// time.Now.
+	Now func() time.Time
 	// Hook, when set, is called at named points of a move ("prepared",
 	// "replicated", "paused", "fenced", "applied", "before-flip", "flipped",
 	// ...); an error it returns is the step's error. Tests use it to inject
@@ -148,7 +134,7 @@ func (c *Config) fill() error {
 		c.AdminUser = "postgres"
 	}
 	if c.SequenceGap == 0 {
-		c.SequenceGap = DefaultSequenceGap
+		c.SequenceGap = logrepl.DefaultSequenceGap
 	}
 	if c.LagBound == 0 {
 		c.LagBound = 16 << 20
@@ -171,17 +157,11 @@ func (c *Config) fill() error {
 	if c.CountInPauseMaxRows == 0 {
 		c.CountInPauseMaxRows = 250_000
 	}
-	if c.VerifyChunk == 0 {
-		c.VerifyChunk = 10_000
-	}
 	if c.PurgeBatch == 0 {
 		c.PurgeBatch = 5_000
 	}
 	if c.Now == nil {
 		c.Now = time.Now
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return nil
 }
@@ -191,26 +171,4 @@ func (c *Config) hook(ctx context.Context, point string) error {
 		return nil
 	}
 	return c.Hook(ctx, point)
-}
-
-func jsonDecode(b []byte, v any) error {
-	if len(b) == 0 {
-		return nil
-	}
-	return json.Unmarshal(b, v)
-}
-
-// pool opens a small admin pool to e for one step of a move.
-func pool(ctx context.Context, e Endpoint) (*pgxpool.Pool, error) {
-	pc, err := pgxpool.ParseConfig(e.ConnString())
-	if err != nil {
-		return nil, err
-	}
-	pc.MaxConns = 8
-	pc.ConnConfig.RuntimeParams["application_name"] = "tenantry-move"
-	p, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, fmt.Errorf("connect %s:%d/%s: %w", e.Host, e.Port, e.Database, err)
-	}
-	return p, nil
 }

@@ -7,18 +7,58 @@ import (
 	"strings"
 	"time"
 
+	"tenantry/logrepl"
 	"tenantry/provision"
 	"tenantry/registry"
 	"tenantry/workflow"
 )
 
-// Flip phases, persisted in FlipState.Phase before each is entered.
-const (
-	flipPausing  = "pausing"  // placement may be paused; nothing fenced yet
-	flipFenced   = "fenced"   // the tenant's role on From may be fenced
-	flipFlipping = "flipping" // the placement may already point at To
-	flipFlipped  = "flipped"  // placement points at To; the links are being swapped
-)
+func (m *Mover) promote(ctx context.Context, r *workflow.Run) (string, error) {
+	return m.step(ctx, r, func(d *Data) (string, error) {
+		return m.flipStep(ctx, r, d, "promote", d.Source, d.Target)
+	})
+}
+
+func (m *Mover) cutback(ctx context.Context, r *workflow.Run) (string, error) {
+	return m.step(ctx, r, func(d *Data) (string, error) {
+		return m.flipStep(ctx, r, d, "cutback", d.Target, d.Source)
+	})
+}
+
+// flipStep runs a flip and decides where the move goes next: hypercare
+// when it flipped, back to where it waited when it was refused or rolled
+// back.
+func (m *Mover) flipStep(ctx context.Context, r *workflow.Run, d *Data, kind, from, to string) (string, error) {
+	back := "ready"
+	if len(d.Flips) > 0 {
+		back = "hypercare"
+	}
+	if d.On == to && d.Flip == nil {
+		return "hypercare", nil // already flipped (step re-run after a crash)
+	}
+	d.Phase = PhaseFlipping
+	rec, err := m.flip(ctx, r, d, kind, from, to)
+	if err == nil {
+		d.Flips = append(d.Flips, *rec)
+		d.VerifyPending = !rec.Counted
+		d.Phase = PhaseHypercare
+		d.LastError = ""
+		d.HypercareEnds = m.cfg.Now().Add(m.cfg.Hypercare)
+		_ = r.Info(ctx, fmt.Sprintf("%s: tenant %s now on %s; pause %.1f ms", kind, d.Tenant, to, rec.PauseMS), rec)
+		return "hypercare", nil
+	}
+	if errors.Is(err, ErrPrecheck) || errors.Is(err, ErrAborted) {
+		d.LastError = err.Error()
+		d.FailedFlips++
+		d.Phase = PhaseReady
+		if back == "hypercare" {
+			d.Phase = PhaseHypercare
+		}
+		_ = r.Info(ctx, kind+" refused or rolled back", map[string]string{"error": err.Error()})
+		return back, nil
+	}
+	return "", err
+}
 
 // flip moves where the tenant is served from, from -> to, with the link
 // from -> to in sync: the promotion (and, the other way, the cutback) of
@@ -70,14 +110,11 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 	if err := m.precheck(ctx, d, x, cur); err != nil {
 		return nil, err
 	}
-	bumps, err := BumpSequences(ctx, x.pool, y.pool, d.Tables, m.cfg.SequenceGap)
+	bumps, err := logrepl.BumpSequences(ctx, x.pool, y.pool, d.Tables, m.cfg.SequenceGap)
 	if err != nil {
 		return nil, fmt.Errorf("bump sequences with gap: %w", err)
 	}
-	if err := CreatePublication(ctx, y.pool, back.Publication, d.Tenant, d.Tables); err != nil {
-		return nil, err
-	}
-	if _, err := CreateSlot(ctx, y.pool, back.Slot); err != nil {
+	if _, err := logrepl.PrepareReverse(ctx, y.pool, back.Link, d.Tenant, d.Tables); err != nil {
 		return nil, err
 	}
 	// Connections opened inside the pause would add their start-up to it.
@@ -138,7 +175,7 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 			return err
 		}
 		if rec.Counted {
-			diff, err := CountBothParallel(ctx, x.pool, y.pool, d.Tenant, d.Tables)
+			diff, err := logrepl.CountBothParallel(ctx, x.pool, y.pool, d.Tenant, d.Tables)
 			if err != nil {
 				return err
 			}
@@ -147,13 +184,13 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 			}
 			lap("counts")
 		}
-		if _, err := EnsureSequencesAbove(ctx, x.pool, y.pool, d.Tables); err != nil {
+		if _, err := logrepl.EnsureSequencesAbove(ctx, x.pool, y.pool, d.Tables); err != nil {
 			return err
 		}
 		if err := provision.Unfence(ctx, y.pool, d.Tenant); err != nil {
 			return fmt.Errorf("unfence on %s: %w", to, err)
 		}
-		flipLSN, err := CurrentLSN(ctx, y.pool)
+		flipLSN, err := logrepl.CurrentLSN(ctx, y.pool)
 		if err != nil {
 			return err
 		}
@@ -203,7 +240,7 @@ func (m *Mover) precheck(ctx context.Context, d *Data, x *side, cur Link) error 
 	if m.cfg.Window != nil && !d.Force && !m.cfg.Window.Contains(m.cfg.Now()) {
 		return fmt.Errorf("%w: outside the maintenance window (use --force)", ErrPrecheck)
 	}
-	lag, err := Lag(ctx, x.pool, cur.Slot)
+	lag, err := logrepl.Lag(ctx, x.pool, cur.Slot)
 	if err != nil {
 		return fmt.Errorf("%w: replication link %s: %v", ErrPrecheck, cur.Slot, err)
 	}
@@ -227,6 +264,20 @@ func (m *Mover) precheck(ctx context.Context, d *Data, x *side, cur Link) error 
 		return fmt.Errorf("%w: routers not heartbeating: %s", ErrPrecheck, strings.Join(silent, ", "))
 	}
 	return nil
+}
+
+func (m *Mover) countInPause(d *Data) bool {
+	if m.cfg.SkipCountInPause {
+		return false
+	}
+	if m.cfg.CountInPauseMaxRows < 0 {
+		return true
+	}
+	var rows int64
+	for _, n := range d.SourceRows {
+		rows += n
+	}
+	return rows <= m.cfg.CountInPauseMaxRows
 }
 
 // rollbackFlip undoes a flip that did not reach the placement change:
@@ -288,106 +339,4 @@ func (m *Mover) resolveFlip(ctx context.Context, r *workflow.Run, d *Data) error
 	}
 	defer closeSides(sides)
 	return m.rollbackFlip(ctx, r, d, sides[0])
-}
-
-// swapLinks, after a flip from -> to: stops the link from -> to, starts the
-// link to -> from at the flip's LSN (so it never replays the copy back) and
-// drops the old link. Idempotent.
-func (m *Mover) swapLinks(ctx context.Context, r *workflow.Run, d *Data) error {
-	f := d.Flip
-	_, sides, err := m.open(ctx, f.From, f.To)
-	if err != nil {
-		return err
-	}
-	defer closeSides(sides)
-	x, y := sides[0], sides[1]
-	old, err := linkFor(r.ID, d, f.From, f.To)
-	if err != nil {
-		return err
-	}
-	back, err := linkFor(r.ID, d, f.To, f.From)
-	if err != nil {
-		return err
-	}
-	// The old subscription must stop before the link back applies anything
-	// on `from`: PostgreSQL 15 would publish those changes again.
-	if err := DropSubscription(ctx, y.pool, old.Subscription); err != nil {
-		return err
-	}
-	if err := DropSlot(ctx, x.pool, old.Slot); err != nil {
-		return err
-	}
-	if err := DropPublication(ctx, x.pool, old.Publication); err != nil {
-		return err
-	}
-	lsn, err := ParseLSN(f.FlipLSN)
-	if err != nil {
-		return err
-	}
-	n := Names{RevPublication: back.Publication, RevSlot: back.Slot, RevSubscription: back.Subscription}
-	if err := StartReverse(ctx, x.pool, n, y.ep, lsn); err != nil {
-		return err
-	}
-	d.Link = &back
-	d.Flip = nil
-	return save(ctx, r, d)
-}
-
-// warm opens, on each side, as many connections as the pause uses at once.
-func warm(ctx context.Context, sides ...*side) error {
-	const n = 5
-	for _, s := range sides {
-		conns := make([]interface{ Release() }, 0, n)
-		var err error
-		for range n {
-			c, aerr := s.pool.Acquire(ctx)
-			if aerr != nil {
-				err = aerr
-				break
-			}
-			conns = append(conns, c)
-		}
-		for _, c := range conns {
-			c.Release()
-		}
-		if err != nil {
-			return fmt.Errorf("connect to %s: %w", s.alias, err)
-		}
-	}
-	return nil
-}
-
-func (m *Mover) countInPause(d *Data) bool {
-	if m.cfg.SkipCountInPause {
-		return false
-	}
-	if m.cfg.CountInPauseMaxRows < 0 {
-		return true
-	}
-	var rows int64
-	for _, n := range d.SourceRows {
-		rows += n
-	}
-	return rows <= m.cfg.CountInPauseMaxRows
-}
-
-// catchUp waits until the link from -> to has applied everything from has
-// committed for the tenant: with a marker row where the tenant's tables
-// have the marker table, else with WaitApplied's position proofs.
-func (m *Mover) catchUp(ctx context.Context, d *Data, from, to *side, l Link, timeout time.Duration) error {
-	if HasMarker(d.Tables) {
-		st, err := Status(ctx, to.pool, l.Subscription)
-		if err != nil {
-			return err
-		}
-		if !st.Enabled {
-			return fmt.Errorf("%w: subscription %s is disabled", ErrSubscriptionBroken, l.Subscription)
-		}
-		return WaitMarker(ctx, from.pool, to.pool, d.Tenant, timeout)
-	}
-	lsn, err := CurrentLSN(ctx, from.pool)
-	if err != nil {
-		return err
-	}
-	return WaitApplied(ctx, from.pool, to.pool, l.Subscription, l.Slot, lsn, timeout)
 }

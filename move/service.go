@@ -2,7 +2,7 @@ package move
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -128,10 +128,6 @@ func (s *Service) List(ctx context.Context, tenant string) ([]*Info, error) {
 	return out, nil
 }
 
-// ErrWrongState means the signal does not apply to the move as it is now
-// (cutback before promotion, cancel after it).
-var ErrWrongState = errors.New("move is not in a state that takes this command")
-
 // Command sends an operator command (SignalPromote, SignalCutback,
 // SignalComplete, SignalCancel) and, when wait is true, waits until the move
 // has acted on it: for a promotion or cutback, until the flip is recorded
@@ -232,4 +228,11 @@ func (s *Service) Wait(ctx context.Context, id string, cond func(*Info) bool) (*
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+func jsonDecode(b []byte, v any) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return json.Unmarshal(b, v)
 }

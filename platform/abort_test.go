@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"tenantry/logrepl"
 	"tenantry/move"
 	"tenantry/provision"
 	"tenantry/registry"
@@ -69,7 +70,7 @@ func TestMove_Abort(t *testing.T) {
 		mv := readyMove(t, ctx, fx.target.Tenant)
 		dst := aliasPool(t, ctx, dedicatedAlias)
 		sub := mv.Data.Link.Subscription
-		if err := move.SetSubscriptionEnabled(ctx, dst, sub, false); err != nil {
+		if err := logrepl.SetSubscriptionEnabled(ctx, dst, sub, false); err != nil {
 			t.Fatal(err)
 		}
 		began := time.Now()
@@ -78,7 +79,7 @@ func TestMove_Abort(t *testing.T) {
 		wantRolledBack(t, ctx, mv.ID, err, "disabled")
 
 		// The link repaired, the same move goes through.
-		if err := move.SetSubscriptionEnabled(ctx, dst, sub, true); err != nil {
+		if err := logrepl.SetSubscriptionEnabled(ctx, dst, sub, true); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := plat.Moves.Command(ctx, mv.ID, move.SignalPromote, true); err != nil {

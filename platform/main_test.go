@@ -19,6 +19,7 @@ import (
 
 	"tenantry/control"
 	"tenantry/load"
+	"tenantry/logrepl"
 	"tenantry/move"
 	"tenantry/provision"
 	"tenantry/registry"
@@ -77,7 +78,7 @@ func runWorker(dir string) int {
 	defer stop()
 	at, marker := os.Getenv(envCrashAt), os.Getenv(envMarker)
 	opts := testMoveOptions()
-	opts.Config.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	opts.Config.Hook = func(ctx context.Context, point string) error {
 		if point != at {
 			return nil
@@ -410,7 +411,7 @@ func finishMove(t *testing.T, ctx context.Context, id, signal string) *move.Info
 // countRows returns the tenant's rows in every tenant table of alias.
 func countRows(t *testing.T, ctx context.Context, alias, tenant string, tables []string) int64 {
 	t.Helper()
-	n, err := move.CountRows(ctx, aliasPool(t, ctx, alias), tenant, tables)
+	n, err := logrepl.CountRows(ctx, aliasPool(t, ctx, alias), tenant, tables)
 	if err != nil {
 		t.Fatal(err)
 	}

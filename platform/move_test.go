@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tenantry/logrepl"
 	"tenantry/move"
 )
 
@@ -87,11 +88,11 @@ func waitLinkApplied(t *testing.T, ctx context.Context, l *move.Link, from, to *
 	if l == nil {
 		t.Fatal("move has no replication link")
 	}
-	lsn, err := move.CurrentLSN(ctx, from)
+	lsn, err := logrepl.CurrentLSN(ctx, from)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := move.WaitApplied(ctx, from, to, l.Subscription, l.Slot, lsn, 20*time.Second); err != nil {
+	if err := logrepl.WaitApplied(ctx, from, to, l.Subscription, l.Slot, lsn, 20*time.Second); err != nil {
 		t.Fatalf("link %s -> %s: %v", l.From, l.To, err)
 	}
 }

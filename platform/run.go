@@ -44,6 +44,8 @@ type MoveOptions struct {
 	LeaseTTL time.Duration
 	// Config is the base move configuration (see control.PlaneConfig.Move).
 	Config move.Config
+	// Logger is RunMoveWorker's logger; nil discards.
+	Logger *slog.Logger
 	// Manual creates the runner and the move service but does not start
 	// the runner: the caller starts (and may stop and start again)
 	// Running.Runner, e.g. while another control-plane replica owns the
@@ -175,7 +177,7 @@ func RunMoveWorker(ctx context.Context, dir string, opts MoveOptions) error {
 		return fmt.Errorf("open platform %s: no control database recorded", abs)
 	}
 	opts.Manual = false
-	p, err := control.StartPlane(ctx, PlaneConfig(abs, st, opts, opts.Config.Logger))
+	p, err := control.StartPlane(ctx, PlaneConfig(abs, st, opts, opts.Logger))
 	if err != nil {
 		return err
 	}

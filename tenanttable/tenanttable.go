@@ -1,10 +1,24 @@
-// Package tenanttable discovers a database's tenant tables from the catalog:
-// the tables of schema public that have a tenant_id column, with their
-// primary key and columns, ordered parents before children by foreign keys.
+// Package tenanttable is the one source of a database's tenant tables: the
+// tables of schema public that have a tenant_id column, with their primary
+// key and columns, ordered parents before the tables whose foreign keys
+// reference them. It reads them from the catalog, so no caller needs a
+// compiled-in list.
 //
-// backup and verify use it so that they need no compiled-in list of tables;
-// every tenant table must follow the tenant data rules (DESIGN.md): a
-// tenant_id column and a primary key that starts with tenant_id.
+// move (what to publish, count and purge), backup (what to dump, and the
+// restore order), verify (what to compare) and check (which primary keys to
+// look for duplicates in) all use it. Every tenant table must follow the
+// tenant data rules (DESIGN.md): a tenant_id column and a primary key that
+// starts with tenant_id.
+//
+// Foreign-key cycles: the foreign keys between tenant tables must not form
+// a cycle. Every caller relies on a parents-first order (a restore inserts,
+// a purge deletes, one table at a time, and a move's purge runs long after
+// its copy), and a cycle has none; breaking it at an arbitrary table would
+// only move the failure to a foreign-key violation halfway through a purge
+// or a restore. So List refuses such a database with ErrRules naming the
+// tables of the cycle, before anything is copied, restored or purged. A
+// table referencing itself is not a cycle here: its rows are dumped and
+// restored in one statement.
 package tenanttable
 
 import (
@@ -17,8 +31,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// ErrRules means a table has a tenant_id column but breaks the tenant data
-// rules (no primary key, or one that does not start with tenant_id).
+// ErrRules means the tenant tables break the tenant data rules: a table has
+// a tenant_id column but no primary key, or one that does not start with
+// tenant_id; or foreign keys between tenant tables form a cycle.
 var ErrRules = errors.New("tenant table breaks the tenant data rules")
 
 // Table is one tenant table of schema public.
@@ -61,11 +76,12 @@ SELECT ch.relname, pa.relname
 FROM pg_constraint f
 JOIN pg_class ch ON ch.oid = f.conrelid JOIN pg_namespace chn ON chn.oid = ch.relnamespace
 JOIN pg_class pa ON pa.oid = f.confrelid JOIN pg_namespace pan ON pan.oid = pa.relnamespace
-WHERE f.contype = 'f' AND chn.nspname = 'public' AND pan.nspname = 'public'`
+WHERE f.contype = 'f' AND chn.nspname = 'public' AND pan.nspname = 'public'
+ORDER BY 1, 2`
 
 // List returns the tenant tables of schema public, parents before children
 // (ties by name), or an error wrapping ErrRules naming the first table that
-// breaks the rules. A cycle of foreign keys is broken by name order.
+// breaks the rules, or the tables of a foreign-key cycle.
 func List(ctx context.Context, q Querier) ([]Table, error) {
 	rows, err := q.Query(ctx, tablesSQL)
 	if err != nil {
@@ -99,12 +115,27 @@ func List(ctx context.Context, q Querier) ([]Table, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list foreign keys: %w", err)
 	}
-	return parentsFirst(tables, parents), nil
+	return parentsFirst(tables, parents)
+}
+
+// Names returns the names of List's tables, in its order: what the
+// replication functions of package logrepl take.
+func Names(ctx context.Context, q Querier) ([]string, error) {
+	tables, err := List(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.Name
+	}
+	return names, nil
 }
 
 // parentsFirst orders tables so that every table comes after the tables it
-// references; among tables whose parents are all placed, by name.
-func parentsFirst(tables []Table, parents map[string][]string) []Table {
+// references; among tables whose parents are all placed, by name. A cycle
+// is ErrRules.
+func parentsFirst(tables []Table, parents map[string][]string) ([]Table, error) {
 	sort.Slice(tables, func(i, j int) bool { return tables[i].Name < tables[j].Name })
 	placed := make(map[string]bool, len(tables))
 	known := make(map[string]bool, len(tables))
@@ -121,17 +152,40 @@ func parentsFirst(tables []Table, parents map[string][]string) []Table {
 			placed[t.Name], progress = true, true
 			out = append(out, t)
 		}
-		if !progress { // a cycle: place the first remaining table and go on
-			for _, t := range tables {
-				if !placed[t.Name] {
-					placed[t.Name] = true
-					out = append(out, t)
-					break
+		if !progress {
+			return nil, fmt.Errorf("%w: foreign keys between tenant tables form a cycle: %s",
+				ErrRules, strings.Join(cycle(tables, parents, placed, known), " -> "))
+		}
+	}
+	return out, nil
+}
+
+// cycle returns one cycle among the tables not placed, as a path that ends
+// where it starts. Every such table has a parent not placed (or it would
+// have been), so following the first one from any of them must come back to
+// a table already on the path.
+func cycle(tables []Table, parents map[string][]string, placed, known map[string]bool) []string {
+	var path []string
+	at := map[string]int{}
+	for _, t := range tables {
+		if !placed[t.Name] {
+			path = append(path, t.Name)
+			break
+		}
+	}
+	for {
+		cur := path[len(path)-1]
+		at[cur] = len(path) - 1
+		for _, p := range parents[cur] {
+			if known[p] && !placed[p] {
+				if i, seen := at[p]; seen {
+					return append(path[i:], p)
 				}
+				path = append(path, p)
+				break
 			}
 		}
 	}
-	return out
 }
 
 func ready(name string, parents map[string][]string, placed, known map[string]bool) bool {

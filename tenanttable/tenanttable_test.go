@@ -3,6 +3,7 @@ package tenanttable_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"tenantry/pgtest"
@@ -54,6 +55,47 @@ CREATE TABLE not_tenant (id bigint PRIMARY KEY);`)
 			t.Fatalf("err = %v, want ErrRules", err)
 		}
 	})
+}
+
+// TestList_Cycle: foreign keys that form a cycle among tenant tables are
+// refused with the cycle named (the one policy every caller relies on);
+// a table referencing itself is not a cycle.
+func TestList_Cycle(t *testing.T) {
+	ctx := context.Background()
+	c := pgtest.MustCluster(t)
+	pool := pgtest.MustPool(t, c, pgtest.MustDB(t))
+	_, err := pool.Exec(ctx, `
+CREATE TABLE customers (tenant_id text NOT NULL, id bigint NOT NULL, referred_by bigint,
+  PRIMARY KEY (tenant_id, id), FOREIGN KEY (tenant_id, referred_by) REFERENCES customers (tenant_id, id));
+CREATE TABLE addresses (tenant_id text NOT NULL, id bigint NOT NULL, customer bigint NOT NULL,
+  PRIMARY KEY (tenant_id, id), FOREIGN KEY (tenant_id, customer) REFERENCES customers (tenant_id, id));`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := tenanttable.Names(ctx, pool)
+	if err != nil || !equal(names, []string{"customers", "addresses"}) {
+		t.Fatalf("Names with a self-reference = %v, %v; want [customers addresses]", names, err)
+	}
+
+	// customers -> addresses -> customers: no order puts parents first.
+	_, err = pool.Exec(ctx, `
+ALTER TABLE customers ADD COLUMN billing bigint,
+  ADD FOREIGN KEY (tenant_id, billing) REFERENCES addresses (tenant_id, id);
+CREATE TABLE notes (tenant_id text NOT NULL, id bigint NOT NULL, address bigint NOT NULL,
+  PRIMARY KEY (tenant_id, id), FOREIGN KEY (tenant_id, address) REFERENCES addresses (tenant_id, id));`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = tenanttable.List(ctx, pool)
+	if !errors.Is(err, tenanttable.ErrRules) {
+		t.Fatalf("List with a cycle = %v, want ErrRules", err)
+	}
+	if want := "cycle: addresses -> customers -> addresses"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not name the cycle (%s)", err, want)
+	}
+	if _, err := tenanttable.Names(ctx, pool); !errors.Is(err, tenanttable.ErrRules) {
+		t.Errorf("Names with a cycle = %v, want ErrRules", err)
+	}
 }
 
 func equal(a, b []string) bool {

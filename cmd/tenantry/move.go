@@ -14,6 +14,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 
 	"tenantry/control"
+	"tenantry/logrepl"
 	"tenantry/move"
 	"tenantry/workflow"
 )
@@ -223,7 +224,7 @@ func (a *app) followMove(ctx context.Context, c *control.Client, id string) erro
 		}
 		last = m
 		d := m.Data
-		tables := make([]move.TableSync, len(d.Copy))
+		tables := make([]logrepl.TableSync, len(d.Copy))
 		copy(tables, d.Copy)
 		sort.Slice(tables, func(i, j int) bool { return tables[i].Table < tables[j].Table })
 		for _, t := range tables {
@@ -231,7 +232,7 @@ func (a *app) followMove(ctx context.Context, c *control.Client, id string) erro
 			b := bar("copy "+t.Table, total)
 			b.SetTotal(max(total, t.Rows, 1), false)
 			b.SetCurrent(t.Rows)
-			if t.State == move.SyncReady {
+			if t.State == logrepl.SyncReady {
 				if t.Rows == 0 {
 					b.SetCurrent(1) // an empty table is done too
 				}

@@ -1,8 +1,7 @@
-package move
+package logrepl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -12,22 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"tenantry/registry"
-)
-
-// Errors callers branch on.
-var (
-	// ErrSlotLost means a replication slot a link depends on is gone or was
-	// invalidated (wal_status 'lost'): the link cannot resume where it was and
-	// must be rebuilt from a fresh copy.
-	ErrSlotLost = errors.New("replication slot lost")
-	// ErrSubscriptionBroken means a subscription's workers are failing (its
-	// error counters grew while we waited) or it does not exist.
-	ErrSubscriptionBroken = errors.New("subscription broken")
-	// ErrTableNotEligible means a table cannot be published with a tenant
-	// row filter: no tenant_id column, or tenant_id not in its replica
-	// identity (PostgreSQL would then reject every UPDATE and DELETE on the
-	// table, for all tenants).
-	ErrTableNotEligible = errors.New("table not eligible for a tenant move")
 )
 
 // Querier is what every function here runs SQL through: a *pgx.Conn, a
@@ -40,40 +23,35 @@ type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-var moveIDRe = regexp.MustCompile(`^[a-z0-9_]{1,40}$`)
+var linkIDRe = regexp.MustCompile(`^[a-z0-9_]{1,40}$`)
 
-// ValidateMoveID checks a move id against ^[a-z0-9_]{1,40}$; replication
-// object names are derived from it.
-func ValidateMoveID(id string) error {
-	if !moveIDRe.MatchString(id) {
-		return fmt.Errorf("%w: move id %q must match %s", registry.ErrInvalid, id, moveIDRe)
-	}
-	return nil
+// Link names the replication objects of one direction of a tenant's
+// replication: a publication and a slot on the publisher, a subscription on
+// the subscriber.
+type Link struct {
+	Publication  string `json:"publication"`
+	Slot         string `json:"slot"`
+	Subscription string `json:"subscription"`
 }
 
-// Names are the replication objects of one move. The forward link runs from
-// the source (publication and slot there) to the target (subscription); the
-// reverse link the other way.
+// Names are the two links of one move: Forward from the source (publication
+// and slot there) to the target (subscription), Reverse the other way.
 type Names struct {
-	Publication     string // on the source
-	Slot            string // on the source
-	Subscription    string // on the target
-	RevPublication  string // on the target
-	RevSlot         string // on the target
-	RevSubscription string // on the source
+	Forward, Reverse Link
 }
 
-// NamesFor derives the replication object names of move id:
-// tenantry_mv_<id> forward, tenantry_mv_<id>_rev reverse.
+// NamesFor derives the replication object names of the links of id (a move
+// id, which must match ^[a-z0-9_]{1,40}$): tenantry_mv_<id> forward,
+// tenantry_mv_<id>_rev reverse.
 func NamesFor(id string) (Names, error) {
-	if err := ValidateMoveID(id); err != nil {
-		return Names{}, err
+	if !linkIDRe.MatchString(id) {
+		return Names{}, fmt.Errorf("%w: move id %q must match %s", registry.ErrInvalid, id, linkIDRe)
 	}
 	fwd := "tenantry_mv_" + id
 	rev := fwd + "_rev"
 	return Names{
-		Publication: fwd, Slot: fwd, Subscription: fwd,
-		RevPublication: rev, RevSlot: rev, RevSubscription: rev,
+		Forward: Link{Publication: fwd, Slot: fwd, Subscription: fwd},
+		Reverse: Link{Publication: rev, Slot: rev, Subscription: rev},
 	}, nil
 }
 
@@ -169,16 +147,6 @@ func (e Endpoint) ConnString() string {
 		parts = append(parts, kv[i]+"='"+r.Replace(kv[i+1])+"'")
 	}
 	return strings.Join(parts, " ")
-}
-
-// Connect opens a connection to e. The replication functions need a
-// superuser (or a role with REPLICATION and ownership of the tables).
-func Connect(ctx context.Context, e Endpoint) (*pgx.Conn, error) {
-	c, err := pgx.Connect(ctx, e.ConnString())
-	if err != nil {
-		return nil, fmt.Errorf("connect %s:%d/%s: %w", e.Host, e.Port, e.Database, err)
-	}
-	return c, nil
 }
 
 // LSN is a PostgreSQL write-ahead log position.

@@ -1,4 +1,4 @@
-package move_test
+package logrepl_test
 
 import (
 	"context"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"tenantry/move"
+	"tenantry/logrepl"
 	"tenantry/pgtest"
 )
 
@@ -18,42 +18,42 @@ func TestWaitMarker(t *testing.T) {
 	c := pgtest.MustCluster(t)
 	a, b := mustSide(t, c, true), mustSide(t, c, false)
 	for _, s := range []side{a, b} {
-		if err := move.EnsureMarkerTable(ctx, s.db); err != nil {
+		if err := logrepl.EnsureMarkerTable(ctx, s.db); err != nil {
 			t.Fatal(err)
 		}
-		if err := move.EnsureMarkerTable(ctx, s.db); err != nil { // idempotent
+		if err := logrepl.EnsureMarkerTable(ctx, s.db); err != nil { // idempotent
 			t.Fatal(err)
 		}
 	}
-	tabs := append([]string{move.MarkerTable}, tables...)
-	if !move.HasMarker(tabs) || move.HasMarker(tables) {
+	tabs := append([]string{logrepl.MarkerTable}, tables...)
+	if !logrepl.HasMarker(tabs) || logrepl.HasMarker(tables) {
 		t.Fatal("HasMarker is wrong")
 	}
-	n, err := move.NamesFor("marker_test")
+	n, err := logrepl.NamesFor("marker_test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := move.CreatePublication(ctx, a.db, n.Publication, "xx", tabs); err != nil {
+	if err := logrepl.CreatePublication(ctx, a.db, n.Forward.Publication, "xx", tabs); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := move.CreateSlot(ctx, a.db, n.Slot); err != nil {
+	if _, err := logrepl.CreateSlot(ctx, a.db, n.Forward.Slot); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = move.DropSubscription(context.Background(), b.db, n.Subscription)
-		_ = move.DropSlot(context.Background(), a.db, n.Slot)
+		_ = logrepl.DropSubscription(context.Background(), b.db, n.Forward.Subscription)
+		_ = logrepl.DropSlot(context.Background(), a.db, n.Forward.Slot)
 	})
-	if err := move.CreateSubscription(ctx, b.db, n.Subscription, a.ep, n.Publication,
-		move.SubOpts{CopyData: true, SlotName: n.Slot, Enabled: true}); err != nil {
+	if err := logrepl.CreateSubscription(ctx, b.db, n.Forward.Subscription, a.ep, n.Forward.Publication,
+		logrepl.SubOpts{CopyData: true, SlotName: n.Forward.Slot, Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
-	if err := move.WaitSynced(ctx, b.db, n.Subscription, "xx", nil); err != nil {
+	if err := logrepl.WaitSynced(ctx, b.db, n.Forward.Subscription, "xx", nil); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 20 {
 		mustExec(t, a.db, `INSERT INTO orders (tenant_id, note) VALUES ('xx', 'm' || $1::int)`, i)
 		start := time.Now()
-		if err := move.WaitMarker(ctx, a.db, b.db, "xx", 10*time.Second); err != nil {
+		if err := logrepl.WaitMarker(ctx, a.db, b.db, "xx", 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		if i == 0 {
@@ -66,11 +66,11 @@ func TestWaitMarker(t *testing.T) {
 	if got := count(t, b.db, `SELECT count(*) FROM tenantry_markers WHERE tenant_id <> 'xx'`); got != 0 {
 		t.Fatalf("%d markers of other tenants replicated", got)
 	}
-	if err := move.SetSubscriptionEnabled(ctx, b.db, n.Subscription, false); err != nil {
+	if err := logrepl.SetSubscriptionEnabled(ctx, b.db, n.Forward.Subscription, false); err != nil {
 		t.Fatal(err)
 	}
-	err = move.WaitMarker(ctx, a.db, b.db, "xx", 300*time.Millisecond)
-	if !errors.Is(err, move.ErrNotCaughtUp) {
+	err = logrepl.WaitMarker(ctx, a.db, b.db, "xx", 300*time.Millisecond)
+	if !errors.Is(err, logrepl.ErrNotCaughtUp) {
 		t.Fatalf("WaitMarker on a disabled link = %v, want ErrNotCaughtUp", err)
 	}
 }

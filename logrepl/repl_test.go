@@ -1,4 +1,4 @@
-package move_test
+package logrepl_test
 
 import (
 	"context"
@@ -10,9 +10,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/localpg"
-	"tenantry/move"
+	"tenantry/logrepl"
 	"tenantry/pgtest"
 	"tenantry/registry"
+	"tenantry/tenanttable"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -39,13 +40,13 @@ var tables = []string{"order_lines", "orders"}
 // side is one database of a test: a pool and how a subscription reaches it.
 type side struct {
 	db *pgxpool.Pool
-	ep move.Endpoint
+	ep logrepl.Endpoint
 }
 
 func mustSide(t *testing.T, c *localpg.Cluster, seed bool) side {
 	t.Helper()
 	name := pgtest.MustDBOn(t, c)
-	s := side{db: pgtest.MustPool(t, c, name), ep: move.Endpoint{Host: c.Host, Port: c.Port, Database: name, User: localpg.Superuser, SSLMode: "disable"}}
+	s := side{db: pgtest.MustPool(t, c, name), ep: logrepl.Endpoint{Host: c.Host, Port: c.Port, Database: name, User: localpg.Superuser, SSLMode: "disable"}}
 	mustExec(t, s.db, schema)
 	if seed {
 		for _, tn := range []string{"x", "y"} {
@@ -74,27 +75,27 @@ func count(t *testing.T, db *pgxpool.Pool, sql string, args ...any) int64 {
 
 func mustCount(t *testing.T, db *pgxpool.Pool, tenant string) map[string]int64 {
 	t.Helper()
-	c, err := move.CountRows(context.Background(), db, tenant, tables)
+	c, err := logrepl.CountRows(context.Background(), db, tenant, tables)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
 }
 
-func mustLSN(t *testing.T, db *pgxpool.Pool) move.LSN {
+func mustLSN(t *testing.T, db *pgxpool.Pool) logrepl.LSN {
 	t.Helper()
-	l, err := move.CurrentLSN(context.Background(), db)
+	l, err := logrepl.CurrentLSN(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
 
-// TestMove_Link runs the replication mechanics of one move end to end on
-// two clusters: forward copy and replication of one tenant only, proof of
+// TestLink runs the replication mechanics of one move end to end on two
+// clusters: forward copy and replication of one tenant only, proof of
 // apply, sequences, the reverse link after a flip, cleanup and purge; then
 // the failure sentinels on a second move between the same clusters.
-func TestMove_Link(t *testing.T) {
+func TestLink(t *testing.T) {
 	ctx := context.Background()
 	ca, cb := pgtest.MustNewCluster(t, "a"), pgtest.MustNewCluster(t, "b")
 	for _, c := range []*localpg.Cluster{ca, cb} {
@@ -105,7 +106,7 @@ func TestMove_Link(t *testing.T) {
 		mustExec(t, db, `SELECT pg_reload_conf()`)
 	}
 	a, b := mustSide(t, ca, true), mustSide(t, cb, false)
-	n, err := move.NamesFor("m1")
+	n, err := logrepl.NamesFor("m1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,11 +118,11 @@ func TestMove_Link(t *testing.T) {
 	}
 
 	step("discover", func(t *testing.T) {
-		got, err := move.TenantTables(ctx, a.db)
+		got, err := tenanttable.Names(ctx, a.db)
 		if err != nil || fmt.Sprint(got) != "[orders order_lines]" {
-			t.Fatalf("TenantTables = %v, %v; want parents first, settings excluded", got, err)
+			t.Fatalf("tenanttable.Names = %v, %v; want parents first, settings excluded", got, err)
 		}
-		seqs, err := move.TenantSequences(ctx, a.db, tables)
+		seqs, err := logrepl.TenantSequences(ctx, a.db, tables)
 		if err != nil || fmt.Sprint(seqs) != `["public"."order_lines_id_seq" "public"."orders_id_seq"]` {
 			t.Fatalf("TenantSequences = %v, %v", seqs, err)
 		}
@@ -129,18 +130,18 @@ func TestMove_Link(t *testing.T) {
 
 	step("copy only the tenant", func(t *testing.T) {
 		for range 2 { // idempotent
-			if err := move.CreatePublication(ctx, a.db, n.Publication, tenant, tables); err != nil {
+			if err := logrepl.CreatePublication(ctx, a.db, n.Forward.Publication, tenant, tables); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := move.CreateSlot(ctx, a.db, n.Slot); err != nil {
+			if _, err := logrepl.CreateSlot(ctx, a.db, n.Forward.Slot); err != nil {
 				t.Fatal(err)
 			}
-			if err := move.CreateSubscription(ctx, b.db, n.Subscription, a.ep, n.Publication, move.SubOpts{CopyData: true, Enabled: true}); err != nil {
+			if err := logrepl.CreateSubscription(ctx, b.db, n.Forward.Subscription, a.ep, n.Forward.Publication, logrepl.SubOpts{CopyData: true, Enabled: true}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		var seen []move.TableSync
-		if err := move.WaitSynced(ctx, b.db, n.Subscription, tenant, func(p []move.TableSync) { seen = p }); err != nil {
+		var seen []logrepl.TableSync
+		if err := logrepl.WaitSynced(ctx, b.db, n.Forward.Subscription, tenant, func(p []logrepl.TableSync) { seen = p }); err != nil {
 			t.Fatal(err)
 		}
 		if fmt.Sprint(seen) != "[{order_lines r 600} {orders r 200}]" {
@@ -157,11 +158,11 @@ func TestMove_Link(t *testing.T) {
 		mustExec(t, a.db, `DELETE FROM order_lines WHERE id % 7 = 0`)
 		lsn := mustLSN(t, a.db)
 		start := time.Now()
-		if err := move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, lsn, 10*time.Second); err != nil {
+		if err := logrepl.WaitApplied(ctx, a.db, b.db, n.Forward.Subscription, n.Forward.Slot, lsn, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("applied after writes in %v", time.Since(start))
-		src, dst, diff, err := move.CountBoth(ctx, a.db, b.db, tenant, tables)
+		src, dst, diff, err := logrepl.CountBoth(ctx, a.db, b.db, tenant, tables)
 		if err != nil || diff != nil {
 			t.Fatalf("CountBoth: %v %v %v %v", src, dst, diff, err)
 		}
@@ -180,10 +181,10 @@ func TestMove_Link(t *testing.T) {
 		mustExec(t, a.db, `INSERT INTO orders (tenant_id, note) VALUES ('yx', 'other')`)
 		lsn := mustLSN(t, a.db)
 		start := time.Now()
-		if err := move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, lsn, 10*time.Second); err != nil {
+		if err := logrepl.WaitApplied(ctx, a.db, b.db, n.Forward.Subscription, n.Forward.Slot, lsn, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		st, err := move.Status(ctx, b.db, n.Subscription)
+		st, err := logrepl.Status(ctx, b.db, n.Forward.Subscription)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +192,7 @@ func TestMove_Link(t *testing.T) {
 		if st.OriginLSN >= lsn {
 			t.Errorf("origin progress %s reached %s without tenant traffic", st.OriginLSN, lsn)
 		}
-		lag, err := move.Lag(ctx, a.db, n.Slot)
+		lag, err := logrepl.Lag(ctx, a.db, n.Forward.Slot)
 		if err != nil || lag < 0 {
 			t.Errorf("Lag = %d, %v", lag, err)
 		}
@@ -200,11 +201,11 @@ func TestMove_Link(t *testing.T) {
 	step("sequences", func(t *testing.T) {
 		const gap = 1000
 		srcMax := count(t, a.db, `SELECT max(id) FROM orders`)
-		bumps, err := move.BumpSequences(ctx, a.db, b.db, tables, gap)
+		bumps, err := logrepl.BumpSequences(ctx, a.db, b.db, tables, gap)
 		if err != nil || len(bumps) != 2 {
 			t.Fatalf("BumpSequences = %v, %v", bumps, err)
 		}
-		again, err := move.BumpSequences(ctx, a.db, b.db, tables, gap)
+		again, err := logrepl.BumpSequences(ctx, a.db, b.db, tables, gap)
 		if err != nil || fmt.Sprint(again[1].Before, again[1].After) != fmt.Sprint(bumps[1].After, bumps[1].After) {
 			t.Fatalf("second bump moved: %v then %v, %v", bumps, again, err)
 		}
@@ -213,7 +214,7 @@ func TestMove_Link(t *testing.T) {
 		}
 		// A source that moved on is only followed, never overtaken backwards.
 		mustExec(t, b.db, `SELECT setval('order_lines_id_seq', 10000000)`)
-		if _, err := move.EnsureSequencesAbove(ctx, a.db, b.db, tables); err != nil {
+		if _, err := logrepl.EnsureSequencesAbove(ctx, a.db, b.db, tables); err != nil {
 			t.Fatal(err)
 		}
 		if got := count(t, b.db, `SELECT last_value FROM order_lines_id_seq`); got != 10000000 {
@@ -225,22 +226,22 @@ func TestMove_Link(t *testing.T) {
 		// Before the pause: the reverse slot exists while forward traffic
 		// still flows, so it sees forward-applied changes it must skip.
 		for range 2 {
-			if _, err := move.PrepareReverse(ctx, b.db, n, tenant, tables); err != nil {
+			if _, err := logrepl.PrepareReverse(ctx, b.db, n.Reverse, tenant, tables); err != nil {
 				t.Fatal(err)
 			}
 		}
 		mustExec(t, a.db, `INSERT INTO orders (tenant_id, note) SELECT 'xx', 'late' FROM generate_series(1, 50)`)
 		mustExec(t, a.db, `UPDATE orders SET note = 'late-upd' WHERE tenant_id = 'xx' AND note = 'o1'`)
 		// Pause: the tenant no longer writes on a; wait, flip.
-		if err := move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, mustLSN(t, a.db), 10*time.Second); err != nil {
+		if err := logrepl.WaitApplied(ctx, a.db, b.db, n.Forward.Subscription, n.Forward.Slot, mustLSN(t, a.db), 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		flip := mustLSN(t, b.db)
-		if err := move.SetSubscriptionEnabled(ctx, b.db, n.Subscription, false); err != nil {
+		if err := logrepl.SetSubscriptionEnabled(ctx, b.db, n.Forward.Subscription, false); err != nil {
 			t.Fatal(err)
 		}
 		for range 2 {
-			if err := move.StartReverse(ctx, a.db, n, b.ep, flip); err != nil {
+			if err := logrepl.StartReverse(ctx, a.db, n.Reverse, b.ep, flip); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -248,7 +249,7 @@ func TestMove_Link(t *testing.T) {
 		mustExec(t, b.db, `INSERT INTO orders (tenant_id, note) SELECT 'xx', 'on-b' FROM generate_series(1, 20)`)
 		mustExec(t, b.db, `UPDATE orders SET note = 'upd-on-b' WHERE tenant_id = 'xx' AND note = 'late'`)
 		mustExec(t, b.db, `DELETE FROM order_lines WHERE tenant_id = 'xx' AND id % 5 = 0`)
-		if err := move.WaitApplied(ctx, b.db, a.db, n.RevSubscription, n.RevSlot, mustLSN(t, b.db), 10*time.Second); err != nil {
+		if err := logrepl.WaitApplied(ctx, b.db, a.db, n.Reverse.Subscription, n.Reverse.Slot, mustLSN(t, b.db), 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		if got := count(t, a.db, `SELECT count(*) FROM orders WHERE tenant_id = 'xx' AND note = 'on-b'`); got != 20 {
@@ -260,9 +261,9 @@ func TestMove_Link(t *testing.T) {
 		// WaitApplied's keepalive proofs can run ahead of a transaction
 		// still being applied (the flip itself proves catch-up with a marker
 		// row, WaitMarker); the counts must converge.
-		var diff []move.CountMismatch
+		var diff []logrepl.CountMismatch
 		for deadline := time.Now().Add(10 * time.Second); ; {
-			_, _, diff, err = move.CountBoth(ctx, a.db, b.db, tenant, tables)
+			_, _, diff, err = logrepl.CountBoth(ctx, a.db, b.db, tenant, tables)
 			if err != nil || diff == nil || time.Now().After(deadline) {
 				break
 			}
@@ -271,7 +272,7 @@ func TestMove_Link(t *testing.T) {
 		if err != nil || diff != nil {
 			t.Errorf("counts differ after reverse: %v %v", diff, err)
 		}
-		st, err := move.Status(ctx, a.db, n.RevSubscription)
+		st, err := logrepl.Status(ctx, a.db, n.Reverse.Subscription)
 		if err != nil || st.ApplyErrors != 0 || st.WorkerPID == 0 {
 			t.Errorf("reverse subscription unhealthy: %+v, %v", st, err)
 		}
@@ -279,29 +280,22 @@ func TestMove_Link(t *testing.T) {
 
 	step("cleanup is idempotent", func(t *testing.T) {
 		for range 2 {
-			if err := move.DropSubscription(ctx, a.db, n.RevSubscription); err != nil {
+			if err := logrepl.DropLink(ctx, b.db, a.db, n.Reverse); err != nil {
 				t.Fatal(err)
 			}
-			if err := move.DropSubscription(ctx, b.db, n.Subscription); err != nil {
+			if err := logrepl.DropLink(ctx, a.db, b.db, n.Forward); err != nil {
 				t.Fatal(err)
 			}
-			for _, o := range []struct {
-				db   *pgxpool.Pool
-				pub  string
-				slot string
-			}{{a.db, n.Publication, n.Slot}, {b.db, n.RevPublication, n.RevSlot}} {
-				if err := move.DropSlot(ctx, o.db, o.slot); err != nil {
-					t.Fatal(err)
-				}
-				if err := move.DropPublication(ctx, o.db, o.pub); err != nil {
-					t.Fatal(err)
-				}
+		}
+		for _, db := range []*pgxpool.Pool{a.db, b.db} {
+			if got := count(t, db, `SELECT count(*) FROM pg_publication`) + count(t, db, `SELECT count(*) FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`); got != 0 {
+				t.Errorf("%d publications and subscriptions left", got)
 			}
 		}
 		if got := count(t, a.db, `SELECT count(*) FROM pg_replication_slots`) + count(t, b.db, `SELECT count(*) FROM pg_replication_slots`); got != 0 {
 			t.Errorf("%d slots left", got)
 		}
-		if _, err := move.Lag(ctx, a.db, n.Slot); !errors.Is(err, move.ErrSlotLost) {
+		if _, err := logrepl.Lag(ctx, a.db, n.Forward.Slot); !errors.Is(err, logrepl.ErrSlotLost) {
 			t.Errorf("Lag of dropped slot: %v, want ErrSlotLost", err)
 		}
 	})
@@ -309,7 +303,7 @@ func TestMove_Link(t *testing.T) {
 	step("purge only the tenant", func(t *testing.T) {
 		other := mustCount(t, a.db, "yx")
 		var calls int
-		got, err := move.PurgeTenant(ctx, a.db, tenant, []string{"orders", "order_lines"}, 100, func(string, int64) { calls++ })
+		got, err := logrepl.PurgeTenant(ctx, a.db, tenant, []string{"orders", "order_lines"}, 100, func(string, int64) { calls++ })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -331,46 +325,46 @@ func TestMove_Link(t *testing.T) {
 func testBroken(t *testing.T, ca, cb *localpg.Cluster) {
 	ctx := context.Background()
 	a, b := mustSide(t, ca, true), mustSide(t, cb, false)
-	n, _ := move.NamesFor("m2")
-	if err := move.CreatePublication(ctx, a.db, n.Publication, "xx", tables); err != nil {
+	n, _ := logrepl.NamesFor("m2")
+	if err := logrepl.CreatePublication(ctx, a.db, n.Forward.Publication, "xx", tables); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := move.CreateSlot(ctx, a.db, n.Slot); err != nil {
+	if _, err := logrepl.CreateSlot(ctx, a.db, n.Forward.Slot); err != nil {
 		t.Fatal(err)
 	}
-	if err := move.CreateSubscription(ctx, b.db, n.Subscription, a.ep, n.Publication, move.SubOpts{Enabled: true}); err != nil {
+	if err := logrepl.CreateSubscription(ctx, b.db, n.Forward.Subscription, a.ep, n.Forward.Publication, logrepl.SubOpts{Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
 	// A row already on the target makes the next insert fail there.
 	mustExec(t, b.db, `INSERT INTO orders (tenant_id, id, note) VALUES ('xx', 999999, 'conflict')`)
 	mustExec(t, a.db, `INSERT INTO orders (tenant_id, id, note) VALUES ('xx', 999999, 'conflict')`)
-	err := move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, mustLSN(t, a.db), 10*time.Second)
-	if !errors.Is(err, move.ErrSubscriptionBroken) {
+	err := logrepl.WaitApplied(ctx, a.db, b.db, n.Forward.Subscription, n.Forward.Slot, mustLSN(t, a.db), 10*time.Second)
+	if !errors.Is(err, logrepl.ErrSubscriptionBroken) {
 		t.Fatalf("WaitApplied with apply error: %v, want ErrSubscriptionBroken", err)
 	}
 	mustExec(t, b.db, `DELETE FROM orders WHERE id = 999999`)
 	// The slot disappears under the (disabled) subscription.
-	if err := move.SetSubscriptionEnabled(ctx, b.db, n.Subscription, false); err != nil {
+	if err := logrepl.SetSubscriptionEnabled(ctx, b.db, n.Forward.Subscription, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := move.DropSlot(ctx, a.db, n.Slot); err != nil {
+	if err := logrepl.DropSlot(ctx, a.db, n.Forward.Slot); err != nil {
 		t.Fatal(err)
 	}
-	if err := move.SetSubscriptionEnabled(ctx, b.db, n.Subscription, true); err != nil {
+	if err := logrepl.SetSubscriptionEnabled(ctx, b.db, n.Forward.Subscription, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := move.Lag(ctx, a.db, n.Slot); !errors.Is(err, move.ErrSlotLost) {
+	if _, err := logrepl.Lag(ctx, a.db, n.Forward.Slot); !errors.Is(err, logrepl.ErrSlotLost) {
 		t.Errorf("Lag: %v, want ErrSlotLost", err)
 	}
-	err = move.WaitApplied(ctx, a.db, b.db, n.Subscription, n.Slot, mustLSN(t, a.db), 10*time.Second)
-	if !errors.Is(err, move.ErrSlotLost) {
+	err = logrepl.WaitApplied(ctx, a.db, b.db, n.Forward.Subscription, n.Forward.Slot, mustLSN(t, a.db), 10*time.Second)
+	if !errors.Is(err, logrepl.ErrSlotLost) {
 		t.Errorf("WaitApplied: %v, want ErrSlotLost", err)
 	}
 	// Cleanup still works with the slot gone.
-	if err := move.DropSubscription(ctx, b.db, n.Subscription); err != nil {
+	if err := logrepl.DropSubscription(ctx, b.db, n.Forward.Subscription); err != nil {
 		t.Fatal(err)
 	}
-	if err := move.DropSubscription(ctx, b.db, n.Subscription); err != nil {
+	if err := logrepl.DropSubscription(ctx, b.db, n.Forward.Subscription); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -378,19 +372,19 @@ func testBroken(t *testing.T, ca, cb *localpg.Cluster) {
 func TestValidation(t *testing.T) {
 	ctx := context.Background()
 	for _, id := range []string{"", "A", "a-b", "x;drop", string(make([]byte, 41))} {
-		if _, err := move.NamesFor(id); !errors.Is(err, registry.ErrInvalid) {
+		if _, err := logrepl.NamesFor(id); !errors.Is(err, registry.ErrInvalid) {
 			t.Errorf("NamesFor(%q) = %v, want ErrInvalid", id, err)
 		}
 	}
 	// Bad input is rejected before any SQL runs: a nil Querier is never used.
 	cases := map[string]error{
-		"publication": move.CreatePublication(ctx, nil, `p"; drop`, "xx", tables),
-		"tenant":      move.CreatePublication(ctx, nil, "p", "x'; drop table orders; --", tables),
-		"table":       move.CreatePublication(ctx, nil, "p", "xx", []string{`orders"`}),
-		"no tables":   move.CreatePublication(ctx, nil, "p", "xx", nil),
-		"slot":        move.CreateSubscription(ctx, nil, "s", move.Endpoint{}, "p", move.SubOpts{SlotName: "Bad"}),
-		"batch":       func() error { _, err := move.PurgeTenant(ctx, nil, "xx", tables, 0, nil); return err }(),
-		"gap":         func() error { _, err := move.BumpSequences(ctx, nil, nil, tables, -1); return err }(),
+		"publication": logrepl.CreatePublication(ctx, nil, `p"; drop`, "xx", tables),
+		"tenant":      logrepl.CreatePublication(ctx, nil, "p", "x'; drop table orders; --", tables),
+		"table":       logrepl.CreatePublication(ctx, nil, "p", "xx", []string{`orders"`}),
+		"no tables":   logrepl.CreatePublication(ctx, nil, "p", "xx", nil),
+		"slot":        logrepl.CreateSubscription(ctx, nil, "s", logrepl.Endpoint{}, "p", logrepl.SubOpts{SlotName: "Bad"}),
+		"batch":       func() error { _, err := logrepl.PurgeTenant(ctx, nil, "xx", tables, 0, nil); return err }(),
+		"gap":         func() error { _, err := logrepl.BumpSequences(ctx, nil, nil, tables, -1); return err }(),
 	}
 	for name, err := range cases {
 		if !errors.Is(err, registry.ErrInvalid) {
@@ -400,7 +394,7 @@ func TestValidation(t *testing.T) {
 }
 
 func TestEndpoint_ConnString(t *testing.T) {
-	e := move.Endpoint{Host: "h", Port: 5432, Database: "d b", User: "u", Password: `p'w\`}
+	e := logrepl.Endpoint{Host: "h", Port: 5432, Database: "d b", User: "u", Password: `p'w\`}
 	want := `host='h' port='5432' dbname='d b' user='u' password='p\'w\\'`
 	if got := e.ConnString(); got != want {
 		t.Errorf("ConnString = %s, want %s", got, want)
@@ -409,12 +403,12 @@ func TestEndpoint_ConnString(t *testing.T) {
 
 func TestParseLSN(t *testing.T) {
 	for _, s := range []string{"0/0", "16/B374D848", "FFFFFFFF/FFFFFFFF"} {
-		l, err := move.ParseLSN(s)
+		l, err := logrepl.ParseLSN(s)
 		if err != nil || l.String() != s {
 			t.Errorf("ParseLSN(%s) = %s, %v", s, l, err)
 		}
 	}
-	if _, err := move.ParseLSN("16B374D848"); err == nil {
+	if _, err := logrepl.ParseLSN("16B374D848"); err == nil {
 		t.Error("ParseLSN accepted a value without /")
 	}
 }

@@ -1,15 +1,10 @@
-package move
+package logrepl
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
-
-// ErrNotCaughtUp means WaitApplied's timeout passed before the subscriber
-// proved it had applied the publisher up to the LSN asked for.
-var ErrNotCaughtUp = errors.New("subscription not caught up")
 
 // WaitApplied waits until subscription sub on dst has applied everything
 // the publisher src wrote up to lsn, or timeout passes (ErrNotCaughtUp).

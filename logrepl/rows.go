@@ -1,4 +1,4 @@
-package move
+package logrepl
 
 import (
 	"context"
@@ -89,9 +89,10 @@ func CountBoth(ctx context.Context, src, dst Querier, tenant string, tables []st
 	return srcCounts, dstCounts, diff, nil
 }
 
-// PurgeTenant deletes the tenant's rows from tables, children before the
-// parents their foreign keys reference (the order is read from the catalog;
-// tables may be given in any order), batch rows per transaction so no lock
+// PurgeTenant deletes the tenant's rows from tables, which must be ordered
+// parents before the tables whose foreign keys reference them (as
+// tenanttable.List returns them): the last table first, batch rows per
+// transaction so no lock
 // is held long and no huge transaction is written. Rows of other tenants
 // are never touched: every DELETE filters on tenant_id. onProgress (if not
 // nil) is called after every batch with the table and the rows deleted from
@@ -105,9 +106,6 @@ func PurgeTenant(ctx context.Context, q Querier, tenant string, tables []string,
 	}
 	ts, err := parseTables(tables)
 	if err != nil {
-		return nil, err
-	}
-	if ts, err = parentsFirst(ctx, q, ts); err != nil {
 		return nil, err
 	}
 	out := make(map[string]int64, len(ts))

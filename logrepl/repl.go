@@ -1,17 +1,4 @@
-// Package move provides tenant moves between database aliases. This part is
-// the PostgreSQL logical-replication mechanics the move workflow is built on
-// (DESIGN.md, "The move protocol"): a publication of the tenant's tables with
-// a row filter on the tenant, a subscription on the target, progress and lag,
-// proof that the target applied the source up to an LSN, sequence bumps, the
-// reverse link for cutback, row counts and the purge of the source copy.
-//
-// Every function is idempotent: it checks the catalogs first and does
-// nothing when the object is already as asked, so a workflow step can be
-// re-run after a crash at any point. Every name is validated and quoted;
-// tenant ids are checked with registry.ValidateTenantID, and the few string
-// literals DDL cannot take as parameters (row filters, connection strings)
-// are quoted by quoteLiteral.
-package move
+package logrepl
 
 import (
 	"context"
@@ -28,94 +15,6 @@ import (
 
 // pollEvery is how often the wait functions re-read the catalogs.
 const pollEvery = 10 * time.Millisecond
-
-// TenantTables discovers the tenant tables of a database: tables of schema
-// public with a tenant_id column (partitions excluded), parents before the
-// tables whose foreign keys reference them, ties by name.
-func TenantTables(ctx context.Context, q Querier) ([]string, error) {
-	rows, err := q.Query(ctx, `
-		SELECT c.relname FROM pg_class c
-		JOIN pg_namespace n ON n.oid = c.relnamespace
-		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-		WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-		ORDER BY c.relname`)
-	if err != nil {
-		return nil, fmt.Errorf("discover tenant tables: %w", err)
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("discover tenant tables: %w", err)
-	}
-	if len(names) == 0 {
-		return nil, nil
-	}
-	ts, err := parseTables(names)
-	if err != nil {
-		return nil, err
-	}
-	if ts, err = parentsFirst(ctx, q, ts); err != nil {
-		return nil, err
-	}
-	out := make([]string, len(ts))
-	for i, t := range ts {
-		out[i] = t.String()
-	}
-	return out, nil
-}
-
-// parentsFirst orders ts so that a table comes after every table of ts its
-// foreign keys reference; otherwise the input order is kept.
-func parentsFirst(ctx context.Context, q Querier, ts []table) ([]table, error) {
-	rows, err := q.Query(ctx, `
-		SELECT cn.nspname, cc.relname, pn.nspname, pc.relname
-		FROM pg_constraint k
-		JOIN pg_class cc ON cc.oid = k.conrelid JOIN pg_namespace cn ON cn.oid = cc.relnamespace
-		JOIN pg_class pc ON pc.oid = k.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
-		WHERE k.contype = 'f' AND k.conrelid <> k.confrelid`)
-	if err != nil {
-		return nil, fmt.Errorf("read foreign keys: %w", err)
-	}
-	in := make(map[table]bool, len(ts))
-	for _, t := range ts {
-		in[t] = true
-	}
-	parents := map[table][]table{}
-	var child, parent table
-	_, err = pgx.ForEachRow(rows, []any{&child.schema, &child.name, &parent.schema, &parent.name}, func() error {
-		if in[child] && in[parent] {
-			parents[child] = append(parents[child], parent)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("read foreign keys: %w", err)
-	}
-	out := make([]table, 0, len(ts))
-	placed := make(map[table]bool, len(ts))
-	for len(out) < len(ts) {
-		progressed := false
-		for _, t := range ts {
-			if placed[t] || !allPlaced(parents[t], placed) {
-				continue
-			}
-			placed[t], progressed = true, true
-			out = append(out, t)
-		}
-		if !progressed {
-			return nil, fmt.Errorf("%w: foreign keys between tenant tables form a cycle", ErrTableNotEligible)
-		}
-	}
-	return out, nil
-}
-
-func allPlaced(ts []table, placed map[table]bool) bool {
-	for _, t := range ts {
-		if !placed[t] {
-			return false
-		}
-	}
-	return true
-}
 
 // checkEligible verifies that t can be published with a row filter on
 // tenant_id: the column exists and is part of the replica identity.
@@ -362,6 +261,21 @@ func DropSubscription(ctx context.Context, dst Querier, name string) error {
 		return fmt.Errorf("drop subscription %s: %w", name, err)
 	}
 	return nil
+}
+
+// DropLink removes link l: its subscription on sub first (so nothing more
+// is applied there; PostgreSQL 15 would publish what it applies again), then
+// its slot and its publication on pub. Every part that is already gone is
+// skipped, so it is idempotent and also clears a link half made or half
+// dropped.
+func DropLink(ctx context.Context, pub, sub Querier, l Link) error {
+	if err := DropSubscription(ctx, sub, l.Subscription); err != nil {
+		return err
+	}
+	if err := DropSlot(ctx, pub, l.Slot); err != nil {
+		return err
+	}
+	return DropPublication(ctx, pub, l.Publication)
 }
 
 func wrapErr(verb string, err error) error {

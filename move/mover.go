@@ -1,0 +1,81 @@
+package move
+
+import (
+	"context"
+	"time"
+
+	"tenantry/logrepl"
+	"tenantry/workflow"
+)
+
+// Mover runs moves: it defines the move workflow and carries out its steps.
+type Mover struct {
+	cfg Config
+}
+
+// NewMover checks cfg and returns a Mover.
+func NewMover(cfg Config) (*Mover, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	return &Mover{cfg: cfg}, nil
+}
+
+// Def is the move workflow definition to register with a workflow.Runner.
+func (m *Mover) Def() *workflow.Def {
+	return &workflow.Def{
+		Kind:  Kind,
+		Start: "prepare",
+		Steps: map[string]workflow.Step{
+			"prepare":   m.prepare,
+			"replicate": m.replicate,
+			"verify":    m.verify,
+			"ready":     m.ready,
+			"promote":   m.promote,
+			"hypercare": m.hypercare,
+			"cutback":   m.cutback,
+			"complete":  m.complete,
+			"cancel":    m.cancel,
+			"abort":     m.abort,
+		},
+		Rollback:    "abort",
+		MaxAttempts: 5,
+		Backoff: func(attempt int) time.Duration {
+			return min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)
+		},
+	}
+}
+
+// step wraps a step body with decoding and saving of Data.
+func (m *Mover) step(ctx context.Context, r *workflow.Run, f func(*Data) (string, error)) (string, error) {
+	var d Data
+	if err := r.Decode(&d); err != nil {
+		return "", workflow.Fail(err)
+	}
+	next, err := f(&d)
+	if eerr := r.Encode(&d); eerr != nil {
+		return "", workflow.Fail(eerr)
+	}
+	return next, err
+}
+
+// save persists d now (progress and phase changes inside a step).
+func save(ctx context.Context, r *workflow.Run, d *Data) error {
+	if err := r.Encode(d); err != nil {
+		return err
+	}
+	return r.Save(ctx)
+}
+
+// linkFor names the replication link from -> to of move id: the forward
+// names when it leaves the move's source, the reverse names otherwise.
+func linkFor(id string, d *Data, from, to string) (Link, error) {
+	n, err := logrepl.NamesFor(id)
+	if err != nil {
+		return Link{}, err
+	}
+	if from == d.Source {
+		return Link{From: from, To: to, Link: n.Forward}, nil
+	}
+	return Link{From: from, To: to, Link: n.Reverse}, nil
+}
