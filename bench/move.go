@@ -15,9 +15,9 @@ import (
 	"tenantry/control"
 	"tenantry/load"
 	"tenantry/move"
-	"tenantry/oms"
 	"tenantry/platform"
 	"tenantry/registry"
+	"tenantry/tenanttable"
 )
 
 // MoveConfig configures Move. Zero values mean the documented defaults.
@@ -210,7 +210,10 @@ func copyPipe(ctx context.Context, snap *registry.Snapshot, tenant, src, dst str
 		return 0, 0, err
 	}
 	defer dp.Close()
-	tables := oms.TenantTables()
+	tables, err := tenanttable.Names(ctx, sp)
+	if err != nil {
+		return 0, 0, err
+	}
 	// Foreign keys would make parallel loads wait on each other's parents;
 	// a raw pipe into an empty copy is measured without them, as the
 	// subscription's table sync also loads tables independently.

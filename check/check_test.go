@@ -3,6 +3,7 @@ package check_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"tenantry/oms"
 	"tenantry/pgtest"
 	"tenantry/tenantsig"
+	"tenantry/tenanttable"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -194,6 +196,21 @@ RETURNING product_id, location_id`).Scan(&p, &l); err != nil {
 			}
 		})
 	}
+
+	// Check reads the tenant tables from the catalog (tenanttable): a table
+	// that breaks the tenant data rules is reported, not skipped.
+	t.Run("table breaking the tenant data rules", func(t *testing.T) {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(ctx)
+		mustExec(t, tx, `CREATE TABLE stray (tenant_id text NOT NULL, id bigint PRIMARY KEY)`)
+		_, err = check.Check(ctx, bytes.NewReader(ledger), func(context.Context, string) (check.Querier, error) { return tx, nil }, check.Options{})
+		if !errors.Is(err, tenanttable.ErrRules) || !strings.Contains(err.Error(), "stray") {
+			t.Fatalf("Check with a stray table = %v, want ErrRules naming it", err)
+		}
+	})
 
 	t.Run("order acknowledged for two keys", func(t *testing.T) {
 		forged := fmt.Sprintf(`{"op":"place_order","outcome":"ack","tenant":"acme","key":"forged","order_id":%d,"at":"2025-01-01T00:00:00Z"}`+"\n", reserved)

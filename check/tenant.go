@@ -10,25 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tenantry/load"
+	"tenantry/tenanttable"
 )
-
-// primaryKeys are the OMS tenant tables and their primary keys after
-// tenant_id (see oms/schema.go). Check looks for duplicates itself rather
-// than trusting the constraints to exist on the database it is given.
-var primaryKeys = []struct {
-	table string
-	cols  []string
-}{
-	{"products", []string{"id"}},
-	{"locations", []string{"id"}},
-	{"customers", []string{"id"}},
-	{"inventory", []string{"product_id", "location_id"}},
-	{"inventory_adjustments", []string{"id"}},
-	{"orders", []string{"id"}},
-	{"order_lines", []string{"order_id", "line_no"}},
-	{"fulfilments", []string{"id"}},
-	{"idempotency_keys", []string{"key"}},
-}
 
 // tenantCheck checks one tenant's database against its history.
 type tenantCheck struct {
@@ -52,38 +35,50 @@ func (c *tenantCheck) run(ctx context.Context) error {
 	return nil
 }
 
-// duplicateKeys reports primary keys held by more than one row.
+// duplicateKeys reports primary keys held by more than one row, in every
+// tenant table of the database (tenanttable.List, which refuses a table
+// without a primary key that starts with tenant_id). Under an existing
+// constraint a duplicate means its index was corrupted or bypassed, which
+// is what a checker is for.
 func (c *tenantCheck) duplicateKeys(ctx context.Context) error {
-	for _, pk := range primaryKeys {
-		cols := make([]string, len(pk.cols))
-		for i, col := range pk.cols {
-			cols[i] = pgx.Identifier{col}.Sanitize()
+	tables, err := tenanttable.List(ctx, c.db)
+	if err != nil {
+		return err
+	}
+	for _, t := range tables {
+		cols := t.PK[1:] // PK[0] is tenant_id
+		if len(cols) == 0 {
+			cols = t.PK // one row per tenant
 		}
-		list := strings.Join(cols, ", ")
+		idents := make([]string, len(cols))
+		for i, col := range cols {
+			idents[i] = pgx.Identifier{col}.Sanitize()
+		}
+		list := strings.Join(idents, ", ")
 		q := fmt.Sprintf("SELECT concat_ws(' ', %s), count(*) FROM %s WHERE tenant_id = $1 GROUP BY %s HAVING count(*) > 1 ORDER BY 1 LIMIT 100",
-			keyExpr(pk.cols), pgx.Identifier{pk.table}.Sanitize(), list)
+			keyExpr(cols), t.Ident(), list)
 		rows, err := c.db.Query(ctx, q, c.tenant)
 		if err != nil {
-			return fmt.Errorf("find duplicate keys of %s: %w", pk.table, err)
+			return fmt.Errorf("find duplicate keys of %s: %w", t.Name, err)
 		}
 		var key string
 		var n int64
 		_, err = pgx.ForEachRow(rows, []any{&key, &n}, func() error {
-			c.violation(KindDuplicateKey, pk.table, key, "%d rows share this primary key", n)
+			c.violation(KindDuplicateKey, t.Name, key, "%d rows share this primary key", n)
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("find duplicate keys of %s: %w", pk.table, err)
+			return fmt.Errorf("find duplicate keys of %s: %w", t.Name, err)
 		}
 	}
 	return nil
 }
 
-// keyExpr renders key columns as "col=value" terms for concat_ws.
+// keyExpr renders a key's columns as 'col=' || col terms for concat_ws.
 func keyExpr(cols []string) string {
 	terms := make([]string, len(cols))
 	for i, col := range cols {
-		terms[i] = fmt.Sprintf("'%s=' || %s", col, pgx.Identifier{col}.Sanitize())
+		terms[i] = fmt.Sprintf("'%s=' || %s", strings.ReplaceAll(col, "'", "''"), pgx.Identifier{col}.Sanitize())
 	}
 	return strings.Join(terms, ", ")
 }

@@ -16,6 +16,7 @@ import (
 	"tenantry/oms"
 	"tenantry/pgtest"
 	"tenantry/tenantsig"
+	"tenantry/tenanttable"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -131,12 +132,16 @@ func (e *env) must(want int, tenant, method, path string, body any, headers ...s
 func (e *env) counts() map[string]int64 {
 	e.t.Helper()
 	out := map[string]int64{}
-	for _, tbl := range oms.TenantTables() {
+	tables, err := tenanttable.List(context.Background(), e.pool)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, tbl := range tables {
 		var n int64
-		if err := e.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+tbl).Scan(&n); err != nil {
+		if err := e.pool.QueryRow(context.Background(), "SELECT count(*) FROM "+tbl.Ident()).Scan(&n); err != nil {
 			e.t.Fatal(err)
 		}
-		out[tbl] = n
+		out[tbl.Name] = n
 	}
 	return out
 }

@@ -4,8 +4,9 @@
 // tenantry claim is measured under: moves, cutovers, rollouts and failovers
 // are judged while load generators drive this API.
 //
-// The package owns its schema (Migrate, TenantTables) and its HTTP API
-// (NewServer). It reaches databases only through the small DB interface, so
+// The package owns its schema (Migrate) and its HTTP API (NewServer); which
+// of its tables are tenant tables is read from the catalog by tenanttable,
+// like any other application's. It reaches databases only through the small DB interface, so
 // that production wires it to the tenant router (per-tenant pools, pause
 // gates, fencing) while tools and tests use PoolDB over one superuser pool.
 //

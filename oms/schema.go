@@ -144,27 +144,6 @@ CREATE TABLE idempotency_keys (
 	},
 }
 
-// tenantTables are the tables holding tenant rows, parents before children.
-var tenantTables = []string{
-	"products",
-	"locations",
-	"customers",
-	"inventory",
-	"inventory_adjustments",
-	"orders",
-	"order_lines",
-	"fulfilments",
-	"idempotency_keys",
-}
-
-// TenantTables returns the tables that hold tenant rows, in foreign-key
-// dependency order (a table comes after every table it references). Moves,
-// backups and verification copy them in this order and delete in reverse.
-// The caller may modify the returned slice.
-func TenantTables() []string {
-	return append([]string(nil), tenantTables...)
-}
-
 // LatestVersion is the schema version Migrate brings a database to.
 func LatestVersion() int { return schema.Latest() }
 
