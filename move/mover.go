@@ -1,3 +1,18 @@
+// Package move provides tenant moves between database aliases: the durable
+// move workflow of DESIGN.md's move protocol (prepare, replicate, verify,
+// ready, promote and cutback with the link back, hypercare, complete,
+// cancel, and abort as the rollback), run by a workflow.Runner, and Service,
+// which the control plane's API calls to start, inspect and signal moves.
+//
+// The replication mechanics are package logrepl; which tables a tenant's
+// rows live in is package tenanttable; backups and parity are injected
+// (Config.Backup, VerifyBackup, Parity) so the move knows no local cluster.
+// A file per concern: config.go (Config and its defaults), data.go (the
+// persisted state), errors.go (the sentinels), sides.go (connections to both
+// aliases), one file per step (prepare.go, replicate.go, verify.go,
+// ready.go, flip.go for promote and cutback, reverse.go for the link swap
+// after a flip, hypercare.go, complete.go, cancel.go with abort) and
+// service.go.
 package move
 
 import (
