@@ -16,6 +16,7 @@ import (
 
 	"tenantry/backup"
 	"tenantry/httpedge"
+	"tenantry/jsonapi"
 	"tenantry/move"
 	"tenantry/oms"
 	"tenantry/registry"
@@ -140,7 +141,7 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	p.serve = make(chan struct{})
 	go func() {
 		defer close(p.serve)
-		if err := p.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := p.srv.Serve(jsonapi.Listener(ln)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			cfg.Logger.Error("control plane server", "err", err)
 		}
 	}()

@@ -59,6 +59,8 @@ func NewServer(svc *Service, token string) (*Server, error) {
 	s.Handle("GET /v1/tenants", s.listTenants)
 	s.Handle("POST /v1/tenants", s.createTenant)
 	s.Handle("GET /v1/tenants/{id}", s.getTenant)
+	notFound := jsonapi.Unmatched(s.mux)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.unmatched(w, r, notFound) })
 	return s, nil
 }
 
@@ -85,7 +87,28 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 	})
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the API. A request for no endpoint (an unknown path, a
+// known path with another method, a path not in canonical form) is answered
+// in JSON, and only to a client with the admin token: without it, 401 comes
+// first, so the API's shape is not probed by strangers.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !jsonapi.CanonicalPath(r.URL.Path) {
+		s.unmatched(w, r, jsonapi.NotCanonical)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// unmatched answers a request for no endpoint with answer, after the token
+// check.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, answer http.HandlerFunc) {
+	if !s.authorized(r) {
+		httpedge.DropConnection(w)
+		writeError(w, s.log, fmt.Errorf("admin token: %w", ErrUnauthorized))
+		return
+	}
+	answer(w, r)
+}
 
 func (s *Server) authorized(r *http.Request) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tenantry/control"
+	"tenantry/jsonapi/jsonapitest"
 	"tenantry/oms"
 	"tenantry/pgtest"
 	"tenantry/provision"
@@ -37,9 +39,10 @@ var testSecret = []byte("control-test-secret")
 // control database and one alias on a fresh tenant database, both on the
 // shared test cluster.
 type api struct {
-	url    string
-	store  *registry.Store
-	client *control.Client
+	url     string
+	handler *control.Server
+	store   *registry.Store
+	client  *control.Client
 	// host, port and db of the alias's database.
 	host string
 	port int
@@ -74,7 +77,7 @@ func newAPI(t *testing.T) *api {
 	srv.EnableStacks(&stack.ExternalProvider{Store: store}, store)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	a := &api{url: hs.URL, store: store, client: &control.Client{BaseURL: hs.URL, Token: testToken},
+	a := &api{url: hs.URL, handler: srv, store: store, client: &control.Client{BaseURL: hs.URL, Token: testToken},
 		host: c.Host, port: c.Port, db: pgtest.MustDB(t)}
 	if _, err := a.client.CreateCluster(ctx, control.CreateClusterRequest{Name: "main", Members: []registry.Member{
 		{Name: "main-0", Host: c.Host, Port: c.Port, Role: registry.RolePrimary},
@@ -452,6 +455,50 @@ func TestServer_ReservedTenantIDs(t *testing.T) {
 			}
 			if n != 0 {
 				t.Errorf("a role %s was made for a refused tenant id", provision.RoleName(tc.id))
+			}
+		})
+	}
+}
+
+// TestServer_Edges: every answer of the control API is JSON with a stable
+// code, and a request for no endpoint is answered 401 before anything else
+// without the admin token.
+func TestServer_Edges(t *testing.T) {
+	a := newAPI(t)
+	addr := jsonapitest.MustServe(t, a.handler, control.Limits)
+	req := func(method, target, token string) string {
+		auth := ""
+		if token != "" {
+			auth = "Authorization: Bearer " + token + "\r\n"
+		}
+		return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: control\r\n%sContent-Length: 0\r\n\r\n", method, target, auth)
+	}
+	huge := strings.Repeat("a", 70<<10)
+	for _, tc := range []struct {
+		name, raw   string
+		status      int
+		code, allow string
+	}{
+		{"unknown path without a token", req("GET", "/v1/nothing", ""), 401, "unauthorized", ""},
+		{"unknown path with a wrong token", req("GET", "/v1/nothing", "wrong"), 401, "unauthorized", ""},
+		{"unknown path", req("GET", "/v1/nothing", testToken), 404, "not_found", ""},
+		{"root", req("GET", "/", testToken), 404, "not_found", ""},
+		{"wrong method without a token", req("DELETE", "/v1/tenants", ""), 401, "unauthorized", ""},
+		{"wrong method", req("DELETE", "/v1/tenants", testToken), 405, "method_not_allowed", "GET, HEAD, POST"},
+		{"unknown method", req("BREW", "/v1/status", testToken), 405, "method_not_allowed", "GET, HEAD"},
+		{"double slash without a token", req("GET", "//v1/status", ""), 401, "unauthorized", ""},
+		{"double slash", req("GET", "//v1/status", testToken), 404, "not_found", ""},
+		{"dot dot", req("GET", "/v1/../v1/status", testToken), 404, "not_found", ""},
+		{"OPTIONS *", req("OPTIONS", "*", testToken), 404, "not_found", ""},
+		{"health", req("GET", "/healthz", ""), 200, "", ""},
+		{"oversized URL", req("GET", "/v1/status?x="+huge, testToken), 431, "header_too_large", ""},
+		{"malformed request line", "GET /v1/status\r\n\r\n", 400, "bad_request", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ans := jsonapitest.MustSend(t, addr, tc.raw)
+			ans.WantJSON(t, tc.status, tc.code)
+			if got := ans.Header.Get("Allow"); got != tc.allow {
+				t.Errorf("Allow %q, want %q", got, tc.allow)
 			}
 		})
 	}

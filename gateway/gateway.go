@@ -38,6 +38,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"tenantry/httpedge"
+	"tenantry/jsonapi"
 	"tenantry/registry"
 	"tenantry/tenantsig"
 )
@@ -298,10 +299,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"instances": g.Health()})
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
-	})
-	return mux
+	mux.Handle("/", jsonapi.Unmatched(mux))
+	return jsonapi.Canonical(mux)
 }
 
 // reqState is what the proxy needs to know about one request after it has
@@ -333,13 +332,19 @@ func stateOf(ctx context.Context) *reqState {
 
 // ServeHTTP authenticates, routes and proxies one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !jsonapi.CanonicalPath(r.URL.Path) {
+		// Never forwarded: an instance (or whatever an external stack runs)
+		// might resolve "/v1/../admin" to a path the client may not reach.
+		jsonapi.NotCanonical(w, r)
+		return
+	}
 	switch r.URL.Path {
 	case "/healthz":
 		g.serveHealthz(w)
 		return
 	case "/metrics":
 		// Only on the admin listener (AdminHandler).
-		writeError(w, http.StatusNotFound, "not_found", "no such endpoint")
+		jsonapi.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 		return
 	}
 	start := g.cfg.Now()
@@ -463,13 +468,13 @@ func (g *Gateway) errorHandler(w http.ResponseWriter, r *http.Request, err error
 		st.code = 499
 	case errors.As(err, &ns):
 		st.code = http.StatusServiceUnavailable
-		writeError(w, st.code, "no_backend", "no instance of the stack accepted the connection")
+		jsonapi.WriteError(w, st.code, "no_backend", "no instance of the stack accepted the connection")
 	case errors.As(err, &ne) && ne.Timeout():
 		st.code = http.StatusGatewayTimeout
-		writeError(w, st.code, "gateway_timeout", "the instance did not answer in time")
+		jsonapi.WriteError(w, st.code, "gateway_timeout", "the instance did not answer in time")
 	default:
 		st.code = http.StatusBadGateway
-		writeError(w, st.code, "bad_gateway", "the instance failed to answer")
+		jsonapi.WriteError(w, st.code, "bad_gateway", "the instance failed to answer")
 	}
 	g.log.Debug("proxy error", logStack, st.pool.stack, logInstance, st.up.raw, logErr, err)
 }
@@ -485,7 +490,7 @@ func (g *Gateway) failed(u *upstream, err error) {
 func (g *Gateway) now() time.Time { return g.cfg.Now() }
 
 func (g *Gateway) reject(w http.ResponseWriter, stack, tenant string, code int, errCode, msg string, start time.Time) {
-	writeError(w, code, errCode, msg)
+	jsonapi.WriteError(w, code, errCode, msg)
 	g.metrics.observe(stack, tenant, code, g.cfg.Now().Sub(start))
 }
 
@@ -500,15 +505,6 @@ func (g *Gateway) serveHealthz(w http.ResponseWriter) {
 	io.WriteString(w, `{"status":"ok","registry_version":`)
 	io.WriteString(w, strconv.FormatInt(version, 10))
 	io.WriteString(w, "}\n")
-}
-
-// writeError writes the platform's error body: {"error":{"code","message"}}.
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	io.WriteString(w, `{"error":{"code":"`+code+`","message":"`+msg+`"}}`+"\n")
 }
 
 // Serve serves the gateway on ln, with Config.Limits, until ctx ends, then

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"tenantry/httpedge"
+	"tenantry/jsonapi/jsonapitest"
 	"tenantry/registry"
 	"tenantry/tenantsig"
 )
@@ -416,5 +418,43 @@ func TestHealth_FailureAndSuccess(t *testing.T) {
 	h.success()
 	if !h.available(later.UnixNano()) || h.fails.Load() != 0 {
 		t.Fatal("success did not reset health")
+	}
+}
+
+// TestGateway_Edges: the gateway's own answers are JSON with a stable code,
+// and a path that is not canonical is answered 404 and never forwarded.
+func TestGateway_Edges(t *testing.T) {
+	a := newBackend(t, "a")
+	src := &fakeSource{}
+	src.publish(snapshot(1, map[string][]string{"a": {a.srv.URL}}, route(registry.DefaultRoute, "a", 1)))
+	g, _, _ := newGateway(t, src, nil)
+	addr := jsonapitest.MustServe(t, g, httpedge.Limits{})
+	admin := jsonapitest.MustServe(t, g.AdminHandler(), httpedge.Limits{})
+	for _, tc := range []struct {
+		name, addr, method, target string
+		headers                    string
+		status                     int
+		code                       string
+		forwarded                  bool
+	}{
+		{"canonical", addr, "GET", "/v1/orders/1", "", 200, "", true},
+		{"double slash", addr, "GET", "//metrics", "", 404, "not_found", false},
+		{"dot dot", addr, "GET", "/v1/../admin", "", 404, "not_found", false},
+		{"escaped dot dot", addr, "GET", "/v1/%2E%2E/admin", "", 404, "not_found", false},
+		{"OPTIONS *", addr, "OPTIONS", "*", "", 404, "not_found", false},
+		{"metrics on the public listener", addr, "GET", "/metrics", "", 404, "not_found", false},
+		{"oversized header", addr, "GET", "/v1/orders/1", "X-Big: " + strings.Repeat("b", 70<<10) + "\r\n", 431, "header_too_large", false},
+		{"admin: double slash", admin, "GET", "//metrics", "", 404, "not_found", false},
+		{"admin: wrong method", admin, "DELETE", "/instances", "", 405, "method_not_allowed", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			id := "edge-" + tc.name
+			raw := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer %s\r\nX-Req-Id: %s\r\n%s\r\n",
+				tc.method, tc.target, keyAcme, id, tc.headers)
+			jsonapitest.MustSend(t, tc.addr, raw).WantJSON(t, tc.status, tc.code)
+			if _, got := a.received.Load(id); got != tc.forwarded {
+				t.Errorf("forwarded to the instance: %v, want %v", got, tc.forwarded)
+			}
+		})
 	}
 }

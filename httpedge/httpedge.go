@@ -15,6 +15,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"tenantry/jsonapi"
 )
 
 // Limits bounds what one client connection may hold. Zero values mean the
@@ -82,17 +84,21 @@ func NewServer(h http.Handler, l Limits, log *slog.Logger) *http.Server {
 		WriteTimeout:      l.WriteTimeout,
 		IdleTimeout:       l.IdleTimeout,
 		MaxHeaderBytes:    l.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		// "OPTIONS *" goes to the handler (which answers in JSON) instead of
+		// net/http's empty 200.
+		DisableGeneralOptionsHandler: true,
+		ErrorLog:                     slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 }
 
-// Serve serves srv on ln until ctx ends, then stops accepting connections
+// Serve serves srv on ln until ctx ends (through jsonapi.Listener, so that
+// net/http's own answers, such as 431 for oversized headers, are JSON), then stops accepting connections
 // and waits up to drain for in-flight requests (closing what is left after
 // that). It returns nil after a clean drain, the drain's error otherwise,
 // and the server's error if it stops serving on its own.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain time.Duration) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(jsonapi.Listener(ln)) }()
 	select {
 	case err := <-errc:
 		return err

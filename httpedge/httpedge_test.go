@@ -12,26 +12,8 @@ import (
 	"time"
 
 	"tenantry/httpedge"
+	"tenantry/jsonapi/jsonapitest"
 )
-
-// start serves h with l on loopback until the test ends.
-func start(t *testing.T, h http.Handler, l httpedge.Limits) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- httpedge.Serve(ctx, httpedge.NewServer(h, l, nil), ln, 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return ln.Addr().String()
-}
 
 // announce sends a POST that announces a body it never sends, and returns
 // the status line and how long the server took to close the connection.
@@ -62,14 +44,14 @@ func TestDropConnection(t *testing.T) {
 		httpedge.DropConnection(w)
 		w.WriteHeader(http.StatusUnauthorized)
 	})
-	status, took := announce(t, start(t, refuse, httpedge.Limits{ReadTimeout: readTimeout}))
+	status, took := announce(t, jsonapitest.MustServe(t, refuse, httpedge.Limits{ReadTimeout: readTimeout}))
 	if status != "HTTP/1.1 401 Unauthorized" || took >= readTimeout {
 		t.Fatalf("refused: %q after %v; want 401 and a close before the read timeout", status, took)
 	}
 
 	// Without it, net/http waits for the announced body after answering.
 	plain := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
-	status, took = announce(t, start(t, plain, httpedge.Limits{ReadTimeout: readTimeout}))
+	status, took = announce(t, jsonapitest.MustServe(t, plain, httpedge.Limits{ReadTimeout: readTimeout}))
 	if status != "HTTP/1.1 401 Unauthorized" || took < readTimeout {
 		t.Fatalf("not dropped: %q after %v; want 401 and a close at the read timeout", status, took)
 	}

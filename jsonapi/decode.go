@@ -1,8 +1,9 @@
-// Package jsonapi holds what every tenantry HTTP server (the OMS, the
-// gateway, the control API) does alike at its edge: strict decoding of JSON
-// request bodies (Decode), the error body {"error":{"code","message"}}
-// (WriteError), and JSON answers where net/http would answer in text (Edge,
-// Listener).
+// Package jsonapi holds the JSON conventions every tenantry HTTP server (the
+// OMS, the gateway, the control API) shares: strict decoding of request
+// bodies (Decode), the error body {"error":{"code","message"}} (WriteError),
+// and JSON answers where net/http would answer by itself in text or HTML
+// (CanonicalPath, Unmatched, Listener). Package httpedge, the servers'
+// timeouts and limits, serves through Listener.
 package jsonapi
 
 import (

@@ -25,10 +25,11 @@ var secret = []byte("test-platform-secret")
 
 // env is one migrated database served by a real OMS over loopback HTTP.
 type env struct {
-	t     *testing.T
-	pool  *pgxpool.Pool
-	srv   *httptest.Server
-	admin *httptest.Server // the server's AdminHandler
+	t       *testing.T
+	pool    *pgxpool.Pool
+	handler *oms.Server
+	srv     *httptest.Server
+	admin   *httptest.Server // the server's AdminHandler
 }
 
 func newEnv(t *testing.T) *env {
@@ -52,7 +53,7 @@ func newEnvWith(t *testing.T, configure func(*oms.Config)) *env {
 	t.Cleanup(srv.Close)
 	admin := httptest.NewServer(s.AdminHandler())
 	t.Cleanup(admin.Close)
-	return &env{t: t, pool: pool, srv: srv, admin: admin}
+	return &env{t: t, pool: pool, handler: s, srv: srv, admin: admin}
 }
 
 // response is an HTTP answer with its JSON body decoded.

@@ -107,15 +107,13 @@ func serveHealthz(w http.ResponseWriter, _ *http.Request) {
 // AdminHandler serves what only operators may see, for an admin listener
 // that is not the public one (`tenantry oms --admin-listen`, loopback by
 // default): GET /metrics and GET /healthz. Other paths answer 404.
-func (s *Server) AdminHandler() http.Handler { return s.admin }
+func (s *Server) AdminHandler() http.Handler { return jsonapi.Canonical(s.admin) }
 
 func (s *Server) adminRoutes(metrics http.Handler) {
 	s.admin = http.NewServeMux()
 	s.admin.Handle("GET /metrics", metrics)
 	s.admin.HandleFunc("GET /healthz", serveHealthz)
-	s.admin.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, apiErr(CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
+	s.admin.Handle("/", jsonapi.Unmatched(s.admin))
 }
 
 // routes registers the public API. /metrics is not among them: it is on the
@@ -140,16 +138,21 @@ func (s *Server) routes() {
 	s.api("POST /v1/orders/{id}/fulfil", s.fulfilOrder)
 	s.api("POST /v1/orders/{id}/cancel", s.cancelOrder)
 
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, apiErr(CodeNotFound, "no such endpoint: %s %s", r.Method, r.URL.Path))
-	})
+	// Unknown paths answer 404 not_found, known paths with another method
+	// 405 method_not_allowed with Allow, both in JSON.
+	s.mux.Handle("/", jsonapi.Unmatched(s.mux))
 }
 
 // ServeHTTP serves the API and records metrics by route pattern.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	s.mux.ServeHTTP(rec, r)
+	if jsonapi.CanonicalPath(r.URL.Path) {
+		s.mux.ServeHTTP(rec, r)
+	} else {
+		// The mux would redirect to the cleaned path, in HTML.
+		jsonapi.NotCanonical(rec, r)
+	}
 	route := r.Pattern // set by the mux on r itself
 	if route == "" || route == "/" {
 		route = "unmatched"
@@ -263,9 +266,12 @@ func pathID(r *request, name string) (int64, error) {
 	return parseID(name, r.PathValue(name))
 }
 
+// parseID parses v as a positive id: decimal digits only, without a sign
+// or leading zeros, so that one id has one spelling ("+1", "01" and " 1"
+// are refused, not read as 1).
 func parseID(name, v string) (int64, error) {
 	id, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || id <= 0 {
+	if err != nil || id <= 0 || strconv.FormatInt(id, 10) != v {
 		return 0, invalid("%s must be a positive integer, not %q", name, v)
 	}
 	return id, nil
