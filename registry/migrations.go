@@ -84,5 +84,17 @@ CREATE TABLE router_acks (
 	PRIMARY KEY (router, tenant)
 );
 `,
+		// 2: the event log (events.go).
+		`
+CREATE TABLE events (
+	id      bigserial   PRIMARY KEY,
+	at      timestamptz NOT NULL DEFAULT clock_timestamp(),
+	kind    text        NOT NULL CHECK (kind ~ '^[a-z][a-z0-9_.-]{0,62}$'),
+	subject text        NOT NULL DEFAULT '',
+	message text        NOT NULL DEFAULT '',
+	data    jsonb
+);
+CREATE INDEX events_subject ON events (subject, id);
+`,
 	},
 }

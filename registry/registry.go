@@ -196,6 +196,9 @@ type APIKey struct {
 	Tenant    string    `json:"tenant"`
 	Hash      string    `json:"-"`
 	CreatedAt time.Time `json:"created_at"`
+	// RevokedAt is set on a revoked key (Store.APIKeys lists them; a
+	// snapshot holds only keys in force).
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 }
 
 // RouterInstance is a live tenant router (one per stack instance or

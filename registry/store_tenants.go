@@ -40,12 +40,16 @@ func (s *Store) CreateTenant(ctx context.Context, id, alias string) (*Tenant, er
 		var err error
 		t, err = scanTenant(tx.QueryRow(ctx, `INSERT INTO tenants (id, alias, state, epoch) VALUES ($1, $2, 'active', 1)
 			RETURNING `+tenantCols, id, alias))
-		return dbErr("create tenant "+id, err)
+		if err != nil {
+			return dbErr("create tenant "+id, err)
+		}
+		return addEvent(ctx, tx, EventTenantCreated, id, "tenant created on alias "+alias, map[string]string{"alias": alias})
 	})
 	return t, err
 }
 
-// DeleteTenant deletes a tenant with its route, API keys and acks.
+// DeleteTenant deletes a tenant with its placement, route, API keys and
+// acks, and records EventTenantDeleted. ErrNotFound if it does not exist.
 func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 	if err := ValidateTenantID(id); err != nil {
 		return err
@@ -54,8 +58,16 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) error {
 		if _, err := tx.Exec(ctx, "DELETE FROM routes WHERE tenant = $1", id); err != nil {
 			return dbErr("delete route of tenant "+id, err)
 		}
+		var keys int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM api_keys WHERE tenant = $1", id).Scan(&keys); err != nil {
+			return dbErr("count api keys of tenant "+id, err)
+		}
 		tag, err := tx.Exec(ctx, "DELETE FROM tenants WHERE id = $1", id)
-		return mustAffect(tag, err, "delete tenant "+id)
+		if err := mustAffect(tag, err, "delete tenant "+id); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, EventTenantDeleted, id, "tenant deleted with its placement, route and api keys",
+			map[string]int{"api_keys": keys})
 	})
 }
 
@@ -132,7 +144,10 @@ func (s *Store) CreateAPIKey(ctx context.Context, tenant string) (string, *APIKe
 	err := s.write(ctx, func(tx pgx.Tx, _ int64) error {
 		err := tx.QueryRow(ctx, "INSERT INTO api_keys (id, tenant, hash) VALUES ($1, $2, $3) RETURNING created_at",
 			k.ID, k.Tenant, k.Hash).Scan(&k.CreatedAt)
-		return dbErr("create api key for tenant "+tenant, err)
+		if err != nil {
+			return dbErr("create api key for tenant "+tenant, err)
+		}
+		return addEvent(ctx, tx, EventKeyCreated, tenant, "api key "+k.ID+" created", map[string]string{"key_id": k.ID})
 	})
 	if err != nil {
 		return "", nil, err
@@ -142,13 +157,81 @@ func (s *Store) CreateAPIKey(ctx context.Context, tenant string) (string, *APIKe
 
 var keyIDRe = regexp.MustCompile(`^[0-9a-f]{16}$`)
 
-// RevokeAPIKey revokes a key by id. ErrNotFound if no unrevoked key has it.
-func (s *Store) RevokeAPIKey(ctx context.Context, id string) error {
+// ValidateAPIKeyID checks the shape of an API key id (not its secret).
+func ValidateAPIKeyID(id string) error {
 	if !keyIDRe.MatchString(id) {
-		return fmt.Errorf("%w: api key id %q", ErrInvalid, id)
+		return fmt.Errorf("%w: api key id %q must be 16 hex digits", ErrInvalid, id)
+	}
+	return nil
+}
+
+// RevokeAPIKey revokes tenant's key id and records EventKeyRevoked; the
+// gateway refuses it from its next snapshot on. ErrNotFound if tenant has no
+// unrevoked key with that id.
+func (s *Store) RevokeAPIKey(ctx context.Context, tenant, id string) error {
+	if err := ValidateTenantID(tenant); err != nil {
+		return err
+	}
+	if err := ValidateAPIKeyID(id); err != nil {
+		return err
 	}
 	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
-		tag, err := tx.Exec(ctx, "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", id)
-		return mustAffect(tag, err, "revoke api key "+id)
+		what := "revoke api key " + id + " of tenant " + tenant
+		tag, err := tx.Exec(ctx, "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND tenant = $2 AND revoked_at IS NULL", id, tenant)
+		if err := mustAffect(tag, err, what); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, EventKeyRevoked, tenant, "api key "+id+" revoked", map[string]string{"key_id": id})
 	})
+}
+
+// RevokeTenantKeys revokes every unrevoked key of tenant in one change and
+// records EventKeyRevoked for each. It returns the revoked ids; none is not
+// an error.
+func (s *Store) RevokeTenantKeys(ctx context.Context, tenant string) ([]string, error) {
+	if err := ValidateTenantID(tenant); err != nil {
+		return nil, err
+	}
+	var ids []string
+	err := s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		rows, _ := tx.Query(ctx, "UPDATE api_keys SET revoked_at = now() WHERE tenant = $1 AND revoked_at IS NULL RETURNING id", tenant)
+		var err error
+		if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+			return dbErr("revoke api keys of tenant "+tenant, err)
+		}
+		for _, id := range ids {
+			if err := addEvent(ctx, tx, EventKeyRevoked, tenant, "api key "+id+" revoked", map[string]string{"key_id": id}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return ids, err
+}
+
+// APIKeys lists tenant's keys, revoked ones included, oldest first.
+// ErrNotFound if the tenant does not exist.
+func (s *Store) APIKeys(ctx context.Context, tenant string) ([]APIKey, error) {
+	if err := ValidateTenantID(tenant); err != nil {
+		return nil, err
+	}
+	var keys []APIKey
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var exists bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenant).Scan(&exists); err != nil {
+			return dbErr("list api keys of tenant "+tenant, err)
+		}
+		if !exists {
+			return fmt.Errorf("tenant %s: %w", tenant, ErrNotFound)
+		}
+		rows, _ := tx.Query(ctx, "SELECT id, tenant, hash, created_at, revoked_at FROM api_keys WHERE tenant = $1 ORDER BY created_at, id", tenant)
+		var err error
+		keys, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (APIKey, error) {
+			var k APIKey
+			err := r.Scan(&k.ID, &k.Tenant, &k.Hash, &k.CreatedAt, &k.RevokedAt)
+			return k, err
+		})
+		return dbErr("list api keys of tenant "+tenant, err)
+	})
+	return keys, err
 }
