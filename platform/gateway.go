@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,6 +30,11 @@ type GatewayOptions struct {
 	// value is used as given, and a running gateway listening elsewhere is
 	// replaced.
 	Listen string
+	// AdminListen is the address of the gateway's admin listener
+	// (/metrics, /healthz). Empty keeps the port it had before when free,
+	// else a free loopback port picked now (so that AdminURL can say it);
+	// a running gateway is adopted whatever admin address it has.
+	AdminListen string
 	// Exited is called when the gateway exits without Stop (it is not
 	// restarted; the caller decides).
 	Exited func(err error)
@@ -41,7 +47,7 @@ type GatewayOptions struct {
 }
 
 // Gateway is the gateway process of a local platform: `tenantry gateway
-// --listen ADDR --addr-file DIR/gateway.addr`, run through localproc so
+// --listen ADDR --admin-listen ADDR --addr-file DIR/gateway.addr`, run through localproc so
 // that it is not the owner's process. A kill -9 of the owner (`tenantry
 // up`) leaves it serving from its last registry snapshot; the restarted
 // owner's StartGateway adopts it. A clean shutdown must call Stop.
@@ -51,6 +57,11 @@ type Gateway struct {
 
 // URL is the gateway's base URL.
 func (g *Gateway) URL() string { return g.proc.URL() }
+
+// AdminURL is the base URL of the gateway's admin listener (/metrics).
+func (g *Gateway) AdminURL() string {
+	return "http://" + argValue(g.proc.Record().Argv, "--admin-listen")
+}
 
 // PID is the gateway's process id.
 func (g *Gateway) PID() int { return g.proc.PID() }
@@ -91,11 +102,14 @@ func StartGateway(ctx context.Context, opts GatewayOptions) (*Gateway, error) {
 	rec, err := localproc.LoadRecord(recPath)
 	switch {
 	case err == nil:
-		listen := opts.Listen
+		listen, admin := opts.Listen, opts.AdminListen
 		if listen == "" {
 			listen = argValue(rec.Argv, "--listen")
 		}
-		p, err := localproc.Adopt(ctx, rec, gatewaySpec(opts, listen))
+		if admin == "" {
+			admin = argValue(rec.Argv, "--admin-listen")
+		}
+		p, err := localproc.Adopt(ctx, rec, gatewaySpec(opts, listen, admin))
 		if err == nil {
 			log.Info("gateway adopted", "pid", p.PID(), "url", p.URL())
 			return &Gateway{proc: p}, nil
@@ -104,26 +118,43 @@ func StartGateway(ctx context.Context, opts GatewayOptions) (*Gateway, error) {
 	case !errors.Is(err, os.ErrNotExist):
 		log.Warn("unreadable gateway record; starting a new gateway", "err", err)
 	}
-	listen := opts.Listen
-	if listen == "" {
-		listen = reuseAddr(rec.URL)
+	// Ask for the ports of the previous gateway first; if another program
+	// takes one between the check and the gateway's bind, any port beats
+	// none.
+	prev := []string{rec.URL, "http://" + argValue(rec.Argv, "--admin-listen")}
+	var errs []error
+	for range 2 {
+		listen, admin := opts.Listen, opts.AdminListen
+		if listen == "" {
+			listen = reuseAddr(prev[0])
+		}
+		if admin == "" {
+			if admin = reuseAddr(prev[1]); admin == anyLoopbackPort {
+				if admin, err = freeLoopbackAddr(); err != nil {
+					return nil, fmt.Errorf("start gateway: %w", err)
+				}
+			}
+		}
+		g, err := startGateway(ctx, opts, recPath, listen, admin)
+		if err == nil {
+			return g, nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || (opts.Listen != "" && opts.AdminListen != "") {
+			break
+		}
+		log.Warn("gateway did not start; trying other ports", "listen", listen, "admin_listen", admin, "err", err)
+		prev = []string{"", ""}
 	}
-	g, err := startGateway(ctx, opts, recPath, listen)
-	if err != nil && opts.Listen == "" && listen != anyLoopbackPort {
-		// The old port was free when asked and taken when the gateway
-		// bound it: any port beats none.
-		log.Warn("gateway could not take its old port; using another", "listen", listen, "err", err)
-		g, err = startGateway(ctx, opts, recPath, anyLoopbackPort)
-	}
-	return g, err
+	return nil, errors.Join(errs...)
 }
 
 const anyLoopbackPort = "127.0.0.1:0"
 
 // startGateway starts a new gateway listening on listen, records it and
 // waits until it answers; on failure it stops it.
-func startGateway(ctx context.Context, opts GatewayOptions, recPath, listen string) (*Gateway, error) {
-	p, err := localproc.Start(gatewaySpec(opts, listen))
+func startGateway(ctx context.Context, opts GatewayOptions, recPath, listen, admin string) (*Gateway, error) {
+	p, err := localproc.Start(gatewaySpec(opts, listen, admin))
 	if err != nil {
 		return nil, err
 	}
@@ -142,15 +173,16 @@ func startGateway(ctx context.Context, opts GatewayOptions, recPath, listen stri
 	return &Gateway{proc: p}, nil
 }
 
-func gatewaySpec(opts GatewayOptions, listen string) localproc.Spec {
+func gatewaySpec(opts GatewayOptions, listen, admin string) localproc.Spec {
 	stop := opts.StopTimeout
 	if stop <= 0 {
 		stop = 35 * time.Second
 	}
 	spec := localproc.Spec{
-		Name:        "gateway",
-		Binary:      opts.Binary,
-		Args:        []string{"gateway", "--listen", listen, "--addr-file", filepath.Join(opts.Dir, "gateway.addr")},
+		Name:   "gateway",
+		Binary: opts.Binary,
+		Args: []string{"gateway", "--listen", listen, "--admin-listen", admin,
+			"--addr-file", filepath.Join(opts.Dir, "gateway.addr")},
 		Env:         opts.Env,
 		LogFile:     filepath.Join(opts.Dir, "gateway.log"),
 		AddrFile:    filepath.Join(opts.Dir, "gateway.addr"),
@@ -160,6 +192,16 @@ func gatewaySpec(opts GatewayOptions, listen string) localproc.Spec {
 		spec.Exited = func(_ *localproc.Process, err error) { opts.Exited(err) }
 	}
 	return spec
+}
+
+// freeLoopbackAddr returns a loopback address with a port that is free now.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", anyLoopbackPort)
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 // argValue returns the argument after flag in argv; "" if there is none.

@@ -108,6 +108,9 @@ func TestStartGateway(t *testing.T) {
 	if g.Adopted() || healthStatus(g.URL()) != http.StatusOK {
 		t.Fatalf("new gateway: adopted=%v, health %d", g.Adopted(), healthStatus(g.URL()))
 	}
+	if code := getStatus(g.AdminURL() + "/metrics"); code != http.StatusOK {
+		t.Fatalf("admin listener %s/metrics: %d", g.AdminURL(), code)
+	}
 	if fi, err := os.Stat(filepath.Join(opts.Dir, "gateway.log")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("gateway log: %v %v, want mode 0600", err, fi)
 	}
@@ -135,8 +138,9 @@ func TestStartGateway(t *testing.T) {
 		if g, err = StartGateway(ctx, owner(opts)); err != nil {
 			t.Fatal(err)
 		}
-		if g.Adopted() || g.PID() == first.PID() || g.URL() != first.URL() {
-			t.Fatalf("got pid %d at %s (adopted %v), want a new process at %s", g.PID(), g.URL(), g.Adopted(), first.URL())
+		if g.Adopted() || g.PID() == first.PID() || g.URL() != first.URL() || g.AdminURL() != first.AdminURL() {
+			t.Fatalf("got pid %d at %s, admin %s (adopted %v), want a new process at %s, admin %s",
+				g.PID(), g.URL(), g.AdminURL(), g.Adopted(), first.URL(), first.AdminURL())
 		}
 	})
 	t.Run("an unasked exit is reported and the next start replaces it", func(t *testing.T) {
@@ -172,6 +176,22 @@ func TestStartGateway(t *testing.T) {
 		default:
 		}
 	})
+	t.Run("its old port taken, another one", func(t *testing.T) {
+		if err := g.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		taken, err := net.Listen("tcp", strings.TrimPrefix(first.URL(), "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		if g, err = StartGateway(ctx, owner(opts)); err != nil {
+			t.Fatal(err)
+		}
+		if g.URL() == first.URL() || healthStatus(g.URL()) != http.StatusOK {
+			t.Fatalf("got %s (health %d), want another port than %s, serving", g.URL(), healthStatus(g.URL()), first.URL())
+		}
+	})
 }
 
 func TestReuseAddr(t *testing.T) {
@@ -200,8 +220,10 @@ func TestReuseAddr(t *testing.T) {
 	}
 }
 
-func healthStatus(base string) int {
-	resp, err := http.Get(base + "/healthz")
+func healthStatus(base string) int { return getStatus(base + "/healthz") }
+
+func getStatus(url string) int {
+	resp, err := http.Get(url)
 	if err != nil {
 		return 0
 	}
