@@ -48,6 +48,7 @@ func newStackCmd(a *app) *cobra.Command {
 	}
 	deploy.Flags().IntVar(&spec.Instances, "instances", 2, "number of instances")
 	deploy.Flags().StringVar(&spec.Version, "version", "", "version label (required)")
+	deploy.Flags().StringSliceVar(&spec.URLs, "url", nil, "an instance deployed elsewhere (repeatable; control planes without a local provider record these)")
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List stacks, their status and instances",
