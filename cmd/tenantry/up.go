@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -47,17 +50,18 @@ func newUpCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "control plane API address")
-	cmd.Flags().StringVar(&gwListen, "gateway-listen", "127.0.0.1:0", "gateway address")
-	cmd.Flags().StringVar(&gwAdmin, "admin-listen", "127.0.0.1:0", "gateway "+httpedge.AdminListenUsage)
+	cmd.Flags().StringVar(&listen, "listen", "", "control plane API address (default: the data directory's earlier one if free, else any free port)")
+	cmd.Flags().StringVar(&gwListen, "gateway-listen", "", "gateway address (default: the data directory's earlier one if free, else any free port)")
+	cmd.Flags().StringVar(&gwAdmin, "admin-listen", "", "gateway "+httpedge.AdminListenUsage+" (default: the data directory's earlier one if free)")
 	return cmd
 }
 
 func printUp(a *app, r *platform.Running, tenant, key string) error {
 	st := r.Local.State
 	if a.output == "json" {
-		return a.printJSON(map[string]any{"api_url": r.APIURL, "admin_token": st.AdminToken,
-			"control_dsn": st.ControlDSN, "data_dir": r.Local.Dir, "gateway_url": st.GatewayURL, "gateway_admin_url": st.GatewayAdminURL,
+		// Secrets (admin token, database credentials) stay in platform.json.
+		return a.printJSON(map[string]any{"api_url": r.APIURL, "state_file": filepath.Join(r.Local.Dir, platform.StateFile),
+			"data_dir": r.Local.Dir, "gateway_url": st.GatewayURL, "gateway_admin_url": st.GatewayAdminURL,
 			"sample_tenant": tenant, "sample_api_key": key})
 	}
 	snap, err := r.Store.Snapshot(context.Background())
@@ -65,7 +69,6 @@ func printUp(a *app, r *platform.Running, tenant, key string) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "tenantry is up (data directory %s)\n\n", r.Local.Dir)
-	fmt.Fprintf(a.stdout, "  control database  %s\n", st.ControlDSN)
 	for _, c := range snap.Clusters {
 		for _, m := range c.Members {
 			fmt.Fprintf(a.stdout, "  cluster %-9s %s %-7s %s:%d\n", c.Name, m.Name, m.Role, m.Host, m.Port)
@@ -81,7 +84,18 @@ func printUp(a *app, r *platform.Running, tenant, key string) error {
 	fmt.Fprintf(a.stdout, "  curl -s -H 'Authorization: Bearer %s' -H 'Idempotency-Key: first-order' \\\n", key)
 	fmt.Fprintf(a.stdout, "       -d '{\"location_id\": 1, \"lines\": [{\"product_id\": 1, \"quantity\": 2}]}' %s/v1/orders\n", st.GatewayURL)
 	fmt.Fprintf(a.stdout, "\nIn another terminal (same directory):\n")
-	fmt.Fprintf(a.stdout, "  tenantry status\n  tenantry cluster list\n  tenantry tenant create acme --alias %s\n  tenantry tenant list\n", platform.PooledAlias)
+	self := selfCommand()
+	fmt.Fprintf(a.stdout, "  %[1]s status\n  %[1]s cluster list\n  %[1]s tenant create acme --alias %[2]s\n  %[1]s tenant list\n", self, platform.PooledAlias)
 	fmt.Fprintf(a.stdout, "\nCtrl-C stops the platform; `tenantry up` again resumes it from the data directory.\n")
 	return nil
+}
+
+// selfCommand is this binary as the user must type it to run it again from
+// the same directory: as invoked when that was a path (bin/tenantry), else
+// its name, which the shell found on the PATH.
+func selfCommand() string {
+	if strings.ContainsRune(os.Args[0], filepath.Separator) {
+		return os.Args[0]
+	}
+	return filepath.Base(os.Args[0])
 }
