@@ -106,19 +106,8 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 		return nil, workflow.Fail(err)
 	}
 
-	// Before the pause.
-	if err := m.precheck(ctx, d, x, cur); err != nil {
-		return nil, err
-	}
-	bumps, err := logrepl.BumpSequences(ctx, x.pool, y.pool, d.Tables, m.cfg.SequenceGap)
+	bumps, err := m.beforePause(ctx, d, x, y, cur, back)
 	if err != nil {
-		return nil, fmt.Errorf("bump sequences with gap: %w", err)
-	}
-	if _, err := logrepl.PrepareReverse(ctx, y.pool, back.Link, d.Tenant, d.Tables); err != nil {
-		return nil, err
-	}
-	// Connections opened inside the pause would add their start-up to it.
-	if err := warm(ctx, x, y); err != nil {
 		return nil, err
 	}
 	d.Flip = &FlipState{From: from, To: to, Kind: kind, Phase: flipPausing, StartEpoch: t.Epoch}
@@ -126,15 +115,9 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 		return nil, err
 	}
 
-	// The pause.
 	rec := &FlipRecord{Kind: kind, From: from, To: to, Phases: map[string]int{}, Sequences: bumps,
 		Counted: m.countInPause(d)}
-	mark := time.Now()
-	lap := func(name string) {
-		now := time.Now()
-		rec.Phases[name] = int(now.Sub(mark).Milliseconds())
-		mark = now
-	}
+	sw := &stopwatch{phases: rec.Phases, mark: time.Now()}
 	start := time.Now()
 	paused, err := m.cfg.Registry.SetPlacement(ctx, d.Tenant, t.Epoch, from, registry.StatePaused)
 	if err != nil {
@@ -142,67 +125,7 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 		return nil, fmt.Errorf("%w: pause: %v", ErrPrecheck, err)
 	}
 	d.Flip.Epoch, d.Flip.PausedAt = paused.Epoch, start
-	inPause := func() error {
-		if err := save(ctx, r, d); err != nil {
-			return err
-		}
-		actx, cancel := context.WithTimeout(ctx, m.cfg.AckTimeout)
-		err := m.cfg.Registry.WaitAcks(actx, d.Tenant, paused.Epoch, m.cfg.RouterLive)
-		cancel()
-		if err != nil {
-			return err
-		}
-		lap("acks")
-		if err := m.cfg.hook(ctx, "paused"); err != nil {
-			return err
-		}
-		d.Flip.Phase = flipFenced
-		if err := save(ctx, r, d); err != nil {
-			return err
-		}
-		if _, err := provision.Fence(ctx, x.pool, d.Tenant); err != nil {
-			return fmt.Errorf("fence on %s: %w", from, err)
-		}
-		lap("fence")
-		if err := m.cfg.hook(ctx, "fenced"); err != nil {
-			return err
-		}
-		if err := m.catchUp(ctx, d, x, y, cur, m.cfg.ApplyTimeout); err != nil {
-			return err
-		}
-		lap("apply")
-		if err := m.cfg.hook(ctx, "applied"); err != nil {
-			return err
-		}
-		if rec.Counted {
-			diff, err := logrepl.CountBothParallel(ctx, x.pool, y.pool, d.Tenant, d.Tables)
-			if err != nil {
-				return err
-			}
-			if len(diff) > 0 {
-				return fmt.Errorf("row counts differ after catch-up: %v", diff)
-			}
-			lap("counts")
-		}
-		if _, err := logrepl.EnsureSequencesAbove(ctx, x.pool, y.pool, d.Tables); err != nil {
-			return err
-		}
-		if err := provision.Unfence(ctx, y.pool, d.Tenant); err != nil {
-			return fmt.Errorf("unfence on %s: %w", to, err)
-		}
-		flipLSN, err := logrepl.CurrentLSN(ctx, y.pool)
-		if err != nil {
-			return err
-		}
-		lap("sequences")
-		d.Flip.FlipLSN = flipLSN.String()
-		d.Flip.Phase = flipFlipping
-		if err := save(ctx, r, d); err != nil {
-			return err
-		}
-		return m.cfg.hook(ctx, "before-flip")
-	}
-	if err := inPause(); err != nil {
+	if err := m.inPause(ctx, r, d, x, y, cur, rec.Counted, sw); err != nil {
 		if errors.Is(err, workflow.ErrLeaseLost) || ctx.Err() != nil {
 			return nil, err // another runner owns the move now; it resolves the flip
 		}
@@ -217,7 +140,7 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 		return nil, fmt.Errorf("flip placement: %w", err)
 	}
 	rec.PauseMS = float64(time.Since(start).Microseconds()) / 1000
-	lap("flip")
+	sw.lap("flip")
 	rec.At, rec.Epoch = m.cfg.Now(), flipped.Epoch
 	d.On = to
 	d.Flip.Phase = flipFlipped
@@ -233,6 +156,107 @@ func (m *Mover) flip(ctx context.Context, r *workflow.Run, d *Data, kind, from, 
 	}
 	d.Flips = d.Flips[:len(d.Flips)-1]
 	return rec, nil
+}
+
+// beforePause does what a flip from x to y can do before its pause: the
+// pre-checks, y's sequences lifted past x's with the gap, the link back
+// prepared on y (publication and slot), and connections opened (opened
+// inside the pause, they would add their start-up to it). It returns the
+// sequence bumps for the flip's record.
+func (m *Mover) beforePause(ctx context.Context, d *Data, x, y *side, cur, back Link) ([]logrepl.SequenceBump, error) {
+	if err := m.precheck(ctx, d, x, cur); err != nil {
+		return nil, err
+	}
+	bumps, err := logrepl.BumpSequences(ctx, x.pool, y.pool, d.Tables, m.cfg.SequenceGap)
+	if err != nil {
+		return nil, fmt.Errorf("bump sequences with gap: %w", err)
+	}
+	if _, err := logrepl.PrepareReverse(ctx, y.pool, back.Link, d.Tenant, d.Tables); err != nil {
+		return nil, err
+	}
+	if err := warm(ctx, x, y); err != nil {
+		return nil, err
+	}
+	return bumps, nil
+}
+
+// inPause is the pause of a flip from x to y over link cur, the placement
+// paused at d.Flip.Epoch: the routers' acknowledgements, the tenant fenced
+// on x, proof that y applied everything x committed, the row counts (when
+// counted), y's sequences above x's, the tenant unfenced on y and the
+// flip's LSN read there. Each phase is persisted before it is entered; the
+// caller rolls back on an error. sw times the parts.
+func (m *Mover) inPause(ctx context.Context, r *workflow.Run, d *Data, x, y *side, cur Link, counted bool, sw *stopwatch) error {
+	if err := save(ctx, r, d); err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, m.cfg.AckTimeout)
+	err := m.cfg.Registry.WaitAcks(actx, d.Tenant, d.Flip.Epoch, m.cfg.RouterLive)
+	cancel()
+	if err != nil {
+		return err
+	}
+	sw.lap("acks")
+	if err := m.cfg.hook(ctx, "paused"); err != nil {
+		return err
+	}
+	d.Flip.Phase = flipFenced
+	if err := save(ctx, r, d); err != nil {
+		return err
+	}
+	if _, err := provision.Fence(ctx, x.pool, d.Tenant); err != nil {
+		return fmt.Errorf("fence on %s: %w", x.alias, err)
+	}
+	sw.lap("fence")
+	if err := m.cfg.hook(ctx, "fenced"); err != nil {
+		return err
+	}
+	if err := m.catchUp(ctx, d, x, y, cur, m.cfg.ApplyTimeout); err != nil {
+		return err
+	}
+	sw.lap("apply")
+	if err := m.cfg.hook(ctx, "applied"); err != nil {
+		return err
+	}
+	if counted {
+		diff, err := logrepl.CountBothParallel(ctx, x.pool, y.pool, d.Tenant, d.Tables)
+		if err != nil {
+			return err
+		}
+		if len(diff) > 0 {
+			return fmt.Errorf("row counts differ after catch-up: %v", diff)
+		}
+		sw.lap("counts")
+	}
+	if _, err := logrepl.EnsureSequencesAbove(ctx, x.pool, y.pool, d.Tables); err != nil {
+		return err
+	}
+	if err := provision.Unfence(ctx, y.pool, d.Tenant); err != nil {
+		return fmt.Errorf("unfence on %s: %w", y.alias, err)
+	}
+	flipLSN, err := logrepl.CurrentLSN(ctx, y.pool)
+	if err != nil {
+		return err
+	}
+	sw.lap("sequences")
+	d.Flip.FlipLSN = flipLSN.String()
+	d.Flip.Phase = flipFlipping
+	if err := save(ctx, r, d); err != nil {
+		return err
+	}
+	return m.cfg.hook(ctx, "before-flip")
+}
+
+// stopwatch records, under a name, the milliseconds since its last lap.
+type stopwatch struct {
+	phases map[string]int
+	mark   time.Time
+}
+
+func (s *stopwatch) lap(name string) {
+	now := time.Now()
+	s.phases[name] = int(now.Sub(s.mark).Milliseconds())
+	s.mark = now
 }
 
 // precheck refuses a flip that would take a pause and then fail.
