@@ -121,6 +121,10 @@ type Gateway struct {
 	metrics *metrics
 	promh   http.Handler
 
+	// exchangeTimeout bounds one exchange with an instance: the server's
+	// write timeout (Config.Limits).
+	exchangeTimeout time.Duration
+
 	mu   sync.Mutex
 	quit chan struct{}
 	done chan struct{}
@@ -180,6 +184,8 @@ func New(cfg Config) (*Gateway, error) {
 		metrics: m,
 		health:  healthSet{m: map[healthKey]*health{}},
 		promh:   promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}),
+
+		exchangeTimeout: cfg.Limits.WithDefaults().WriteTimeout,
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
@@ -308,6 +314,7 @@ func (g *Gateway) AdminHandler() http.Handler {
 // allocation carries both.
 type reqState struct {
 	context.Context
+	cancel context.CancelFunc
 	tenant string
 	sig    *signer
 	pool   *pool
@@ -373,6 +380,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, "", st.tenant, http.StatusServiceUnavailable, "no_backend", "no stack instance available for this tenant", start)
 		return
 	}
+	// The exchange with the instance is not cancelled when the client's
+	// side of the connection closes: net/http cannot tell a client that
+	// half-closed its socket after sending the request (and still reads the
+	// answer) from one that is gone, and cancelling left the first with an
+	// empty 200 for work that may or may not have been done (issue 16).
+	// The instance's answer is relayed, so a request is done and answered,
+	// or not done. The server's write timeout bounds the exchange: past it
+	// no answer can reach the client anyway.
+	st.Context, st.cancel = context.WithTimeout(context.WithoutCancel(r.Context()), g.exchangeTimeout)
 	st.up.health.inflight.Add(1)
 	defer g.finish(st, start)
 	g.proxy.ServeHTTP(w, r.WithContext(st))
@@ -381,6 +397,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // finish runs even when the proxy aborts the handler (a response body copy
 // that failed after the status was sent).
 func (g *Gateway) finish(st *reqState, start time.Time) {
+	st.cancel()
 	st.up.health.inflight.Add(-1)
 	g.metrics.observe(st.pool.stack, st.tenant, st.code, g.cfg.Now().Sub(start))
 }
@@ -457,19 +474,17 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // errorHandler answers a request the transport could not complete: 503
 // no_backend when no instance received it (safe to retry), 504
 // gateway_timeout when the instance did not answer in time, 502 bad_gateway
-// when it failed otherwise, nothing when the client is gone (recorded as
-// 499).
+// when it failed otherwise. It always answers: a handler that writes
+// nothing makes net/http send 200 with an empty body.
 func (g *Gateway) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateOf(r.Context())
 	var ns *NeverSentError
 	var ne net.Error
 	switch {
-	case r.Context().Err() != nil:
-		st.code = 499
 	case errors.As(err, &ns):
 		st.code = http.StatusServiceUnavailable
 		jsonapi.WriteError(w, st.code, "no_backend", "no instance of the stack accepted the connection")
-	case errors.As(err, &ne) && ne.Timeout():
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		st.code = http.StatusGatewayTimeout
 		jsonapi.WriteError(w, st.code, "gateway_timeout", "the instance did not answer in time")
 	default:

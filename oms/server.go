@@ -44,7 +44,18 @@ type Config struct {
 	NotFound func(error) bool
 	// Now is the clock used to check header signatures; nil means time.Now.
 	Now func() time.Time
+	// WorkTimeout bounds the work of one API request. The work is not
+	// cancelled when the client's side of the connection closes: net/http
+	// cannot tell a client that half-closed its socket after sending the
+	// request (and still reads the answer) from one that is gone, and
+	// cancelling would answer such a client 503 for work that was never
+	// the problem, or leave it without an answer to work that was done.
+	// So a request is either done and answered, or not done. 0 means 30s.
+	WorkTimeout time.Duration
 }
+
+// DefaultWorkTimeout is Config.WorkTimeout's default.
+const DefaultWorkTimeout = 30 * time.Second
 
 // Server is the OMS HTTP API. It is an http.Handler, safe for concurrent use.
 type Server struct {
@@ -68,6 +79,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.WorkTimeout <= 0 {
+		cfg.WorkTimeout = DefaultWorkTimeout
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	if s.log == nil {
@@ -173,11 +187,16 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// request is an authenticated API request.
+// request is an authenticated API request. Its Context is not cancelled by
+// the client going away, only by Config.WorkTimeout (see there).
 type request struct {
 	*http.Request
 	tenant string
+	ctx    context.Context
 }
+
+// Context is the context of the request's work.
+func (r *request) Context() context.Context { return r.ctx }
 
 // handler serves one authenticated API request. It writes the response
 // itself on success and returns an error otherwise; the error becomes the
@@ -201,7 +220,9 @@ func (s *Server) api(pattern string, h handler) {
 			s.writeError(w, r, apiErr(CodeUnauthorized, "%v", err))
 			return
 		}
-		if err := h(w, &request{Request: r, tenant: tenant}); err != nil {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.WorkTimeout)
+		defer cancel()
+		if err := h(w, &request{Request: r, tenant: tenant, ctx: ctx}); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
