@@ -30,8 +30,9 @@ import (
 // use their own tenants and stacks, so they do not depend on each other.
 var plat *platform.Running
 
-// tenantryBin is the tenantry binary built for the tests.
-var tenantryBin string
+// tenantryBin is the tenantry binary built for the tests; tmpDir is the
+// tests' directory, reachable by the PostgreSQL user.
+var tenantryBin, tmpDir string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
@@ -47,6 +48,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	tmpDir = tmp
 	// PostgreSQL runs as an unprivileged user: it must reach its data.
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -132,24 +134,7 @@ func setRoute(ctx context.Context, tenant, stackName string) error {
 
 // syncGateway returns once the gateway's routing table is built from the
 // registry's current version (its /healthz reports that version).
-func syncGateway(ctx context.Context) error {
-	v, err := plat.Store.Version(ctx)
-	if err != nil {
-		return err
-	}
-	if _, err := plat.Watcher.WaitVersion(ctx, v); err != nil {
-		return err
-	}
-	return poll(ctx, fmt.Sprintf("gateway at registry version %d", v), func() (bool, error) {
-		var h struct {
-			Version int64 `json:"registry_version"`
-		}
-		if err := getJSON(ctx, plat.GatewayURL+"/healthz", &h); err != nil {
-			return false, err
-		}
-		return h.Version >= v, nil
-	})
-}
+func syncGateway(ctx context.Context) error { return plat.WaitGateway(ctx) }
 
 // waitServed returns once every instance of the named stacks serves every
 // tenant: each OMS process follows the registry on its own, and one that

@@ -2,16 +2,10 @@ package platform
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"time"
+	"path/filepath"
+	"slices"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"tenantry/gateway"
-	"tenantry/httpedge"
 	"tenantry/registry"
 	"tenantry/stack"
 )
@@ -35,40 +29,34 @@ type AppOptions struct {
 
 // StartApps starts the application tier on a running platform: the shared
 // stack (OMS instances as processes, through the local stack provider) with
-// the default route to it, and the gateway.
+// the default route to it, and the gateway as a process of its own. Stack
+// instances and a gateway left running by an earlier owner of the data
+// directory that died (kill -9) are adopted, not restarted: they kept
+// serving meanwhile. A clean Close stops them all.
 func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 	if opts.Instances == 0 {
 		opts.Instances = 2
 	}
-	if opts.GatewayListen == "" {
-		opts.GatewayListen = reuseAddr(r.Local.State.GatewayURL)
-	}
-	if opts.GatewayAdminListen == "" {
-		opts.GatewayAdminListen = reuseAddr(r.Local.State.GatewayAdminURL)
-	}
 	r.OnClose(func(ctx context.Context) {
-		snap, err := r.Store.Snapshot(ctx)
-		if err != nil {
-			return
-		}
-		for name := range snap.Stacks {
-			_ = r.Stacks.Stop(ctx, name)
+		if err := r.Stacks.StopAll(ctx); err != nil {
+			r.log.Warn("stop stacks", "err", err)
 		}
 	})
-	// Stacks recorded by an earlier run have no processes any more.
 	snap, err := r.Store.Snapshot(ctx)
 	if err != nil {
 		return err
 	}
-	for name, s := range snap.Stacks {
-		if s.Status != registry.StackStopped {
-			if err := r.Store.SetStackStatus(ctx, name, registry.StackStopped); err != nil {
-				return err
-			}
-		}
+	adopted, err := r.Stacks.Adopt(ctx, snap)
+	if err != nil {
+		return fmt.Errorf("adopt the stacks of an earlier run: %w", err)
 	}
-	if _, err := r.Stacks.Deploy(ctx, stack.Spec{Name: SharedStack, Version: "v1", Instances: opts.Instances}); err != nil {
-		return fmt.Errorf("deploy the shared stack: %w", err)
+	if len(adopted) > 0 {
+		r.log.Info("adopted running stacks", "stacks", adopted)
+	}
+	if !slices.Contains(adopted, SharedStack) {
+		if _, err := r.Stacks.Deploy(ctx, stack.Spec{Name: SharedStack, Version: "v1", Instances: opts.Instances}); err != nil {
+			return fmt.Errorf("deploy the shared stack: %w", err)
+		}
 	}
 	if _, ok := snap.Routes[registry.DefaultRoute]; !ok {
 		if err := r.Store.SetRoute(ctx, registry.Route{Tenant: registry.DefaultRoute,
@@ -76,65 +64,19 @@ func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 			return err
 		}
 	}
-	return r.startGateway(ctx, opts.GatewayListen, opts.GatewayAdminListen)
-}
-
-func (r *Running) startGateway(ctx context.Context, listen, adminListen string) error {
-	w := registry.NewWatcher(r.Local.State.ControlDSN, registry.WatcherOptions{Logger: r.log})
-	if err := w.Start(ctx); err != nil {
+	gw, err := StartGateway(ctx, GatewayOptions{Dir: filepath.Join(r.Local.Dir, "gateway"), Binary: r.binary,
+		Env: r.Stacks.Env, Listen: opts.GatewayListen, AdminListen: opts.GatewayAdminListen, Logger: r.log,
+		Exited: func(err error) { r.log.Error("gateway exited; not restarted", "err", err) }})
+	if err != nil {
 		return err
 	}
-	r.Watcher = w
-	reg := prometheus.NewRegistry()
-	g, err := gateway.New(gateway.Config{Source: w, Secret: []byte(r.Local.State.Secret), Logger: r.log,
-		Registerer: reg, Gatherer: reg})
-	if err != nil {
-		w.Stop()
-		return err
-	}
-	g.Start()
-	ln, err := net.Listen("tcp", listen)
-	if err != nil {
-		g.Stop()
-		w.Stop()
-		return fmt.Errorf("gateway listen: %w", err)
-	}
-	adminLn, err := net.Listen("tcp", adminListen)
-	if err != nil {
-		ln.Close()
-		g.Stop()
-		w.Stop()
-		return fmt.Errorf("gateway admin listen: %w", err)
-	}
-	r.GatewayURL = "http://" + ln.Addr().String()
-	r.GatewayAdminURL = "http://" + adminLn.Addr().String()
-	gctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() {
-		defer func() { done <- struct{}{} }()
-		if err := g.Serve(gctx, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			r.log.Error("gateway", "err", err)
+	r.OnClose(func(ctx context.Context) {
+		if err := gw.Stop(ctx); err != nil {
+			r.log.Warn("stop gateway", "err", err)
 		}
-	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
-		admin := httpedge.NewServer(g.AdminHandler(), httpedge.Limits{}, r.log)
-		if err := httpedge.Serve(gctx, admin, adminLn, 5*time.Second); err != nil {
-			r.log.Error("gateway admin listener", "err", err)
-		}
-	}()
-	r.OnClose(func(context.Context) {
-		cancel()
-		timeout := time.After(35 * time.Second)
-		for range 2 {
-			select {
-			case <-done:
-			case <-timeout:
-			}
-		}
-		g.Stop()
-		w.Stop()
 	})
+	r.Gateway = gw
+	r.GatewayURL, r.GatewayAdminURL = gw.URL(), gw.AdminURL()
 	r.Local.State.GatewayURL = r.GatewayURL
 	r.Local.State.GatewayAdminURL = r.GatewayAdminURL
 	return r.Local.Save()

@@ -70,7 +70,7 @@ type Running struct {
 	// Stacks runs the OMS instances of this machine's stacks.
 	Stacks *stack.LocalProvider
 	// Set by StartApps.
-	Watcher    *registry.Watcher
+	Gateway    *Gateway
 	GatewayURL string
 	// GatewayAdminURL serves the gateway's /metrics (not the public one).
 	GatewayAdminURL string
@@ -78,6 +78,7 @@ type Running struct {
 	// own shutdown here.
 	closers []func(context.Context)
 	binary  string
+	unlock  func()
 	log     *slog.Logger
 }
 
@@ -99,11 +100,16 @@ func Run(ctx context.Context, opts Options) (_ *Running, err error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	l, err := OpenLocal(ctx, opts.Dir, log)
+	unlock, err := LockDir(opts.Dir)
 	if err != nil {
 		return nil, err
 	}
-	r := &Running{Local: l, log: log, binary: opts.Binary}
+	l, err := OpenLocal(ctx, opts.Dir, log)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	r := &Running{Local: l, log: log, binary: opts.Binary, unlock: unlock}
 	defer func() {
 		if err != nil {
 			r.Close(context.Background())
@@ -199,4 +205,5 @@ func (r *Running) Close(ctx context.Context) {
 		r.Plane.Stop(ctx)
 	}
 	r.Local.Stop(ctx)
+	r.unlock()
 }

@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"tenantry/load"
+	"tenantry/localpg"
+	"tenantry/localproc"
+	"tenantry/platform"
+	"tenantry/registry"
+)
+
+// upProc is a `tenantry up` process.
+type upProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	log    *strings.Builder
+}
+
+// startUp runs `tenantry up` on dir and waits until it says it is up.
+func startUp(t *testing.T, ctx context.Context, dir string) *upProc {
+	t.Helper()
+	cmd := exec.Command(tenantryBin, "up", "--data-dir", dir, "--log-level", "warn")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &upProc{cmd: cmd, exited: make(chan struct{}), log: &strings.Builder{}}
+	cmd.Stderr = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		once := false
+		for sc.Scan() {
+			if !once && strings.HasPrefix(sc.Text(), "tenantry is up") {
+				once = true
+				close(ready)
+			}
+		}
+	}()
+	go func() { _ = cmd.Wait(); close(u.exited) }()
+	select {
+	case <-ready:
+	case <-u.exited:
+		t.Fatalf("tenantry up exited before it was up")
+	case <-ctx.Done():
+		_ = cmd.Process.Kill()
+		t.Fatalf("tenantry up: %v", ctx.Err())
+	}
+	return u
+}
+
+// alive says whether pid is a running process (not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+// TestUp_Kill9 kills `tenantry up` with SIGKILL under load: the gateway and
+// the OMS instances are processes of their own and keep serving (no request
+// fails, none is refused a connection); a second `up` on the directory is
+// refused while one runs; the restarted `up` adopts the same gateway and
+// instance processes, and a clean stop ends them all.
+func TestUp_Kill9(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	dir := filepath.Join(tmpDir, "up-kill9")
+	t.Cleanup(func() { stopLeftClusters(dir) })
+	first := startUp(t, ctx, dir)
+	t.Cleanup(func() { _ = first.cmd.Process.Kill() })
+	st, err := platform.ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// One owner per data directory.
+	second := exec.CommandContext(ctx, tenantryBin, "up", "--data-dir", dir)
+	msg, err := second.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(msg), fmt.Sprint(first.cmd.Process.Pid)) {
+		t.Fatalf("second up on the same directory: %v\n%s", err, msg)
+	}
+
+	pids := func() []int {
+		t.Helper()
+		store, err := registry.OpenStore(ctx, st.ControlDSN, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer store.Close()
+		snap, err := store.Snapshot(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int
+		for _, in := range snap.Stacks[platform.SharedStack].Instances {
+			out = append(out, in.PID)
+		}
+		return out
+	}
+	gatewayPID := func() int {
+		t.Helper()
+		rec, err := localproc.LoadRecord(filepath.Join(dir, "gateway", "gateway.record"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.PID
+	}
+	before, gwBefore := pids(), gatewayPID()
+
+	stop := make(chan struct{})
+	p := newProgress()
+	cfg := load.Config{BaseURL: st.GatewayURL, Targets: []load.Target{{Tenant: platform.SampleTenant, APIKey: st.SampleAPIKey}},
+		Rate: 40, Concurrency: 4, Duration: 3 * time.Minute, Stop: stop, Seed: time.Now().UnixNano()}
+	cat, err := load.Setup(ctx, cfg, load.SetupOptions{Products: 2, Locations: 1, Stock: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		sum load.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	ran := make(chan struct{})
+	go func() {
+		sum, err := load.Run(ctx, cfg, cat, p.report)
+		close(ran)
+		done <- result{sum, err}
+	}()
+	acks := func(n int64) {
+		t.Helper()
+		if _, ok := p.waitAcks(n, ran); !ok {
+			t.Fatalf("load ended before %d acknowledged requests", n)
+		}
+	}
+	acks(40)
+	if err := first.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-first.exited
+	acks(120) // served while no `up` runs
+	restarted := startUp(t, ctx, dir)
+	t.Cleanup(func() { _ = restarted.cmd.Process.Kill() })
+	acks(200)
+	close(stop)
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	s := res.sum.Stats
+	t.Logf("load: %d requests, %d acknowledged, %d failed %v, longest stall %v",
+		s.Requests, s.Acknowledged, s.Failures, s.FailuresByCode, time.Duration(s.LongestStall))
+	if s.Failures != 0 {
+		t.Errorf("%d requests failed across the kill and restart of up: %v", s.Failures, s.FailuresByCode)
+	}
+	after, gwAfter := pids(), gatewayPID()
+	if fmt.Sprint(after) != fmt.Sprint(before) || gwAfter != gwBefore {
+		t.Errorf("restarted up did not adopt: instances %v -> %v, gateway %d -> %d", before, after, gwBefore, gwAfter)
+	}
+
+	// A clean stop ends every process the platform started.
+	if err := restarted.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-restarted.exited:
+	case <-ctx.Done():
+		t.Fatal("up did not stop on SIGTERM")
+	}
+	for _, pid := range append(after, gwAfter) {
+		if alive(pid) {
+			t.Errorf("process %d outlived the platform that stopped", pid)
+		}
+	}
+}
+
+// stopLeftClusters stops the clusters a test's `up` left running.
+func stopLeftClusters(dir string) {
+	st, err := platform.ReadState(dir)
+	if err != nil {
+		return
+	}
+	dirs := []string{st.ControlDir}
+	for _, ms := range st.Clusters {
+		dirs = append(dirs, ms...)
+	}
+	for _, d := range dirs {
+		if c, err := localpg.Open(d); err == nil && c.Running() {
+			_ = c.Stop(context.Background())
+		}
+	}
+}
