@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -186,4 +187,46 @@ func forceQuery(force bool) string {
 		return "?force=true"
 	}
 	return ""
+}
+
+// CreateAPIKey adds an API key to tenant; its secret is in the answer only.
+func (c *Client) CreateAPIKey(ctx context.Context, tenant string) (*NewKey, error) {
+	var out NewKey
+	return &out, c.Do(ctx, http.MethodPost, "/v1/tenants/"+url.PathEscape(tenant)+"/keys", nil, &out)
+}
+
+// APIKeys lists tenant's keys, revoked ones included.
+func (c *Client) APIKeys(ctx context.Context, tenant string) ([]registry.APIKey, error) {
+	var out struct {
+		Keys []registry.APIKey `json:"keys"`
+	}
+	return out.Keys, c.Do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(tenant)+"/keys", nil, &out)
+}
+
+// RevokeAPIKey revokes tenant's key id.
+func (c *Client) RevokeAPIKey(ctx context.Context, tenant, id string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/tenants/"+url.PathEscape(tenant)+"/keys/"+url.PathEscape(id), nil, nil)
+}
+
+// DeleteTenant deletes tenant: its keys, rows, role, placement and route.
+// Refused with workflow.ErrActive while a move runs for it.
+func (c *Client) DeleteTenant(ctx context.Context, tenant string) (*DeletedTenant, error) {
+	var out DeletedTenant
+	return &out, c.Do(ctx, http.MethodDelete, "/v1/tenants/"+url.PathEscape(tenant), nil, &out)
+}
+
+// Events returns the registry's event log of subject (all when empty), after
+// the event id after, oldest first.
+func (c *Client) Events(ctx context.Context, subject string, after int64) ([]registry.Event, error) {
+	var out struct {
+		Events []registry.Event `json:"events"`
+	}
+	q := url.Values{}
+	if subject != "" {
+		q.Set("subject", subject)
+	}
+	if after > 0 {
+		q.Set("after", strconv.FormatInt(after, 10))
+	}
+	return out.Events, c.Do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, &out)
 }

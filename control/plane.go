@@ -116,11 +116,11 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	if p.Store, err = registry.OpenStore(ctx, cfg.ControlDSN, cfg.Logger); err != nil {
 		return nil, err
 	}
-	if p.Service, err = NewService(Config{Store: p.Store, Secret: cfg.Secret, PrepareDatabase: PrepareDatabase,
-		Provisioner: cfg.Provisioner, Logger: cfg.Logger}); err != nil {
+	if err := p.startRunner(ctx); err != nil {
 		return nil, err
 	}
-	if err := p.startRunner(ctx); err != nil {
+	if p.Service, err = NewService(Config{Store: p.Store, Secret: cfg.Secret, PrepareDatabase: PrepareDatabase,
+		Provisioner: cfg.Provisioner, Workflows: p.Runner, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	if p.API, err = NewServer(p.Service, cfg.AdminToken); err != nil {

@@ -24,6 +24,7 @@ import (
 	"tenantry/provision"
 	"tenantry/registry"
 	"tenantry/stack"
+	"tenantry/workflow"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -43,6 +44,8 @@ type api struct {
 	handler *control.Server
 	store   *registry.Store
 	client  *control.Client
+	// runner is the service's Workflows: not started, no kinds registered.
+	runner *workflow.Runner
 	// host, port and db of the alias's database.
 	host string
 	port int
@@ -58,8 +61,15 @@ func newAPI(t *testing.T) *api {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
+	if err := workflow.Migrate(ctx, store.Pool()); err != nil {
+		t.Fatal(err)
+	}
+	runner, err := workflow.NewRunner(store.Pool(), workflow.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := control.NewService(control.Config{
-		Store: store, Secret: testSecret,
+		Store: store, Secret: testSecret, Workflows: runner,
 		PrepareDatabase: func(ctx context.Context, conn *pgx.Conn) error {
 			if err := oms.Migrate(ctx, conn); err != nil {
 				return err
@@ -77,7 +87,7 @@ func newAPI(t *testing.T) *api {
 	srv.EnableStacks(&stack.ExternalProvider{Store: store}, store)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	a := &api{url: hs.URL, handler: srv, store: store, client: &control.Client{BaseURL: hs.URL, Token: testToken},
+	a := &api{url: hs.URL, handler: srv, store: store, client: &control.Client{BaseURL: hs.URL, Token: testToken}, runner: runner,
 		host: c.Host, port: c.Port, db: pgtest.MustDB(t)}
 	if _, err := a.client.CreateCluster(ctx, control.CreateClusterRequest{Name: "main", Members: []registry.Member{
 		{Name: "main-0", Host: c.Host, Port: c.Port, Role: registry.RolePrimary},

@@ -27,6 +27,14 @@ type Store interface {
 	CreateTenant(ctx context.Context, id, alias string) (*registry.Tenant, error)
 	CreateAPIKey(ctx context.Context, tenant string) (string, *registry.APIKey, error)
 	Routers(ctx context.Context) ([]registry.RouterInstance, error)
+	// Keys and tenant deletion (tenants.go).
+	APIKeys(ctx context.Context, tenant string) ([]registry.APIKey, error)
+	RevokeAPIKey(ctx context.Context, tenant, id string) error
+	RevokeTenantKeys(ctx context.Context, tenant string) ([]string, error)
+	SetPlacement(ctx context.Context, tenant string, expectEpoch int64, alias string, state registry.State) (*registry.Tenant, error)
+	DeleteTenant(ctx context.Context, id string) error
+	AddEvent(ctx context.Context, kind, subject, message string, data any) error
+	Events(ctx context.Context, f registry.EventFilter) ([]registry.Event, error)
 }
 
 // Config configures a Service. Zero values mean the documented defaults.
@@ -46,7 +54,11 @@ type Config struct {
 	// Provisioner creates new clusters; nil means clusters can only be
 	// registered by address (CreateCluster with members).
 	Provisioner Provisioner
-	Logger      *slog.Logger
+	// Workflows finds running workflows (a *workflow.Runner); DeleteTenant
+	// refuses while a move holds the tenant. Nil means tenants cannot be
+	// deleted (ErrNotSupported): nothing could tell whether a move runs.
+	Workflows Workflows
+	Logger    *slog.Logger
 }
 
 // Provisioner creates PostgreSQL clusters (the local platform implements it

@@ -93,8 +93,8 @@ func (rn *Runner) List(ctx context.Context, f Filter) ([]Workflow, error) {
 		limit = 100
 	}
 	rows, _ := rn.pool.Query(ctx, "SELECT "+workflowCols+` FROM workflows
-		WHERE ($1 = '' OR kind = $1) AND ($2 = '' OR subject = $2) AND ($3 = '' OR status = $3)
-		ORDER BY created_at DESC, id LIMIT $4`, f.Kind, f.Subject, string(f.Status), limit)
+		WHERE ($1 = '' OR kind = $1) AND ($2 = '' OR subject = $2) AND ($3 = '' OR status = $3) AND ($5 = '' OR family = $5)
+		ORDER BY created_at DESC, id LIMIT $4`, f.Kind, f.Subject, string(f.Status), limit, f.Family)
 	ws, err := pgx.CollectRows(rows, scanWorkflow)
 	if err != nil {
 		return nil, fmt.Errorf("list workflows: %w", err)

@@ -246,7 +246,9 @@ type Signal struct {
 
 // Filter selects workflows for List; zero fields match everything.
 type Filter struct {
-	Kind    string
+	Kind string
+	// Family selects workflows of every kind in a family (Def.Family).
+	Family  string
 	Subject string
 	Status  Status
 	// Limit defaults to 100.

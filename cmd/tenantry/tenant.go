@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -79,6 +80,113 @@ func newTenantCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, show)
+	cmd.AddCommand(create, list, show, newTenantDeleteCmd(a), newTenantKeyCmd(a))
+	return cmd
+}
+
+func newTenantDeleteCmd(a *app) *cobra.Command {
+	var yes bool
+	del := &cobra.Command{
+		Use:   "delete TENANT --yes",
+		Short: "Delete a tenant: revoke its keys, purge its rows, drop its role, remove its placement and route (refused while a move runs)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return usageErr("tenant delete purges every row of %s: confirm with --yes", args[0])
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			d, err := c.DeleteTenant(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(d)
+			}
+			var rows int64
+			for _, n := range d.Rows {
+				rows += n
+			}
+			fmt.Fprintf(a.stdout, "tenant %s deleted: %d keys revoked, %d rows purged from %s (alias %s), role dropped\n",
+				d.Tenant, len(d.KeysRevoked), rows, d.Database, d.Alias)
+			return nil
+		},
+	}
+	del.Flags().BoolVar(&yes, "yes", false, "confirm the deletion")
+	return del
+}
+
+func newTenantKeyCmd(a *app) *cobra.Command {
+	cmd := &cobra.Command{Use: "key", Short: "Create, list and revoke a tenant's API keys (several at once, for rotation)"}
+	create := &cobra.Command{
+		Use:   "create TENANT",
+		Short: "Add an API key to a tenant (shown once)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.CreateAPIKey(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(k)
+			}
+			fmt.Fprintf(a.stdout, "key %s created for tenant %s\napi key (shown once): %s\n", k.KeyID, k.Tenant, k.APIKey)
+			return nil
+		},
+	}
+	list := &cobra.Command{
+		Use:   "list TENANT",
+		Short: "List a tenant's API keys, revoked ones included",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			keys, err := c.APIKeys(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]any{"keys": keys})
+			}
+			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "KEY\tCREATED\tREVOKED")
+			for _, k := range keys {
+				revoked := "-"
+				if k.RevokedAt != nil {
+					revoked = k.RevokedAt.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\n", k.ID, k.CreatedAt.UTC().Format(time.RFC3339), revoked)
+			}
+			return w.Flush()
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke TENANT KEY_ID",
+		Short: "Revoke an API key: gateways answer it 401 from their next registry snapshot",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeAPIKey(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]string{"tenant": args[0], "revoked": args[1]})
+			}
+			fmt.Fprintf(a.stdout, "key %s of tenant %s revoked\n", args[1], args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
 	return cmd
 }
