@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"tenantry/registry"
+	"tenantry/tenanttable"
 )
 
 // GroupRole is the NOLOGIN role every tenant role is a member of; table
@@ -72,11 +73,13 @@ const setupLockKey int64 = 0x74656e5f70726f76 // "ten_prov"
 // SetupDatabase prepares the connected database for tenant roles, and is
 // idempotent: call it again after migrations add tables. It creates
 // GroupRole if missing; grants it USAGE on schema public, SELECT, INSERT,
-// UPDATE, DELETE on every table of public with a tenant_id column and
-// SELECT on the others, and USAGE, SELECT on all sequences; and enables row
-// level security with policy tenant_isolation on every tenant table. The
-// owner (the superuser) bypasses RLS; every other role sees only rows whose
-// tenant_id matches its role name.
+// UPDATE, DELETE on every tenant table (tenanttable.List: the tables of
+// public with a tenant_id column; a database that breaks the tenant data
+// rules is refused with tenanttable.ErrRules) and SELECT on the others, and
+// USAGE, SELECT on all sequences; and enables row level security with
+// policy tenant_isolation on every tenant table. The owner (the superuser)
+// bypasses RLS; every other role sees only rows whose tenant_id matches its
+// role name.
 func SetupDatabase(ctx context.Context, db DB) error {
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", setupLockKey); err != nil {
@@ -92,8 +95,15 @@ func SetupDatabase(ctx context.Context, db DB) error {
 		if _, err := tx.Exec(ctx, "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO "+group); err != nil {
 			return fmt.Errorf("setup database: grant sequences: %w", err)
 		}
+		tenantTables, err := tenanttable.List(ctx, tx)
+		if err != nil {
+			return fmt.Errorf("setup database: %w", err)
+		}
+		isTenant := make(map[string]bool, len(tenantTables))
+		for _, t := range tenantTables {
+			isTenant[t.Name] = true
+		}
 		rows, err := tx.Query(ctx, `SELECT c.relname,
-				EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped),
 				EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = $1)
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
@@ -107,7 +117,8 @@ func SetupDatabase(ctx context.Context, db DB) error {
 		}
 		tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (table, error) {
 			var t table
-			err := r.Scan(&t.name, &t.tenant, &t.hasPolicy)
+			err := r.Scan(&t.name, &t.hasPolicy)
+			t.tenant = isTenant[t.name]
 			return t, err
 		})
 		if err != nil {

@@ -5,8 +5,9 @@
 // compiled-in list.
 //
 // move (what to publish, count and purge), backup (what to dump, and the
-// restore order), verify (what to compare) and check (which primary keys to
-// look for duplicates in) all use it. Every tenant table must follow the
+// restore order), verify (what to compare), check (which primary keys to
+// look for duplicates in) and provision (which tables get row-level
+// security) all use it. Every tenant table must follow the
 // tenant data rules (DESIGN.md): a tenant_id column and a primary key that
 // starts with tenant_id.
 //
