@@ -89,7 +89,7 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 	}
 	apiKey := "tk_bench_" + rand.Text()
 	g, err := gateway.New(gateway.Config{
-		Source: registry.StaticSource{Snapshot: gatewaySnapshot(inst.urls, apiKey)}, Secret: inst.secret, Logger: log})
+		Source: registry.StaticSource{Snapshot: gatewaySnapshot(inst.urls, apiKey)}, HeaderKey: inst.root, Logger: log})
 	if err != nil {
 		return GatewayResult{}, err
 	}
@@ -187,7 +187,7 @@ func placeOrders(ctx context.Context, inst *omsInstances, c *load.Client, n int)
 // gatewaySnapshot routes every tenant to one stack of the given instances
 // and knows apiKey as the tenant's.
 func gatewaySnapshot(instances []string, apiKey string) *registry.Snapshot {
-	st := &registry.Stack{Name: "oms", Version: "bench", Status: registry.StackReady}
+	st := &registry.Stack{Name: omsStack, Version: "bench", Status: registry.StackReady}
 	for _, u := range instances {
 		st.Instances = append(st.Instances, registry.Instance{URL: u, Healthy: true})
 	}

@@ -89,10 +89,14 @@ func OMS(ctx context.Context, cfg OMSConfig) (OMSResult, error) {
 // which they reach through a superuser pool (no router: what is measured is
 // the service).
 type omsInstances struct {
-	urls   []string
-	secret []byte
-	close  func()
+	urls  []string
+	root  []byte // tenant-header root key
+	key   []byte // the tenant-header key of omsStack, the instances' stack
+	close func()
 }
+
+// omsStack is the stack the benchmarks' OMS instances belong to.
+const omsStack = "oms"
 
 // startOMS creates and migrates database db on c (a temporary cluster when
 // c is nil) and starts n OMS instances over a pool sized for workers.
@@ -107,7 +111,8 @@ func startOMS(ctx context.Context, c *localpg.Cluster, db string, workers, n int
 		return nil, err
 	}
 	var servers []*httptest.Server
-	inst := &omsInstances{secret: []byte(rand.Text())}
+	inst := &omsInstances{root: []byte(rand.Text())}
+	inst.key = tenantsig.StackKey(inst.root, omsStack)
 	inst.close = func() {
 		for _, hs := range servers {
 			hs.Close()
@@ -116,7 +121,7 @@ func startOMS(ctx context.Context, c *localpg.Cluster, db string, workers, n int
 		release()
 	}
 	for range n {
-		srv, err := oms.NewServer(oms.Config{DB: oms.PoolDB{Pool: pool}, Secret: inst.secret, Logger: log})
+		srv, err := oms.NewServer(oms.Config{DB: oms.PoolDB{Pool: pool}, HeaderKey: inst.key, Stack: omsStack, Logger: log})
 		if err != nil {
 			inst.close()
 			return nil, err
@@ -134,7 +139,7 @@ func startOMS(ctx context.Context, c *localpg.Cluster, db string, workers, n int
 func (o *omsInstances) loadConfig(url string, workers int) load.Config {
 	return load.Config{
 		BaseURL: url, Targets: []load.Target{{Tenant: tenant}}, Concurrency: workers,
-		Authorize: func(h http.Header, t load.Target) { tenantsig.Set(h, o.secret, t.Tenant, time.Now()) },
+		Authorize: func(r *http.Request, t load.Target) { tenantsig.SignRequest(r, o.key, t.Tenant, omsStack, time.Now()) },
 		Retry:     load.RetryPolicy{MaxAttempts: 1},
 	}
 }

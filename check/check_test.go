@@ -24,7 +24,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-var secret = []byte("check-test-secret")
+var headerKey = tenantsig.StackKey(tenantsig.RootKey([]byte("check-test-secret")), "check")
 
 // startOMS serves a real OMS on a fresh migrated database behind a thin
 // front that plays the gateway: it maps the bearer API key "key-<tenant>"
@@ -36,7 +36,7 @@ func startOMS(t *testing.T) (*pgxpool.Pool, string) {
 	if err := oms.Migrate(ctx, pool); err != nil {
 		t.Fatalf("Migrate: %v", err)
 	}
-	srv, err := oms.NewServer(oms.Config{DB: oms.PoolDB{Pool: pool}, Secret: secret})
+	srv, err := oms.NewServer(oms.Config{DB: oms.PoolDB{Pool: pool}, HeaderKey: headerKey, Stack: "check"})
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
 	}
@@ -46,7 +46,7 @@ func startOMS(t *testing.T) (*pgxpool.Pool, string) {
 			http.Error(w, `{"error":{"code":"unauthenticated"}}`, http.StatusUnauthorized)
 			return
 		}
-		tenantsig.Set(r.Header, secret, tenant, time.Now())
+		tenantsig.SignRequest(r, headerKey, tenant, "check", time.Now())
 		srv.ServeHTTP(w, r)
 	}))
 	t.Cleanup(front.Close)

@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 
 	"tenantry/load"
 	"tenantry/platform"
+	"tenantry/registry"
 	"tenantry/tenantsig"
 )
 
@@ -154,7 +157,7 @@ func TestGatewayAuth(t *testing.T) {
 	// the order is A's.
 	forged := http.Header{
 		tenantsig.HeaderTenant:    {b.Tenant},
-		tenantsig.HeaderSignature: {tenantsig.Sign([]byte("not the platform secret"), b.Tenant, time.Now())},
+		tenantsig.HeaderSignature: {tenantsig.Sign([]byte("not the platform secret"), b.Tenant, platform.SharedStack, "POST", "/v1/orders", time.Now())},
 	}
 	id := placeOrder(t, a, cat, forged)
 	if got := orderTenant(t, id); len(got) != 1 || got[0] != a.Tenant {
@@ -187,7 +190,11 @@ func TestServiceRejectsUnsignedTenant(t *testing.T) {
 		"no tenant header": {},
 		"unsigned":         {tenantsig.HeaderTenant: {"e2e-nobody"}},
 		"wrong secret": {tenantsig.HeaderTenant: {"e2e-nobody"},
-			tenantsig.HeaderSignature: {tenantsig.Sign([]byte("not the platform secret"), "e2e-nobody", time.Now())}},
+			tenantsig.HeaderSignature: {tenantsig.Sign([]byte("not the platform secret"), "e2e-nobody", platform.SharedStack, "GET", "/v1/orders", time.Now())}},
+		"the platform secret itself": {tenantsig.HeaderTenant: {"e2e-nobody"},
+			tenantsig.HeaderSignature: {tenantsig.Sign([]byte(plat.Local.State.Secret), "e2e-nobody", platform.SharedStack, "GET", "/v1/orders", time.Now())}},
+		"another stack's key": {tenantsig.HeaderTenant: {"e2e-nobody"},
+			tenantsig.HeaderSignature: {tenantsig.Sign(stackKey("other"), "e2e-nobody", "other", "GET", "/v1/orders", time.Now())}},
 	} {
 		status, code, out := callURL(t, inst+"/v1/orders", "GET", "", nil, h)
 		if status != http.StatusUnauthorized || code != "unauthorized" {
@@ -256,5 +263,67 @@ func TestMetricsOnAdminListenerOnly(t *testing.T) {
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte("tenantry_gateway_requests_total")) {
 		t.Fatalf("admin /metrics: %d %.200s", resp.StatusCode, b)
+	}
+}
+
+// stackKey is the tenant-header key of stack on the test platform.
+func stackKey(stack string) []byte {
+	return tenantsig.StackKey(tenantsig.RootKey([]byte(plat.Local.State.Secret)), stack)
+}
+
+// TestHeaderKeyPerStack: each stack's instances receive their own
+// tenant-header key, in their environment and never in their arguments; a
+// header signed for one stack is refused by another stack's instance.
+func TestHeaderKeyPerStack(t *testing.T) {
+	ctx := testContext(t)
+	tg := newTenant(t, "e2e-sigstack")
+	if err := syncGateway(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := deployStack(t, "e2e-sig", 1)
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := snap.Stacks[platform.SharedStack].Instances[0]
+	signed := func(stack string) http.Header {
+		return http.Header{tenantsig.HeaderTenant: {tg.Tenant},
+			tenantsig.HeaderSignature: {tenantsig.Sign(stackKey(stack), tg.Tenant, stack, "GET", "/v1/orders", time.Now())}}
+	}
+	for _, tc := range []struct {
+		name, url, signedFor string
+		want                 int
+	}{
+		{"shared's header at shared", shared.URL, platform.SharedStack, http.StatusOK},
+		{"shared's header at e2e-sig", other.Instances[0].URL, platform.SharedStack, http.StatusUnauthorized},
+		{"e2e-sig's header at e2e-sig", other.Instances[0].URL, "e2e-sig", http.StatusOK},
+		{"e2e-sig's header at shared", shared.URL, "e2e-sig", http.StatusUnauthorized},
+	} {
+		if status, _, out := callURL(t, tc.url+"/v1/orders", "GET", "", nil, signed(tc.signedFor)); status != tc.want {
+			t.Errorf("%s: %d %v, want %d", tc.name, status, out, tc.want)
+		}
+	}
+	for _, in := range []registry.Instance{shared, other.Instances[0]} {
+		args, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", in.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", in.PID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []string{platform.SharedStack, "e2e-sig"} {
+			k := hex.EncodeToString(stackKey(st))
+			if bytes.Contains(args, []byte(k)) {
+				t.Errorf("instance %d has stack %s's header key in its arguments", in.PID, st)
+			}
+			own := (in.URL == shared.URL) == (st == platform.SharedStack)
+			if has := bytes.Contains(env, []byte("TENANTRY_HEADER_KEY="+k)); has != own {
+				t.Errorf("instance %d holds stack %s's header key: %v, want %v", in.PID, st, has, own)
+			}
+		}
+		if bytes.Contains(env, []byte(hex.EncodeToString(tenantsig.RootKey([]byte(plat.Local.State.Secret))))) {
+			t.Errorf("instance %d holds the tenant-header root key", in.PID)
+		}
 	}
 }

@@ -144,7 +144,6 @@ func waitServed(ctx context.Context, tenants []load.Target, stacks ...string) er
 	if err != nil {
 		return err
 	}
-	secret := []byte(plat.Local.State.Secret)
 	for _, name := range stacks {
 		st, ok := snap.Stacks[name]
 		if !ok {
@@ -158,7 +157,7 @@ func waitServed(ctx context.Context, tenants []load.Target, stacks ...string) er
 					if err != nil {
 						return false, err
 					}
-					tenantsig.Set(req.Header, secret, tg.Tenant, time.Now())
+					tenantsig.SignRequest(req, stackKey(name), tg.Tenant, name, time.Now())
 					resp, err := http.DefaultClient.Do(req)
 					if err != nil {
 						return false, err

@@ -17,7 +17,7 @@ func BenchmarkGateway_ServeHTTP(b *testing.B) {
 	defer be.Close()
 	src := &fakeSource{}
 	src.publish(snapshot(1, map[string][]string{"a": {be.URL}}, route(registry.DefaultRoute, "a", 1)))
-	g, err := New(Config{Source: src, Secret: testSecret})
+	g, err := New(Config{Source: src, HeaderKey: testRoot})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func TestGateway_SlowBodies(t *testing.T) {
 	a := newBackend(t, "a")
 	src := &fakeSource{}
 	src.publish(snapshot(1, map[string][]string{"a": {a.srv.URL}}, route(registry.DefaultRoute, "a", 1)))
-	g, err := New(Config{Source: src, Secret: testSecret, Limits: httpedge.Limits{ReadTimeout: readTimeout}})
+	g, err := New(Config{Source: src, HeaderKey: testRoot, Limits: httpedge.Limits{ReadTimeout: readTimeout}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +153,7 @@ func TestGateway_SlowBodies(t *testing.T) {
 func TestGateway_HeaderLimit(t *testing.T) {
 	src := &fakeSource{}
 	src.publish(snapshot(1, nil))
-	g, err := New(Config{Source: src, Secret: testSecret, Limits: httpedge.Limits{MaxHeaderBytes: 8 << 10}})
+	g, err := New(Config{Source: src, HeaderKey: testRoot, Limits: httpedge.Limits{MaxHeaderBytes: 8 << 10}})
 	if err != nil {
 		t.Fatal(err)
 	}

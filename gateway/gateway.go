@@ -2,7 +2,7 @@
 // authenticates a tenant's API key, picks one of the stacks the tenant's
 // route names (by weight), balances across that stack's instances with
 // passive health, and passes the tenant to the instance in a header signed
-// with the platform secret (package tenantsig). The `tenantry gateway`
+// with that stack's key (package tenantsig). The `tenantry gateway`
 // command runs it; rollouts move traffic by changing routes in the registry.
 //
 // Routing reads an immutable table built from a registry snapshot and held
@@ -72,8 +72,11 @@ type SnapshotSource interface {
 type Config struct {
 	// Source provides registry snapshots. Required.
 	Source SnapshotSource
-	// Secret signs the tenant header passed to instances. Required.
-	Secret []byte
+	// HeaderKey is the tenant-header root key (tenantsig.RootKey of the
+	// platform secret); the gateway derives each stack's key from it and
+	// signs the tenant header of every request with the key of the stack it
+	// goes to. Required.
+	HeaderKey []byte
 	// Transport sends requests to instances. Nil means a *http.Transport
 	// tuned for a proxy: 256 idle connections per instance, keep-alives,
 	// HTTP/1.1, no transparent compression.
@@ -136,8 +139,8 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Source == nil {
 		return nil, errors.New("gateway: Source is required")
 	}
-	if len(cfg.Secret) == 0 {
-		return nil, errors.New("gateway: Secret is required")
+	if len(cfg.HeaderKey) == 0 {
+		return nil, errors.New("gateway: HeaderKey is required")
 	}
 	if cfg.ResponseHeaderTimeout <= 0 {
 		cfg.ResponseHeaderTimeout = 30 * time.Second
@@ -195,7 +198,7 @@ func New(cfg Config) (*Gateway, error) {
 		BufferPool:     bufferPool{},
 		ErrorLog:       slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
 	}
-	g.table.Store(buildTable(nil, &g.health, nil))
+	g.table.Store(buildTable(nil, nil, &g.health, nil))
 	g.Apply(cfg.Source.Current())
 	return g, nil
 }
@@ -255,7 +258,7 @@ func (g *Gateway) Apply(snap *registry.Snapshot) {
 	if cur := g.table.Load(); cur.snap == snap || (cur.snap != nil && snap.Version < cur.snap.Version) {
 		return
 	}
-	t := buildTable(snap, &g.health, func(stack, url string, err error) {
+	t := buildTable(snap, g.cfg.HeaderKey, &g.health, func(stack, url string, err error) {
 		g.log.Warn("skipping instance with a bad url", logStack, stack, logInstance, url, logErr, err)
 	})
 	g.table.Store(t)
@@ -316,7 +319,6 @@ type reqState struct {
 	context.Context
 	cancel context.CancelFunc
 	tenant string
-	sig    *signer
 	pool   *pool
 	up     *upstream // changes when the transport moves the request
 	body   []byte
@@ -364,7 +366,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.reject(w, "", "", http.StatusUnauthorized, "unauthorized", "missing or unknown API key", start)
 		return
 	}
-	st := &reqState{Context: r.Context(), tenant: k.Tenant, sig: t.sigs[k.Tenant]}
+	st := &reqState{Context: r.Context(), tenant: k.Tenant}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		code, err := st.readBody(r)
 		if err != nil {
@@ -450,11 +452,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	h := pr.Out.Header
 	h.Del("Authorization")
-	if st.sig != nil {
-		st.sig.set(h, g.cfg.Secret, g.cfg.Now())
-	} else {
-		tenantsig.Set(h, g.cfg.Secret, st.tenant, g.cfg.Now())
-	}
+	tenantsig.SignRequest(pr.Out, st.pool.key, st.tenant, st.pool.stack, g.cfg.Now())
 	if st.body != nil {
 		body := st.body
 		pr.Out.Body = io.NopCloser(bytes.NewReader(body))
@@ -538,29 +536,3 @@ func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
 func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 var _ SnapshotSource = registry.StaticSource{}
-
-// signer caches a tenant's signed header values for the current second:
-// tenantsig signatures carry whole seconds, so one HMAC per tenant per
-// second serves every request. The cached slices are shared by requests and
-// never modified.
-type signer struct {
-	tenant []string
-	cur    atomic.Pointer[signature]
-}
-
-type signature struct {
-	sec int64
-	val []string
-}
-
-// set writes the signed tenant header into h, replacing what was there.
-func (s *signer) set(h http.Header, secret []byte, now time.Time) {
-	sec := now.Unix()
-	sig := s.cur.Load()
-	if sig == nil || sig.sec != sec {
-		sig = &signature{sec: sec, val: []string{tenantsig.Sign(secret, s.tenant[0], time.Unix(sec, 0))}}
-		s.cur.Store(sig)
-	}
-	h[tenantsig.HeaderTenant] = s.tenant
-	h[tenantsig.HeaderSignature] = sig.val
-}

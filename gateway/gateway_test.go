@@ -51,7 +51,7 @@ func TestGateway_Authentication(t *testing.T) {
 	t.Run("forged tenant headers are replaced", func(t *testing.T) {
 		forged := map[string]string{
 			tenantsig.HeaderTenant:    "globex",
-			tenantsig.HeaderSignature: tenantsig.Sign([]byte("guess"), "globex", time.Now()),
+			tenantsig.HeaderSignature: tenantsig.Sign([]byte("guess"), "globex", "a", "GET", "/v1/orders/1", time.Now()),
 		}
 		code, e, raw := c.mustDo("GET", "/v1/orders/1", keyAcme, nil, forged)
 		if code != http.StatusOK {
@@ -187,6 +187,7 @@ func TestGateway_RouteSwap(t *testing.T) {
 // practice none does), and passive health takes it out of rotation.
 func TestGateway_InstanceKilled(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
+	a.inStack, b.inStack = "s", "s"
 	src := &fakeSource{}
 	src.publish(snapshot(1, map[string][]string{"s": {a.srv.URL, b.srv.URL}}, route(registry.DefaultRoute, "s", 1)))
 	g, gw, reg := newGateway(t, src, func(cfg *Config) { cfg.Cooldown = time.Minute })

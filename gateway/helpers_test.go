@@ -19,7 +19,8 @@ import (
 	"tenantry/tenantsig"
 )
 
-var testSecret = []byte("platform-secret")
+// testRoot is the gateway's tenant-header root key.
+var testRoot = tenantsig.RootKey([]byte("platform-secret"))
 
 // Keys of the test tenants.
 const (
@@ -124,7 +125,8 @@ type echo struct {
 // backend is a test instance of a stack. It verifies the signed tenant
 // header like a real service and echoes what it saw.
 type backend struct {
-	stack    string
+	stack    string // echoed, and the stack whose key it verifies with unless inStack is set
+	inStack  string // the stack this instance belongs to, when it is not named after it
 	srv      *httptest.Server
 	received sync.Map // X-Req-Id -> true
 	inflight atomic.Int64
@@ -149,7 +151,11 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	if id := r.Header.Get("X-Req-Id"); id != "" {
 		b.received.Store(id, true)
 	}
-	tenant, err := tenantsig.Verify(r.Header, testSecret, time.Now())
+	stack := b.stack
+	if b.inStack != "" {
+		stack = b.inStack
+	}
+	tenant, err := tenantsig.Verify(r, tenantsig.StackKey(testRoot, stack), stack, time.Now())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusUnauthorized)
 		return
@@ -169,7 +175,7 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 func newGateway(t *testing.T, src SnapshotSource, mod func(*Config)) (*Gateway, *httptest.Server, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cfg := Config{Source: src, Secret: testSecret, Registerer: reg}
+	cfg := Config{Source: src, HeaderKey: testRoot, Registerer: reg}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -18,8 +18,10 @@ type RunConfig struct {
 	// ControlDSN is the registry's control database, which the gateway
 	// follows (routes, stacks, API keys). Required.
 	ControlDSN string
-	// Secret is the platform secret that signs the tenant header. Required.
-	Secret []byte
+	// HeaderKey is the tenant-header root key (tenantsig.RootKey of the
+	// platform secret), from which the gateway derives each stack's key.
+	// Required.
+	HeaderKey []byte
 	// Listeners: the public one serves the gateway, the admin one /metrics.
 	Listeners httpedge.Listeners
 	// Logger: nil discards.
@@ -36,8 +38,8 @@ var ErrInvalidRunConfig = errors.New("invalid gateway run config")
 // admin one) until ctx ends; then it stops accepting connections and drains
 // in-flight requests (Config.DrainTimeout's default).
 func Run(ctx context.Context, cfg RunConfig) error {
-	if cfg.ControlDSN == "" || len(cfg.Secret) == 0 {
-		return fmt.Errorf("%w: the control DSN and the secret are required", ErrInvalidRunConfig)
+	if cfg.ControlDSN == "" || len(cfg.HeaderKey) == 0 {
+		return fmt.Errorf("%w: the control DSN and the header key are required", ErrInvalidRunConfig)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -50,7 +52,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	defer w.Stop()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	g, err := New(Config{Source: w, Secret: cfg.Secret, Logger: log, Registerer: reg})
+	g, err := New(Config{Source: w, HeaderKey: cfg.HeaderKey, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
 	}

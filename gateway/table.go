@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"tenantry/registry"
+	"tenantry/tenantsig"
 )
 
 // table is the routing view of one registry snapshot: parsed instance URLs
@@ -18,12 +19,13 @@ type table struct {
 	snap   *registry.Snapshot
 	stacks map[string]*pool
 	routes map[string]*weighted // by tenant; registry.DefaultRoute is the default
-	sigs   map[string]*signer   // by tenant, for every tenant with an API key
 }
 
-// pool is the instances of one stack that the registry lists as healthy.
+// pool is the instances of one stack that the registry lists as healthy,
+// with the stack's tenant-header key.
 type pool struct {
 	stack string
+	key   []byte // tenantsig.StackKey
 	ups   []*upstream
 }
 
@@ -65,15 +67,10 @@ type healthSet struct {
 // buildTable builds the routing table of snap, reusing health records of
 // instances that were already known. Instances whose URL does not parse are
 // left out and reported through bad.
-func buildTable(snap *registry.Snapshot, hs *healthSet, bad func(stack, url string, err error)) *table {
-	t := &table{snap: snap, stacks: map[string]*pool{}, routes: map[string]*weighted{}, sigs: map[string]*signer{}}
+func buildTable(snap *registry.Snapshot, root []byte, hs *healthSet, bad func(stack, url string, err error)) *table {
+	t := &table{snap: snap, stacks: map[string]*pool{}, routes: map[string]*weighted{}}
 	if snap == nil {
 		return t
-	}
-	for _, k := range snap.KeysByHash {
-		if t.sigs[k.Tenant] == nil {
-			t.sigs[k.Tenant] = &signer{tenant: []string{k.Tenant}}
-		}
 	}
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
@@ -82,7 +79,7 @@ func buildTable(snap *registry.Snapshot, hs *healthSet, bad func(stack, url stri
 		if st.Status == registry.StackStopped || st.Status == registry.StackFailed {
 			continue
 		}
-		p := &pool{stack: name}
+		p := &pool{stack: name, key: tenantsig.StackKey(root, name)}
 		for _, in := range st.Instances {
 			if !in.Healthy {
 				continue

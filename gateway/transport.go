@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"tenantry/tenantsig"
 )
 
 // maxAttempts bounds how many instances one request may be tried on.
@@ -67,6 +69,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
+		// The signature covers the path, which differs when the instances'
+		// URLs have different base paths.
+		tenantsig.SignRequest(r2, st.pool.key, st.tenant, st.pool.stack, t.g.now())
 		t.g.metrics.retries.WithLabelValues(st.pool.stack).Inc()
 		st.up.health.inflight.Add(-1)
 		next.health.inflight.Add(1)

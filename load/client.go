@@ -77,7 +77,7 @@ type client struct {
 	base      string
 	http      *http.Client
 	policy    RetryPolicy
-	authorize func(http.Header, Target)
+	authorize func(*http.Request, Target)
 	now       func() time.Time
 	onRetry   func()
 }
@@ -148,7 +148,7 @@ func (c *client) attempt(ctx context.Context, method, path string, t Target, ide
 		return Response{}, 0, fmt.Errorf("build request: %w", err)
 	}
 	if c.authorize != nil {
-		c.authorize(req.Header, t)
+		c.authorize(req, t)
 	} else {
 		req.Header.Set("Authorization", "Bearer "+t.APIKey)
 	}

@@ -100,11 +100,12 @@ type Config struct {
 	// HTTPClient sends the requests; nil means a client with a pool sized
 	// to Concurrency.
 	HTTPClient *http.Client
-	// Authorize sets the credentials of a request sent as target t. Nil
-	// means "Authorization: Bearer <t.APIKey>", what the gateway takes; a
-	// client of the service instances themselves (a benchmark's baseline)
-	// signs the tenant header there instead (tenantsig.Set).
-	Authorize func(h http.Header, t Target)
+	// Authorize sets the credentials of request r, sent as target t, once
+	// its method and URL are final. Nil means "Authorization: Bearer
+	// <t.APIKey>", what the gateway takes; a client of the service
+	// instances themselves (a benchmark's baseline) signs the tenant header
+	// there instead (tenantsig.SignRequest).
+	Authorize func(r *http.Request, t Target)
 	Retry     RetryPolicy
 	// Seed makes the choice of operations and idempotency keys
 	// reproducible; 0 means a seed from the clock.

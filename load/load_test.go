@@ -281,7 +281,7 @@ func TestConfig_Validate(t *testing.T) {
 		{"no key", func(c *Config) { c.Targets = []Target{{Tenant: "acme"}} }, false},
 		{"no key, own authorization", func(c *Config) {
 			c.Targets = []Target{{Tenant: "acme"}}
-			c.Authorize = func(http.Header, Target) {}
+			c.Authorize = func(*http.Request, Target) {}
 		}, true},
 		{"twice", func(c *Config) { c.Targets = append(c.Targets, c.Targets[0]) }, false},
 		{"negative rate", func(c *Config) { c.Rate = -1 }, false},
@@ -344,7 +344,7 @@ func TestClient_Authorize(t *testing.T) {
 	}))
 	defer srv.Close()
 	c, err := NewClient(Config{BaseURL: srv.URL, Targets: []Target{{Tenant: "acme"}},
-		Authorize: func(h http.Header, t Target) { h.Set("X-Tenant", t.Tenant) }})
+		Authorize: func(r *http.Request, t Target) { r.Header.Set("X-Tenant", t.Tenant) }})
 	if err != nil {
 		t.Fatal(err)
 	}

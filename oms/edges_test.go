@@ -24,7 +24,7 @@ func TestServer_Edges(t *testing.T) {
 	admin := jsonapitest.MustServe(t, e.handler.AdminHandler(), httpedge.Limits{})
 	signed := func(method, target string) string {
 		return fmt.Sprintf("%s %s HTTP/1.1\r\nHost: oms\r\n%s: acme\r\n%s: %s\r\n\r\n", method, target,
-			tenantsig.HeaderTenant, tenantsig.HeaderSignature, tenantsig.Sign(secret, "acme", time.Now()))
+			tenantsig.HeaderTenant, tenantsig.HeaderSignature, tenantsig.Sign(headerKey, "acme", testStack, method, target, time.Now()))
 	}
 	huge := strings.Repeat("a", 70<<10)
 	for _, tc := range []struct {

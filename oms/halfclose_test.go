@@ -29,11 +29,11 @@ func TestServer_HalfClose(t *testing.T) {
 	sum := sha256.Sum256([]byte(apiKey))
 	snap := &registry.Snapshot{
 		Version:    1,
-		Stacks:     map[string]*registry.Stack{"s": {Name: "s", Version: "v1", Status: registry.StackReady, Instances: []registry.Instance{{URL: "http://" + direct, Healthy: true}}}},
-		Routes:     map[string]*registry.Route{registry.DefaultRoute: {Backends: []registry.Backend{{Stack: "s", Weight: 1}}}},
+		Stacks:     map[string]*registry.Stack{testStack: {Name: testStack, Version: "v1", Status: registry.StackReady, Instances: []registry.Instance{{URL: "http://" + direct, Healthy: true}}}},
+		Routes:     map[string]*registry.Route{registry.DefaultRoute: {Backends: []registry.Backend{{Stack: testStack, Weight: 1}}}},
 		KeysByHash: map[string]*registry.APIKey{hex.EncodeToString(sum[:]): {ID: "k", Tenant: "acme"}},
 	}
-	g, err := gateway.New(gateway.Config{Source: registry.StaticSource{Snapshot: snap}, Secret: secret})
+	g, err := gateway.New(gateway.Config{Source: registry.StaticSource{Snapshot: snap}, HeaderKey: headerRoot})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,12 +41,13 @@ func TestServer_HalfClose(t *testing.T) {
 
 	paths := []struct {
 		name, addr string
-		auth       func() string
+		auth       func(method, target string) string
 	}{
-		{"direct", direct, func() string {
-			return fmt.Sprintf("%s: acme\r\n%s: %s\r\n", tenantsig.HeaderTenant, tenantsig.HeaderSignature, tenantsig.Sign(secret, "acme", time.Now()))
+		{"direct", direct, func(method, target string) string {
+			return fmt.Sprintf("%s: acme\r\n%s: %s\r\n", tenantsig.HeaderTenant, tenantsig.HeaderSignature,
+				tenantsig.Sign(headerKey, "acme", testStack, method, target, time.Now()))
 		}},
-		{"gateway", viaGateway, func() string { return "Authorization: Bearer " + apiKey + "\r\n" }},
+		{"gateway", viaGateway, func(string, string) string { return "Authorization: Bearer " + apiKey + "\r\n" }},
 	}
 	order := func(int) string {
 		return pathf(`{"location_id":%d,"lines":[{"product_id":%d,"quantity":1}]}`, location, product)
@@ -77,7 +78,7 @@ func TestServer_HalfClose(t *testing.T) {
 				}
 				before := e.counts()
 				raw := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: oms\r\n%s%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
-					tc.method, tc.path, p.auth(), extra, len(body), body)
+					tc.method, tc.path, p.auth(tc.method, tc.path), extra, len(body), body)
 				ans, answered := jsonapitest.Send(t, p.addr, raw, true)
 				after := e.counts()
 				if !answered {

@@ -21,7 +21,14 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-var secret = []byte("test-platform-secret")
+// testStack is the stack the test servers belong to; headerKey is its
+// tenant-header key.
+const testStack = "oms-test"
+
+var (
+	headerRoot = tenantsig.RootKey([]byte("test-platform-secret")) // what a gateway holds
+	headerKey  = tenantsig.StackKey(headerRoot, testStack)
+)
 
 // env is one migrated database served by a real OMS over loopback HTTP.
 type env struct {
@@ -43,7 +50,7 @@ func newEnvWith(t *testing.T, configure func(*oms.Config)) *env {
 	if err := oms.Migrate(context.Background(), pool); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
-	cfg := oms.Config{DB: oms.PoolDB{Pool: pool}, Secret: secret}
+	cfg := oms.Config{DB: oms.PoolDB{Pool: pool}, HeaderKey: headerKey, Stack: testStack}
 	configure(&cfg)
 	s, err := oms.NewServer(cfg)
 	if err != nil {
@@ -100,7 +107,7 @@ func (e *env) call(tenant, method, path string, body any, headers ...string) res
 		e.t.Fatal(err)
 	}
 	if tenant != "" {
-		tenantsig.Set(req.Header, secret, tenant, time.Now())
+		tenantsig.SignRequest(req, headerKey, tenant, testStack, time.Now())
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])

@@ -27,8 +27,12 @@ const MaxBodyBytes = 1 << 20
 type Config struct {
 	// DB runs the tenant's transactions. Required.
 	DB DB
-	// Secret verifies the signed tenant header (tenantsig). Required.
-	Secret []byte
+	// HeaderKey verifies the signed tenant header: tenantsig.StackKey of
+	// the stack this instance belongs to. Required.
+	HeaderKey []byte
+	// Stack is the name of that stack; a header signed for another stack is
+	// refused. Required.
+	Stack string
 	// Logger receives internal errors; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the server's metrics. Nil: a private registry.
@@ -74,8 +78,8 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.DB == nil {
 		return nil, errors.New("oms: Config.DB is required")
 	}
-	if len(cfg.Secret) == 0 {
-		return nil, errors.New("oms: Config.Secret is required")
+	if len(cfg.HeaderKey) == 0 || cfg.Stack == "" {
+		return nil, errors.New("oms: Config.HeaderKey and Config.Stack are required")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -209,7 +213,7 @@ var tenantRe = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
 // the signed header.
 func (s *Server) api(pattern string, h handler) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		tenant, err := tenantsig.Verify(r.Header, s.cfg.Secret, s.cfg.Now())
+		tenant, err := tenantsig.Verify(r, s.cfg.HeaderKey, s.cfg.Stack, s.cfg.Now())
 		if err == nil && !tenantRe.MatchString(tenant) {
 			err = errors.New("tenant id malformed")
 		}

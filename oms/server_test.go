@@ -6,7 +6,9 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,17 +36,24 @@ func TestServer_Auth(t *testing.T) {
 	}
 	before := e.counts()
 	now := time.Now()
-	cases := map[string][]string{
-		"missing":          nil,
-		"forged":           {tenantsig.HeaderTenant, "acme", tenantsig.HeaderSignature, tenantsig.Sign([]byte("wrong"), "acme", now)},
-		"other tenant sig": {tenantsig.HeaderTenant, "acme", tenantsig.HeaderSignature, tenantsig.Sign(secret, "globex", now)},
-		"expired":          {tenantsig.HeaderTenant, "acme", tenantsig.HeaderSignature, tenantsig.Sign(secret, "acme", now.Add(-time.Hour))},
-		"malformed tenant": {tenantsig.HeaderTenant, "Bad Tenant", tenantsig.HeaderSignature, tenantsig.Sign(secret, "Bad Tenant", now)},
+	sig := func(key []byte, tenant, stack, method, path string, at time.Time) []string {
+		return []string{tenantsig.HeaderTenant, tenant, tenantsig.HeaderSignature, tenantsig.Sign(key, tenant, stack, method, path, at)}
+	}
+	otherStack := tenantsig.StackKey(tenantsig.RootKey([]byte("test-platform-secret")), "other")
+	cases := map[string]func(method, path string) []string{
+		"missing":          func(string, string) []string { return nil },
+		"forged":           func(m, p string) []string { return sig([]byte("wrong"), "acme", testStack, m, p, now) },
+		"other tenant sig": func(m, p string) []string { h := sig(headerKey, "globex", testStack, m, p, now); h[1] = "acme"; return h },
+		"expired":          func(m, p string) []string { return sig(headerKey, "acme", testStack, m, p, now.Add(-time.Minute)) },
+		"malformed tenant": func(m, p string) []string { return sig(headerKey, "Bad Tenant", testStack, m, p, now) },
+		"other stack":      func(m, p string) []string { return sig(otherStack, "acme", "other", m, p, now) },
+		"other path":       func(m, p string) []string { return sig(headerKey, "acme", testStack, m, p+"0", now) },
+		"other method":     func(m, p string) []string { return sig(headerKey, "acme", testStack, "DELETE", p, now) },
 	}
 	for name, headers := range cases {
 		t.Run(name, func(t *testing.T) {
 			for _, m := range [][2]string{{"GET", "/v1/products/1"}, {"POST", "/v1/products"}} {
-				r := e.call("", m[0], m[1], map[string]any{"sku": "b", "name": "B"}, headers...)
+				r := e.call("", m[0], m[1], map[string]any{"sku": "b", "name": "B"}, headers(m[0], m[1])...)
 				if r.status != 401 || r.code() != "unauthorized" {
 					t.Fatalf("%s %s: %d %s, want 401 unauthorized", m[0], m[1], r.status, r.raw)
 				}
@@ -56,6 +65,67 @@ func TestServer_Auth(t *testing.T) {
 	}
 	if after := e.counts(); !maps.Equal(before, after) {
 		t.Fatalf("rejected requests changed rows: %v -> %v", before, after)
+	}
+}
+
+// TestServer_CapturedHeader replays a tenant header captured on its way to
+// an instance of one stack: the same request is accepted there within 30 s;
+// an instance of another stack, the same instance 31 s later, and another
+// method or path are refused.
+func TestServer_CapturedHeader(t *testing.T) {
+	var clock atomic.Int64 // unix seconds the servers see
+	t0 := time.Now().Truncate(time.Second)
+	clock.Store(t0.Unix())
+	now := func() time.Time { return time.Unix(clock.Load(), 0) }
+	e := newEnvWith(t, func(cfg *oms.Config) { cfg.Now = now })
+	keyB := tenantsig.StackKey(tenantsig.RootKey([]byte("test-platform-secret")), "b")
+	b, err := oms.NewServer(oms.Config{DB: oms.PoolDB{Pool: e.pool}, HeaderKey: keyB, Stack: "b", Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvB := httptest.NewServer(b)
+	t.Cleanup(srvB.Close)
+	id := e.must(201, "acme", "POST", "/v1/products", map[string]any{"sku": "a", "name": "A"}).id()
+	path := pathf("/v1/products/%d", id)
+	captured := []string{tenantsig.HeaderTenant, "acme",
+		tenantsig.HeaderSignature, tenantsig.Sign(headerKey, "acme", testStack, "GET", path, t0)}
+
+	send := func(base, method, path string) int {
+		req, err := http.NewRequest(method, base+path, strings.NewReader(`{"sku":"z","name":"Z"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(captured[0], captured[1])
+		req.Header.Set(captured[2], captured[3])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	before := e.counts()
+	for _, tc := range []struct {
+		name         string
+		base, method string
+		path         string
+		after        time.Duration
+		want         int
+	}{
+		{"same request, same stack", e.srv.URL, "GET", path, 0, 200},
+		{"same request, 30s later", e.srv.URL, "GET", path, 30 * time.Second, 200},
+		{"another stack", srvB.URL, "GET", path, 0, 401},
+		{"31s later", e.srv.URL, "GET", path, 31 * time.Second, 401},
+		{"another method", e.srv.URL, "POST", "/v1/products", 0, 401},
+		{"another path", e.srv.URL, "GET", pathf("/v1/products/%d", id+1), 0, 401},
+	} {
+		clock.Store(t0.Add(tc.after).Unix())
+		if got := send(tc.base, tc.method, tc.path); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	if after := e.counts(); !maps.Equal(before, after) {
+		t.Fatalf("replayed requests changed rows: %v -> %v", before, after)
 	}
 }
 

@@ -2,9 +2,11 @@ package platform
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"tenantry/registry"
 	"tenantry/stack"
@@ -65,7 +67,7 @@ func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 		}
 	}
 	gw, err := StartGateway(ctx, GatewayOptions{Dir: filepath.Join(r.Local.Dir, "gateway"), Binary: r.binary,
-		Env: r.Stacks.Env, Listen: opts.GatewayListen, AdminListen: opts.GatewayAdminListen, Logger: r.log,
+		Env: gatewayEnv(r.Stacks.Env, r.Local.State), Listen: opts.GatewayListen, AdminListen: opts.GatewayAdminListen, Logger: r.log,
 		Exited: func(err error) { r.log.Error("gateway exited; not restarted", "err", err) }})
 	if err != nil {
 		return err
@@ -80,4 +82,12 @@ func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 	r.Local.State.GatewayURL = r.GatewayURL
 	r.Local.State.GatewayAdminURL = r.GatewayAdminURL
 	return r.Local.Save()
+}
+
+// gatewayEnv is the gateway process's environment: the instances' shared
+// environment without the platform secret, plus the tenant-header root key,
+// which is all the gateway needs to sign for every stack.
+func gatewayEnv(shared []string, st *State) []string {
+	env := slices.DeleteFunc(slices.Clone(shared), func(kv string) bool { return strings.HasPrefix(kv, "TENANTRY_SECRET=") })
+	return append(env, "TENANTRY_HEADER_ROOT_KEY="+hex.EncodeToString(headerRoot(st)))
 }

@@ -240,7 +240,7 @@ func waitServed(ctx context.Context, tenant string) error {
 			if err != nil {
 				return false, err
 			}
-			tenantsig.Set(req.Header, []byte(plat.Local.State.Secret), tenant, time.Now())
+			tenantsig.SignRequest(req, tenantsig.StackKey(headerRoot(plat.Local.State), SharedStack), tenant, SharedStack, time.Now())
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				return false, err

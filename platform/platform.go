@@ -19,6 +19,7 @@ import (
 	"tenantry/control"
 	"tenantry/localpg"
 	"tenantry/registry"
+	"tenantry/tenantsig"
 )
 
 // StateFile is the file in the data directory that records the platform:
@@ -325,6 +326,11 @@ func (l *Local) Destroy(ctx context.Context) error {
 	l.Stop(ctx)
 	return os.RemoveAll(l.Dir)
 }
+
+// headerRoot is the tenant-header root key of the platform: the gateway
+// holds it, each stack's instances only the key derived from it for their
+// stack.
+func headerRoot(st *State) []byte { return tenantsig.RootKey([]byte(st.Secret)) }
 
 func randomHex(n int) string {
 	b := make([]byte, n)

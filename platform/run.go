@@ -2,6 +2,7 @@ package platform
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"tenantry/move"
 	"tenantry/registry"
 	"tenantry/stack"
+	"tenantry/tenantsig"
 	"tenantry/workflow"
 )
 
@@ -120,6 +122,10 @@ func Run(ctx context.Context, opts Options) (_ *Running, err error) {
 		Binary: opts.Binary,
 		Dir:    filepath.Join(l.Dir, "stacks"),
 		Env:    []string{"TENANTRY_CONTROL_DSN=" + st.ControlDSN, "TENANTRY_SECRET=" + st.Secret},
+		// Each stack's instances hold only their own tenant-header key.
+		StackEnv: func(stack string) []string {
+			return []string{"TENANTRY_HEADER_KEY=" + hex.EncodeToString(tenantsig.StackKey(headerRoot(st), stack))}
+		},
 		Logger: log,
 	}
 	cfg := PlaneConfig(l.Dir, st, opts.Moves, log)

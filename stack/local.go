@@ -51,6 +51,10 @@ type LocalProvider struct {
 	// (e.g. TENANTRY_CONTROL_DSN, TENANTRY_SECRET); secrets go here, never
 	// in Args.
 	Env []string
+	// StackEnv, when set, returns environment added for the instances of
+	// one stack only (after Env): what only that stack may hold, such as
+	// its tenant-header key (TENANTRY_HEADER_KEY).
+	StackEnv func(stack string) []string
 	// Store records the stacks. Required.
 	Store StackStore
 	// Logger receives operator logs; nil discards them.
@@ -191,7 +195,7 @@ func (p *LocalProvider) instanceSpec(bin string, spec Spec, i int) localproc.Spe
 		Name:        instanceName(spec.Name, i),
 		Binary:      bin,
 		Args:        p.args(spec, i, base+".addr"),
-		Env:         p.Env,
+		Env:         p.env(spec.Name),
 		LogFile:     base + ".log",
 		AddrFile:    base + ".addr",
 		HealthPath:  p.HealthPath,
@@ -200,6 +204,14 @@ func (p *LocalProvider) instanceSpec(bin string, spec Spec, i int) localproc.Spe
 			p.instanceExited(spec.Name, i, pr, err)
 		},
 	}
+}
+
+// env is the environment added for the instances of stack.
+func (p *LocalProvider) env(stack string) []string {
+	if p.StackEnv == nil {
+		return p.Env
+	}
+	return append(slices.Clip(p.Env), p.StackEnv(stack)...)
 }
 
 func instanceName(stack string, i int) string { return fmt.Sprintf("%s-%d", stack, i) }

@@ -3,31 +3,83 @@ package tenantsig
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
 
+var root = RootKey([]byte("platform-secret"))
+
+// captured is a request as stack "a" received it from the gateway, with
+// its headers: what someone who can read traffic or logs could replay.
+func captured(t *testing.T, now time.Time) *http.Request {
+	t.Helper()
+	r := httptest.NewRequest("GET", "/v1/orders/7?expand=lines", nil)
+	SignRequest(r, StackKey(root, "a"), "acme", "a", now)
+	return r
+}
+
+// replay is a new request carrying the captured tenant headers.
+func replay(from *http.Request, method, target string) *http.Request {
+	r := httptest.NewRequest(method, target, nil)
+	r.Header.Set(HeaderTenant, from.Header.Get(HeaderTenant))
+	r.Header.Set(HeaderSignature, from.Header.Get(HeaderSignature))
+	return r
+}
+
 func TestVerify(t *testing.T) {
-	secret := []byte("platform-secret")
 	now := time.Unix(1_800_000_000, 0)
-	good := http.Header{}
-	Set(good, secret, "acme", now)
+	keyA, keyB := StackKey(root, "a"), StackKey(root, "b")
+	good := captured(t, now)
 	tests := []struct {
-		name string
-		h    func() http.Header
-		at   time.Time
-		want error
+		name  string
+		r     func() *http.Request
+		key   []byte
+		stack string
+		at    time.Time
+		want  error
 	}{
-		{"valid", func() http.Header { return good.Clone() }, now, nil},
-		{"missing", func() http.Header { return http.Header{} }, now, ErrMissing},
-		{"other tenant", func() http.Header { h := good.Clone(); h.Set(HeaderTenant, "globex"); return h }, now, ErrInvalid},
-		{"wrong secret", func() http.Header { h := http.Header{}; Set(h, []byte("x"), "acme", now); return h }, now, ErrInvalid},
-		{"garbage", func() http.Header { h := good.Clone(); h.Set(HeaderSignature, "nonsense"); return h }, now, ErrInvalid},
-		{"expired", func() http.Header { return good.Clone() }, now.Add(MaxSkew + time.Second), ErrExpired},
+		{"valid", func() *http.Request { return good }, keyA, "a", now, nil},
+		{"valid 30s later", func() *http.Request { return good }, keyA, "a", now.Add(MaxSkew), nil},
+		{"valid from a clock 30s ahead", func() *http.Request { return good }, keyA, "a", now.Add(-MaxSkew), nil},
+		{"missing", func() *http.Request { return httptest.NewRequest("GET", "/v1/orders/7", nil) }, keyA, "a", now, ErrMissing},
+		{"another stack, its own key", func() *http.Request { return good }, keyB, "b", now, ErrInvalid},
+		{"another stack name, stack a's key", func() *http.Request { return good }, keyA, "b", now, ErrInvalid},
+		{"after 31s", func() *http.Request { return good }, keyA, "a", now.Add(MaxSkew + time.Second), ErrExpired},
+		{"31s early", func() *http.Request { return good }, keyA, "a", now.Add(-MaxSkew - time.Second), ErrExpired},
+		{"another method", func() *http.Request { return replay(good, "POST", "/v1/orders/7?expand=lines") }, keyA, "a", now, ErrInvalid},
+		{"another path", func() *http.Request { return replay(good, "GET", "/v1/orders/8?expand=lines") }, keyA, "a", now, ErrInvalid},
+		{"another query", func() *http.Request { return replay(good, "GET", "/v1/orders/7") }, keyA, "a", now, ErrInvalid},
+		{"same request again", func() *http.Request { return replay(good, "GET", "/v1/orders/7?expand=lines") }, keyA, "a", now, nil},
+		{"another tenant", func() *http.Request {
+			r := replay(good, "GET", "/v1/orders/7?expand=lines")
+			r.Header.Set(HeaderTenant, "globex")
+			return r
+		}, keyA, "a", now, ErrInvalid},
+		{"the root key", func() *http.Request {
+			r := httptest.NewRequest("GET", "/x", nil)
+			SignRequest(r, root, "acme", "a", now)
+			return r
+		}, keyA, "a", now, ErrInvalid},
+		{"the platform secret", func() *http.Request {
+			r := httptest.NewRequest("GET", "/x", nil)
+			SignRequest(r, []byte("platform-secret"), "acme", "a", now)
+			return r
+		}, keyA, "a", now, ErrInvalid},
+		{"garbage", func() *http.Request {
+			r := replay(good, "GET", "/v1/orders/7?expand=lines")
+			r.Header.Set(HeaderSignature, "nonsense")
+			return r
+		}, keyA, "a", now, ErrInvalid},
+		{"timestamp changed", func() *http.Request {
+			r := replay(good, "GET", "/v1/orders/7?expand=lines")
+			r.Header.Set(HeaderSignature, "1800000100"+r.Header.Get(HeaderSignature)[10:])
+			return r
+		}, keyA, "a", now.Add(100 * time.Second), ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tenant, err := Verify(tc.h(), secret, tc.at)
+			tenant, err := Verify(tc.r(), tc.key, tc.stack, tc.at)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Verify = %q, %v; want %v", tenant, err, tc.want)
 			}
@@ -35,5 +87,19 @@ func TestVerify(t *testing.T) {
 				t.Fatalf("tenant = %q, want acme", tenant)
 			}
 		})
+	}
+}
+
+func TestStackKey_Distinct(t *testing.T) {
+	seen := map[string]string{}
+	for _, k := range []struct{ name, key string }{
+		{"root", string(root)}, {"secret", "platform-secret"},
+		{"a", string(StackKey(root, "a"))}, {"b", string(StackKey(root, "b"))},
+		{"other root a", string(StackKey(RootKey([]byte("other")), "a"))},
+	} {
+		if prev, ok := seen[k.key]; ok {
+			t.Fatalf("keys %s and %s are equal", prev, k.name)
+		}
+		seen[k.key] = k.name
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"strings"
@@ -128,6 +129,19 @@ func secretFrom(file, env, flag string) (string, error) {
 		return s, nil
 	}
 	return "", usageErr("$%s or %s is required", env, flag)
+}
+
+// hexSecretFrom is secretFrom for a key written in hex.
+func hexSecretFrom(file, env, flag string) ([]byte, error) {
+	s, err := secretFrom(file, env, flag)
+	if err != nil {
+		return nil, err
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) == 0 {
+		return nil, usageErr("%s ($%s): not a hex key", flag, env)
+	}
+	return b, nil
 }
 
 // failpoint returns the move hook of $TENANTRY_FAILPOINT ("move:POINT"),

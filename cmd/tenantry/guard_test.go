@@ -80,7 +80,8 @@ func TestMain_TrafficGuard(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
-			args := append([]string{"--api", api, "--token", "adm_cli"}, tc.args...)
+			t.Setenv("TENANTRY_TOKEN", "adm_cli")
+			args := append([]string{"--api", api}, tc.args...)
 			code := MainContext(context.Background(), args, &out, &errb)
 			if code != tc.code {
 				t.Fatalf("exit %d, want %d; stdout %q, stderr %q", code, tc.code, out.String(), errb.String())

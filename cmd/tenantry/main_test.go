@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"tenantry/tenantsig"
 )
 
 // TestMain_ExitCodes runs the CLI's entry point as a user would and checks
@@ -28,12 +31,20 @@ func TestMain_ExitCodes(t *testing.T) {
 		{"move without --to", []string{"move", "start", "acme"}, exitUsage, "--to is required"},
 		{"bad route weight", []string{"route", "set", "acme", "blue=heavy"}, exitUsage, "non-negative integer"},
 		{"bad stack name", []string{"stack", "deploy", "Bad_Name", "--instances", "1"}, exitUsage, "must match"},
+		// Secrets never in flag values (`ps` shows them): env or files only.
+		{"no --token", []string{"--token", "adm_x", "status"}, exitUsage, "unknown flag: --token"},
+		{"no gateway --secret", []string{"gateway", "--secret", "s"}, exitUsage, "unknown flag: --secret"},
+		{"no oms --secret", []string{"oms", "--secret", "s"}, exitUsage, "unknown flag: --secret"},
+		{"gateway without a key", []string{"gateway", "--control-dsn", "host=nowhere"}, exitUsage, "TENANTRY_HEADER_ROOT_KEY"},
+		{"oms without its stack", []string{"oms", "--control-dsn", "host=nowhere"}, exitUsage, "--stack"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb bytes.Buffer
 			t.Setenv("TENANTRY_API", "")
 			t.Setenv("TENANTRY_TOKEN", "")
+			t.Setenv("TENANTRY_SECRET", "")
+			t.Setenv("TENANTRY_HEADER_ROOT_KEY", "")
 			t.Setenv("TENANTRY_DATA_DIR", empty)
 			code := MainContext(context.Background(), tc.args, &out, &errb)
 			if code != tc.code {
@@ -60,5 +71,27 @@ func TestMain_JSONErrors(t *testing.T) {
 	}
 	if err := json.Unmarshal(errb.Bytes(), &e); err != nil || e.Code != "usage" || e.Error == "" {
 		t.Fatalf("stderr %q: want one JSON object with code usage (%v)", errb.String(), err)
+	}
+}
+
+// TestMain_HeaderKey: `tenantry header-key` prints the keys the gateway and a
+// stack's instances are given.
+func TestMain_HeaderKey(t *testing.T) {
+	t.Setenv("TENANTRY_SECRET", "the-platform-secret")
+	root := tenantsig.RootKey([]byte("the-platform-secret"))
+	for _, tc := range []struct {
+		args []string
+		want []byte
+	}{
+		{[]string{"header-key"}, root},
+		{[]string{"header-key", "shared"}, tenantsig.StackKey(root, "shared")},
+	} {
+		var out, errb bytes.Buffer
+		if code := MainContext(context.Background(), tc.args, &out, &errb); code != exitOK {
+			t.Fatalf("%v: exit %d: %s", tc.args, code, errb.String())
+		}
+		if got := strings.TrimSpace(out.String()); got != hex.EncodeToString(tc.want) {
+			t.Errorf("%v printed %q", tc.args, got)
+		}
 	}
 }

@@ -7,25 +7,37 @@ import (
 
 	"tenantry/httpedge"
 	"tenantry/oms/instance"
+	"tenantry/registry"
 )
 
 func init() { register(newOMSCmd) }
 
 func newOMSCmd(a *app) *cobra.Command {
 	var cfg instance.Config
-	var secret, name, stack string
+	var secretFile, keyFile, name string
 	cmd := &cobra.Command{
 		Use:   "oms",
 		Short: "Serve the reference order-management service (OMS) API",
-		Args:  cobra.NoArgs,
+		Long: `Serves the OMS API as one instance of stack --stack. Secrets come from the environment
+or files, never from flag values: the stack's tenant-header key ($TENANTRY_HEADER_KEY or
+--header-key-file, hex; ` + "`tenantry header-key STACK`" + ` prints it) and the platform secret, which
+derives tenant database passwords ($TENANTRY_SECRET or --secret-file).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.ControlDSN == "" {
 				return usageErr("--control-dsn (or TENANTRY_CONTROL_DSN) is required")
 			}
-			if secret == "" {
-				return usageErr("--secret (or TENANTRY_SECRET) is required")
+			if err := registry.ValidateName("stack", cfg.Stack); err != nil {
+				return usageErr("--stack: %v", err)
 			}
-			cfg.Secret, cfg.Logger = []byte(secret), a.log.With("service", "oms", "name", name, "stack", stack)
+			secret, err := secretFrom(secretFile, "TENANTRY_SECRET", "--secret-file")
+			if err != nil {
+				return err
+			}
+			if cfg.HeaderKey, err = hexSecretFrom(keyFile, "TENANTRY_HEADER_KEY", "--header-key-file"); err != nil {
+				return err
+			}
+			cfg.Secret, cfg.Logger = []byte(secret), a.log.With("service", "oms", "name", name, "stack", cfg.Stack)
 			return instance.Run(cmd.Context(), cfg)
 		},
 	}
@@ -34,8 +46,9 @@ func newOMSCmd(a *app) *cobra.Command {
 	f.StringVar(&cfg.Listeners.Admin, "admin-listen", "127.0.0.1:0", httpedge.AdminListenUsage)
 	f.StringVar(&cfg.Listeners.AddrFile, "addr-file", "", "write the http://host:port URL here once listening")
 	f.StringVar(&cfg.ControlDSN, "control-dsn", os.Getenv("TENANTRY_CONTROL_DSN"), "control database DSN ($TENANTRY_CONTROL_DSN)")
-	f.StringVar(&secret, "secret", os.Getenv("TENANTRY_SECRET"), "platform secret: verifies tenant headers, derives tenant DB passwords ($TENANTRY_SECRET)")
+	f.StringVar(&secretFile, "secret-file", "", "file holding the platform secret (else $TENANTRY_SECRET)")
+	f.StringVar(&keyFile, "header-key-file", "", "file holding this stack's tenant-header key, hex (else $TENANTRY_HEADER_KEY)")
 	f.StringVar(&name, "name", "", "instance name (a label in logs)")
-	f.StringVar(&stack, "stack", "", "stack name (a label in logs)")
+	f.StringVar(&cfg.Stack, "stack", "", "the stack this instance belongs to: only tenant headers signed for it are accepted (required)")
 	return cmd
 }

@@ -40,7 +40,7 @@ type app struct {
 	logLevel       string
 	dataDir        string
 	apiAddr        string
-	token          string
+	tokenFile      string
 	log            *slog.Logger
 }
 
@@ -84,7 +84,7 @@ func MainContext(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	pf.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&a.dataDir, "data-dir", envOr("TENANTRY_DATA_DIR", ".tenantry"), "local platform data directory ($TENANTRY_DATA_DIR)")
 	pf.StringVar(&a.apiAddr, "api", os.Getenv("TENANTRY_API"), "control plane URL ($TENANTRY_API; default: read from the data directory)")
-	pf.StringVar(&a.token, "token", os.Getenv("TENANTRY_TOKEN"), "control plane admin token ($TENANTRY_TOKEN; default: read from the data directory)")
+	pf.StringVar(&a.tokenFile, "token-file", "", "file holding the control plane admin token (else $TENANTRY_TOKEN, else read from the data directory)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %v", errUsage, err) })
 	for _, f := range commands {
 		root.AddCommand(f(a))

@@ -34,9 +34,14 @@ type Config struct {
 	// placements there, and registers, heartbeats and acknowledges epochs.
 	// Required.
 	ControlDSN string
-	// Secret is the platform secret: it verifies the signed tenant header
-	// and derives each tenant's database password. Required.
+	// Secret is the platform secret: it derives each tenant's database
+	// password. Required.
 	Secret []byte
+	// HeaderKey is the tenant-header key of Stack (tenantsig.StackKey):
+	// only headers signed with it for Stack are accepted. Required.
+	HeaderKey []byte
+	// Stack is the stack this instance belongs to. Required.
+	Stack string
 	// Listeners: the public one serves the API, the admin one /metrics and
 	// /healthz.
 	Listeners httpedge.Listeners
@@ -50,8 +55,8 @@ var ErrInvalidConfig = errors.New("invalid OMS instance config")
 // Run serves the OMS until ctx ends, then drains in-flight requests (up to
 // ShutdownTimeout).
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.ControlDSN == "" || len(cfg.Secret) == 0 {
-		return fmt.Errorf("%w: the control DSN and the secret are required", ErrInvalidConfig)
+	if cfg.ControlDSN == "" || len(cfg.Secret) == 0 || len(cfg.HeaderKey) == 0 || cfg.Stack == "" {
+		return fmt.Errorf("%w: the control DSN, the secret, the header key and the stack are required", ErrInvalidConfig)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -89,7 +94,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	srv, err := oms.NewServer(oms.Config{
 		DB:         router,
-		Secret:     cfg.Secret,
+		HeaderKey:  cfg.HeaderKey,
+		Stack:      cfg.Stack,
 		Logger:     log,
 		Registerer: reg,
 		// A paused tenant is back within seconds; a fenced one is unavailable
