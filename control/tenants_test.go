@@ -14,6 +14,7 @@ import (
 	"tenantry/gateway"
 	"tenantry/pgtest"
 	"tenantry/registry"
+	"tenantry/tenantsig"
 	"tenantry/tenanttable"
 	"tenantry/workflow"
 )
@@ -42,7 +43,7 @@ func gatewayFor(t *testing.T, a *api) (url string, w *registry.Watcher) {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	g, err := gateway.New(gateway.Config{Source: w, Secret: testSecret})
+	g, err := gateway.New(gateway.Config{Source: w, HeaderKey: tenantsig.RootKey(testSecret)})
 	if err != nil {
 		t.Fatal(err)
 	}
