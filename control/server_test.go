@@ -513,3 +513,67 @@ func TestServer_Edges(t *testing.T) {
 		})
 	}
 }
+
+// TestService_StatusExpiresRouters: status lists each router with when it
+// was last seen, and removes routers whose processes died without
+// deregistering (silent past the expiry) instead of listing them forever.
+func TestService_StatusExpiresRouters(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	cases := []struct {
+		id      string
+		silent  time.Duration
+		expired bool
+	}{
+		{"r-beating", 0, false},
+		{"r-slow", 20 * time.Second, false},
+		{"r-dead", 2 * time.Minute, true},
+		{"r-long-dead", 30 * 24 * time.Hour, true},
+	}
+	if _, err := a.client.CreateTenant(ctx, "acme", testAlias); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		if err := a.store.RegisterRouter(ctx, c.id); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.store.AckEpoch(ctx, c.id, "acme", 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.store.Pool().Exec(ctx, "UPDATE routers SET heartbeat = now() - $2 * interval '1 microsecond' WHERE id = $1",
+			c.id, c.silent.Microseconds()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := a.client.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]registry.RouterInstance{}
+	for _, r := range st.Routers {
+		listed[r.ID] = r
+	}
+	for _, c := range cases {
+		t.Run(c.id, func(t *testing.T) {
+			r, ok := listed[c.id]
+			if ok == c.expired || slices.Contains(st.Expired, c.id) != c.expired {
+				t.Fatalf("listed %v, in expired %v (%v); want expired %v", ok, st.Expired, slices.Contains(st.Expired, c.id), c.expired)
+			}
+			if !c.expired && (r.LastSeenSeconds < c.silent.Seconds() || r.LastSeenSeconds > c.silent.Seconds()+30) {
+				t.Errorf("last seen %.1f s ago, want about %.0f s", r.LastSeenSeconds, c.silent.Seconds())
+			}
+		})
+	}
+	// Expired routers are gone from the registry, acknowledgements with them.
+	rs, err := a.store.Routers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 2 {
+		t.Errorf("registry keeps %d routers after status, want the 2 live ones: %+v", len(rs), rs)
+	}
+	st, err = a.client.Status(ctx)
+	if err != nil || len(st.Expired) != 0 || len(st.Routers) != 2 {
+		t.Errorf("second status: %+v, %v; want the 2 live routers and nothing newly expired", st, err)
+	}
+}

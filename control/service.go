@@ -27,6 +27,7 @@ type Store interface {
 	CreateTenant(ctx context.Context, id, alias string) (*registry.Tenant, error)
 	CreateAPIKey(ctx context.Context, tenant string) (string, *registry.APIKey, error)
 	Routers(ctx context.Context) ([]registry.RouterInstance, error)
+	ExpireRouters(ctx context.Context, after time.Duration) ([]string, error)
 	// Keys and tenant deletion (tenants.go).
 	APIKeys(ctx context.Context, tenant string) ([]registry.APIKey, error)
 	RevokeAPIKey(ctx context.Context, tenant, id string) error
@@ -59,7 +60,15 @@ type Config struct {
 	// deleted (ErrNotSupported): nothing could tell whether a move runs.
 	Workflows Workflows
 	Logger    *slog.Logger
+	// RouterExpiry is how long a router may go without a heartbeat (one a
+	// second) before Status takes its process for dead and removes it from
+	// the registry; default DefaultRouterExpiry. Moves ignore routers silent
+	// this long too (move.Config.RouterDead).
+	RouterExpiry time.Duration
 }
+
+// DefaultRouterExpiry is Config.RouterExpiry's default.
+const DefaultRouterExpiry = 60 * time.Second
 
 // Provisioner creates PostgreSQL clusters (the local platform implements it
 // with localpg).
@@ -116,6 +125,9 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if cfg.AdminUser == "" {
 		cfg.AdminUser = "postgres"
+	}
+	if cfg.RouterExpiry <= 0 {
+		cfg.RouterExpiry = DefaultRouterExpiry
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -343,24 +355,37 @@ func (s *Service) CreateTenant(ctx context.Context, id, alias string) (*NewTenan
 
 // Status summarises the platform.
 type Status struct {
-	Version  int64                     `json:"registry_version"`
-	Clusters int                       `json:"clusters"`
-	Aliases  int                       `json:"aliases"`
-	Tenants  int                       `json:"tenants"`
-	Stacks   int                       `json:"stacks"`
-	Routers  []registry.RouterInstance `json:"routers"`
+	Version  int64 `json:"registry_version"`
+	Clusters int   `json:"clusters"`
+	Aliases  int   `json:"aliases"`
+	Tenants  int   `json:"tenants"`
+	Stacks   int   `json:"stacks"`
+	// Routers are the registered routers, each with when it was last seen.
+	Routers []registry.RouterInstance `json:"routers"`
+	// Expired are the routers this call removed: silent for longer than
+	// Config.RouterExpiry, their processes taken for dead.
+	Expired []string `json:"expired,omitempty"`
 }
 
-// Status returns counts and the live routers.
+// Status returns counts and the routers, after expiring those not heard
+// from within Config.RouterExpiry (processes that died without
+// deregistering would otherwise be listed forever).
 func (s *Service) Status(ctx context.Context) (*Status, error) {
 	snap, err := s.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		return nil, err
+	}
+	expired, err := s.cfg.Store.ExpireRouters(ctx, s.cfg.RouterExpiry)
+	if err != nil {
+		return nil, err
+	}
+	if len(expired) > 0 {
+		s.log.Info("routers expired", "routers", expired, "silent_for", s.cfg.RouterExpiry)
 	}
 	rs, err := s.cfg.Store.Routers(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return &Status{Version: snap.Version, Clusters: len(snap.Clusters), Aliases: len(snap.Aliases),
-		Tenants: len(snap.Tenants), Stacks: len(snap.Stacks), Routers: rs}, nil
+		Tenants: len(snap.Tenants), Stacks: len(snap.Stacks), Routers: rs, Expired: expired}, nil
 }

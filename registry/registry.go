@@ -204,9 +204,12 @@ type APIKey struct {
 // RouterInstance is a live tenant router (one per stack instance or
 // process) with its heartbeat and the placement epochs it has acknowledged.
 type RouterInstance struct {
-	ID        string           `json:"id"`
-	Heartbeat time.Time        `json:"heartbeat"`
-	Acks      map[string]int64 `json:"acks,omitempty"`
+	ID        string    `json:"id"`
+	Heartbeat time.Time `json:"heartbeat"`
+	// LastSeenSeconds is the time since the last heartbeat, by the control
+	// database's clock (so a client's clock does not matter).
+	LastSeenSeconds float64          `json:"last_seen_seconds"`
+	Acks            map[string]int64 `json:"acks,omitempty"`
 }
 
 // Snapshot is an immutable view of the whole registry at one version.

@@ -99,9 +99,28 @@ func (s *Store) LiveRouters(ctx context.Context, within time.Duration) ([]Router
 	return s.routers(ctx, within)
 }
 
+// ExpireRouters removes the routers not heard from within after — processes
+// that died without deregistering — with their acknowledgements, and
+// returns their ids. Ages are by the control database's clock.
+func (s *Store) ExpireRouters(ctx context.Context, after time.Duration) ([]string, error) {
+	if after <= 0 {
+		return nil, fmt.Errorf("%w: router expiry %v", ErrInvalid, after)
+	}
+	rows, err := s.pool.Query(ctx, `DELETE FROM routers
+		WHERE heartbeat <= now() - $1::bigint * interval '1 microsecond' RETURNING id`, after.Microseconds())
+	if err != nil {
+		return nil, fmt.Errorf("expire routers: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("expire routers: %w", err)
+	}
+	return ids, nil
+}
+
 // routers lists routers, only those heard from within the window if > 0.
 func (s *Store) routers(ctx context.Context, within time.Duration) ([]RouterInstance, error) {
-	rows, err := s.pool.Query(ctx, `SELECT r.id, r.heartbeat,
+	rows, err := s.pool.Query(ctx, `SELECT r.id, r.heartbeat, extract(epoch FROM now() - r.heartbeat)::float8,
 			coalesce(jsonb_object_agg(a.tenant, a.epoch) FILTER (WHERE a.tenant IS NOT NULL), '{}')
 		FROM routers r LEFT JOIN router_acks a ON a.router = r.id
 		WHERE $1::bigint = 0 OR r.heartbeat > now() - $1::bigint * interval '1 microsecond'
@@ -111,7 +130,7 @@ func (s *Store) routers(ctx context.Context, within time.Duration) ([]RouterInst
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RouterInstance, error) {
 		var ri RouterInstance
-		err := r.Scan(&ri.ID, &ri.Heartbeat, &ri.Acks)
+		err := r.Scan(&ri.ID, &ri.Heartbeat, &ri.LastSeenSeconds, &ri.Acks)
 		return ri, err
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -131,7 +132,7 @@ func newAliasCmd(a *app) *cobra.Command {
 func newStatusCmd(a *app) *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show the platform's registry version, counts and live routers",
+		Short: "Show the platform's registry version, counts and routers (expiring dead ones)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -148,7 +149,10 @@ func newStatusCmd(a *app) *cobra.Command {
 			fmt.Fprintf(a.stdout, "registry version %d: %d clusters, %d aliases, %d tenants, %d stacks, %d routers\n",
 				st.Version, st.Clusters, st.Aliases, st.Tenants, st.Stacks, len(st.Routers))
 			for _, r := range st.Routers {
-				fmt.Fprintf(a.stdout, "  router %s  last heartbeat %s\n", r.ID, r.Heartbeat.Format("15:04:05.000"))
+				fmt.Fprintf(a.stdout, "  router %s  last seen %.1f s ago (%s)\n", r.ID, r.LastSeenSeconds, r.Heartbeat.Local().Format("15:04:05"))
+			}
+			if len(st.Expired) > 0 {
+				fmt.Fprintf(a.stdout, "  expired (silent too long, taken for dead): %s\n", strings.Join(st.Expired, ", "))
 			}
 			return nil
 		},
