@@ -72,6 +72,11 @@ func (m *Mover) checkMove(ctx context.Context, snap *registry.Snapshot, tenant, 
 	if t.Alias != from {
 		return fmt.Errorf("%w: tenant %s is on alias %s, not %s", registry.ErrConflict, tenant, t.Alias, from)
 	}
+	// Only a tenant delete fences a placement; prepare checks again with a
+	// fresh snapshot, so a move created while a delete runs stops there.
+	if t.State == registry.StateFenced {
+		return fmt.Errorf("%w: tenant %s is fenced (being deleted)", registry.ErrConflict, tenant)
+	}
 	if from == to {
 		return fmt.Errorf("%w: tenant %s is already on alias %s", registry.ErrInvalid, tenant, to)
 	}

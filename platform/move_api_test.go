@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"testing"
@@ -37,6 +38,21 @@ func TestMove_BadInputThroughAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A tenant whose delete has fenced its placement.
+	const deleting = "mv-deleting"
+	nt, err := plat.Service.CreateTenant(ctx, deleting, PooledAlias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plat.Store.SetPlacement(ctx, deleting, nt.Tenant.Epoch, PooledAlias, registry.StateFenced); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := plat.Service.DeleteTenant(context.Background(), deleting); err != nil {
+			t.Errorf("finish the delete of %s: %v", deleting, err)
+		}
+	})
+
 	version := func() int64 {
 		v, err := plat.Store.Version(ctx)
 		if err != nil {
@@ -66,6 +82,7 @@ func TestMove_BadInputThroughAPI(t *testing.T) {
 		{"same alias", move.StartRequest{Tenant: tenant, To: PooledAlias}, 400, "invalid_request", registry.ErrInvalid},
 		{"same cluster", move.StartRequest{Tenant: tenant, To: "pool-1-other"}, 400, "invalid_request", registry.ErrInvalid},
 		{"schema version mismatch", move.StartRequest{Tenant: tenant, To: "ahead"}, 409, "conflict", registry.ErrConflict},
+		{"tenant being deleted", move.StartRequest{Tenant: deleting, To: dedicatedAlias}, 409, "conflict", registry.ErrConflict},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
