@@ -109,7 +109,7 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res.CopyPipeSeconds, res.Rows, err = copyPipe(ctx, snap, tenant, platform.PooledAlias, "bench-pipe"); err != nil {
+	if res.CopyPipeSeconds, res.Rows, err = copyPipe(ctx, r, snap, tenant, platform.PooledAlias, "bench-pipe"); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "raw COPY pipe: %d rows in %.2f s\n", res.Rows, res.CopyPipeSeconds)
@@ -192,13 +192,13 @@ func setupWhenKnown(ctx context.Context, cfg load.Config, opts load.SetupOptions
 // copyPipe copies tenant's rows of every tenant table from alias src to
 // alias dst with COPY ... TO STDOUT piped into COPY ... FROM STDIN (text
 // format), tables in parallel (at most 4 at once), and times it.
-func copyPipe(ctx context.Context, snap *registry.Snapshot, tenant, src, dst string) (float64, int64, error) {
+func copyPipe(ctx context.Context, r *platform.Running, snap *registry.Snapshot, tenant, src, dst string) (float64, int64, error) {
 	open := func(alias string) (*pgxpool.Pool, error) {
 		ep, err := snap.AliasEndpoint(alias)
 		if err != nil {
 			return nil, err
 		}
-		return pgxpool.New(ctx, ep.SuperuserDSN())
+		return r.AdminPool(ctx, ep)
 	}
 	sp, err := open(src)
 	if err != nil {

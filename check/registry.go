@@ -13,15 +13,16 @@ import (
 
 // RegistryDatabases resolves tenants to their databases: a DSN given for
 // the tenant in Fixed, else the database the registry snapshot places it on
-// now, reached as User (a superuser: the checker reads every tenant's rows;
-// default "postgres") with Password (default: libpq's environment,
-// PGPASSWORD included). Get is a Databases function; Close releases the
-// pools it opened, one per database.
+// now, reached as its cluster's admin credential (the checker reads every
+// tenant's rows) with the cluster's TLS settings. Get is a Databases
+// function; Close releases the pools it opened, one per database.
 type RegistryDatabases struct {
-	Snapshot       *registry.Snapshot // may be nil when every tenant is in Fixed
-	Fixed          map[string]string
-	User, Password string
-	Logger         *slog.Logger
+	Snapshot *registry.Snapshot // may be nil when every tenant is in Fixed
+	Fixed    map[string]string
+	// Credentials gives clusters' admin credentials; required unless every
+	// tenant is in Fixed.
+	Credentials registry.ClusterCredentials
+	Logger      *slog.Logger
 
 	mu    sync.Mutex
 	pools map[string]*pgxpool.Pool
@@ -31,7 +32,7 @@ type RegistryDatabases struct {
 func (d *RegistryDatabases) Get(ctx context.Context, tenant string) (Querier, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cfg, key, err := d.poolConfig(tenant)
+	cfg, key, err := d.poolConfig(ctx, tenant)
 	if err != nil {
 		return nil, err
 	}
@@ -51,7 +52,7 @@ func (d *RegistryDatabases) Get(ctx context.Context, tenant string) (Querier, er
 
 // poolConfig returns the pool config of tenant's database and a key that
 // names that database.
-func (d *RegistryDatabases) poolConfig(tenant string) (*pgxpool.Config, string, error) {
+func (d *RegistryDatabases) poolConfig(ctx context.Context, tenant string) (*pgxpool.Config, string, error) {
 	if dsn, ok := d.Fixed[tenant]; ok {
 		cfg, err := pgxpool.ParseConfig(dsn)
 		return cfg, "dsn " + dsn, err
@@ -66,17 +67,16 @@ func (d *RegistryDatabases) poolConfig(tenant string) (*pgxpool.Config, string, 
 	if d.Logger != nil {
 		d.Logger.Info("tenant resolved", "tenant", tenant, "alias", ep.Alias, "host", ep.Host, "port", ep.Port, "database", ep.Database)
 	}
-	cfg, err := pgxpool.ParseConfig("sslmode=disable")
+	if d.Credentials == nil {
+		return nil, "", fmt.Errorf("tenant %s: no credentials for cluster %s", tenant, ep.Cluster)
+	}
+	cred, err := d.Credentials.ClusterCredential(ctx, ep.Cluster)
 	if err != nil {
 		return nil, "", err
 	}
-	cc := cfg.ConnConfig
-	cc.Host, cc.Port, cc.Database, cc.User = ep.Host, uint16(ep.Port), ep.Database, "postgres"
-	if d.User != "" {
-		cc.User = d.User
-	}
-	if d.Password != "" {
-		cc.Password = d.Password
+	cfg, err := ep.Config(cred).PoolConfig()
+	if err != nil {
+		return nil, "", err
 	}
 	cfg.MaxConns = 4
 	return cfg, fmt.Sprintf("%s:%d/%s", ep.Host, ep.Port, ep.Database), nil

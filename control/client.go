@@ -121,10 +121,18 @@ func (c *Client) Tenant(ctx context.Context, id string) (*TenantInfo, error) {
 	return &out, c.Do(ctx, http.MethodGet, "/v1/tenants/"+url.PathEscape(id), nil, &out)
 }
 
-// CreateCluster provisions or registers a cluster.
+// CreateCluster provisions a cluster (local mode).
 func (c *Client) CreateCluster(ctx context.Context, req CreateClusterRequest) (*registry.Cluster, error) {
 	var out registry.Cluster
 	return &out, c.Do(ctx, http.MethodPost, "/v1/clusters", req, &out)
+}
+
+// RegisterCluster registers a cluster tenantry did not create, after the
+// control plane has checked it (a *ClusterCheckError's problems are in the
+// APIError's details).
+func (c *Client) RegisterCluster(ctx context.Context, req RegisterClusterRequest) (*registry.Cluster, error) {
+	var out registry.Cluster
+	return &out, c.Do(ctx, http.MethodPost, "/v1/clusters/register", req, &out)
 }
 
 // StartMove starts a move.

@@ -43,6 +43,7 @@ var errorCodes = []struct {
 	{move.ErrAborted, http.StatusConflict, "aborted"},
 	{stack.ErrRunning, http.StatusConflict, "stack_running"},
 	{stack.ErrNotRunning, http.StatusNotFound, "stack_not_running"},
+	{ErrClusterCheck, http.StatusUnprocessableEntity, "cluster_check_failed"},
 }
 
 func statusOf(err error) (int, string) {

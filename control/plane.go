@@ -70,7 +70,9 @@ type PlaneConfig struct {
 // HTTP API with /metrics. `tenantry control` runs one anywhere; `tenantry
 // up` runs one as part of the local platform.
 type Plane struct {
-	Store   *registry.Store
+	Store *registry.Store
+	// Vault opens the clusters' admin credentials (sealed in the registry).
+	Vault   *registry.Vault
 	Service *Service
 	API     *Server
 	Runner  *workflow.Runner
@@ -116,10 +118,13 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	if p.Store, err = registry.OpenStore(ctx, cfg.ControlDSN, cfg.Logger); err != nil {
 		return nil, err
 	}
+	if p.Vault, err = registry.NewVault(p.Store, cfg.Secret); err != nil {
+		return nil, err
+	}
 	if err := p.startRunner(ctx); err != nil {
 		return nil, err
 	}
-	if p.Service, err = NewService(Config{Store: p.Store, Secret: cfg.Secret, PrepareDatabase: PrepareDatabase,
+	if p.Service, err = NewService(Config{Store: p.Store, Secret: cfg.Secret, Credentials: p.Vault, PrepareDatabase: PrepareDatabase,
 		Provisioner: cfg.Provisioner, Workflows: p.Runner, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
@@ -159,6 +164,7 @@ func (p *Plane) startRunner(ctx context.Context) error {
 	mc := p.cfg.Move
 	mc.Registry = p.Store
 	mc.Secret = p.cfg.Secret
+	mc.Credentials = p.Vault
 	mc.BackupDir = p.cfg.BackupDir
 	backups := Backups{Key: backup.Key(mc.Secret)}
 	mc.Backup = backups.Take

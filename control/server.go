@@ -54,6 +54,7 @@ func NewServer(svc *Service, token string) (*Server, error) {
 	s.Handle("GET /v1/status", s.status)
 	s.Handle("GET /v1/clusters", s.listClusters)
 	s.Handle("POST /v1/clusters", s.createCluster)
+	s.Handle("POST /v1/clusters/register", s.registerCluster)
 	s.Handle("GET /v1/aliases", s.listAliases)
 	s.Handle("POST /v1/aliases", s.createAlias)
 	s.Handle("GET /v1/tenants", s.listTenants)
@@ -266,6 +267,18 @@ func (s *Server) createCluster(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	c, err := s.svc.CreateCluster(r.Context(), req)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, c, nil
+}
+
+func (s *Server) registerCluster(r *http.Request) (int, any, error) {
+	var req RegisterClusterRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		return 0, nil, err
+	}
+	c, err := s.svc.RegisterCluster(r.Context(), req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"tenantry/control"
 	"tenantry/jsonapi/jsonapitest"
+	"tenantry/dbconn"
 	"tenantry/oms"
 	"tenantry/pgtest"
 	"tenantry/provision"
@@ -89,9 +90,9 @@ func newAPI(t *testing.T) *api {
 	t.Cleanup(hs.Close)
 	a := &api{url: hs.URL, handler: srv, store: store, client: &control.Client{BaseURL: hs.URL, Token: testToken}, runner: runner,
 		host: c.Host, port: c.Port, db: pgtest.MustDB(t)}
-	if _, err := a.client.CreateCluster(ctx, control.CreateClusterRequest{Name: "main", Members: []registry.Member{
+	if _, err := a.client.RegisterCluster(ctx, control.RegisterClusterRequest{Name: "main", Members: []registry.Member{
 		{Name: "main-0", Host: c.Host, Port: c.Port, Role: registry.RolePrimary},
-	}}); err != nil {
+	}, TLS: dbconn.TLS{Mode: dbconn.SSLDisable}, Credential: c.Credential()}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := a.client.CreateAlias(ctx, registry.Alias{Name: testAlias, Cluster: "main", Database: a.db}); err != nil {
@@ -213,7 +214,9 @@ func TestServer_InvalidNames(t *testing.T) {
 			{"POST", "/v1/tenants", map[string]any{"id": name, "alias": testAlias}},
 			{"POST", "/v1/aliases", map[string]any{"name": name, "cluster": "main"}},
 			{"POST", "/v1/aliases", map[string]any{"name": "ok-alias", "cluster": "main", "database": name}},
-			{"POST", "/v1/clusters", map[string]any{"name": name, "members": []registry.Member{{Name: "m-0", Host: "127.0.0.1", Port: 5432, Role: registry.RolePrimary}}}},
+			{"POST", "/v1/clusters", map[string]any{"name": name}},
+			{"POST", "/v1/clusters/register", map[string]any{"name": name, "members": []registry.Member{{Name: "m-0", Host: "127.0.0.1", Port: 5432, Role: registry.RolePrimary}},
+				"credential": map[string]string{"user": "postgres", "password": "x"}}},
 			{"POST", "/v1/stacks", map[string]any{"name": name, "version": "v1", "urls": []string{"http://127.0.0.1:1"}}},
 			{"GET", "/v1/tenants/" + url.PathEscape(name), nil},
 			{"PUT", "/v1/routes/" + url.PathEscape(name), map[string]any{"backends": []any{}}},

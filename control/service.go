@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"tenantry/dbconn"
 	"tenantry/provision"
 	"tenantry/registry"
 )
@@ -22,7 +23,6 @@ import (
 // Store is the part of the registry the control plane writes.
 type Store interface {
 	Snapshot(ctx context.Context) (*registry.Snapshot, error)
-	CreateCluster(ctx context.Context, c registry.Cluster) error
 	CreateAlias(ctx context.Context, a registry.Alias) error
 	CreateTenant(ctx context.Context, id, alias string) (*registry.Tenant, error)
 	CreateAPIKey(ctx context.Context, tenant string) (string, *registry.APIKey, error)
@@ -44,10 +44,9 @@ type Config struct {
 	// Secret is the platform secret: tenant database passwords are derived
 	// from it (provision.Password).
 	Secret []byte
-	// AdminUser connects to cluster members for DDL; default "postgres".
-	AdminUser string
-	// AdminPassword for AdminUser; empty for local (trust) clusters.
-	AdminPassword string
+	// Credentials keeps each cluster's admin credential (*registry.Vault):
+	// the control plane connects to members as it for DDL. Required.
+	Credentials Credentials
 	// PrepareDatabase brings a tenant database to the current application
 	// schema (migrations, then tenant roles' grants and row-level security).
 	// Called when an alias is created.
@@ -69,15 +68,22 @@ type Config struct {
 
 // DefaultRouterExpiry is Config.RouterExpiry's default.
 const DefaultRouterExpiry = 60 * time.Second
+// Credentials keeps clusters' admin credentials (*registry.Vault).
+type Credentials interface {
+	registry.ClusterCredentials
+	// CreateCluster records a cluster with its credential, at once.
+	CreateCluster(ctx context.Context, c registry.Cluster, cred dbconn.Credential) error
+}
 
 // Provisioner creates PostgreSQL clusters (the local platform implements it
 // with localpg).
 type Provisioner interface {
 	// ProvisionCluster creates and starts cluster name with standbys
 	// streaming standbys, its members named MemberName(name, i), and returns
-	// its description. It is idempotent for a cluster it already made. On
-	// failure it leaves nothing behind that this call made.
-	ProvisionCluster(ctx context.Context, name string, standbys int) (registry.Cluster, error)
+	// its description and its admin credential. It is idempotent for a
+	// cluster it already made. On failure it leaves nothing behind that this
+	// call made.
+	ProvisionCluster(ctx context.Context, name string, standbys int) (registry.Cluster, dbconn.Credential, error)
 	// RemoveCluster stops and removes cluster name and forgets it.
 	// CreateCluster calls it to undo a cluster it could not record.
 	RemoveCluster(ctx context.Context, name string) error
@@ -123,8 +129,8 @@ func NewService(cfg Config) (*Service, error) {
 	if len(cfg.Secret) == 0 {
 		return nil, errors.New("control: Config.Secret is required")
 	}
-	if cfg.AdminUser == "" {
-		cfg.AdminUser = "postgres"
+	if cfg.Credentials == nil {
+		return nil, errors.New("control: Config.Credentials is required")
 	}
 	if cfg.RouterExpiry <= 0 {
 		cfg.RouterExpiry = DefaultRouterExpiry
@@ -142,19 +148,20 @@ func (s *Service) AdminConnect(ctx context.Context, c *registry.Cluster, db stri
 	if !ok {
 		return nil, fmt.Errorf("cluster %s has no primary: %w", c.Name, registry.ErrNotFound)
 	}
-	return s.connectMember(ctx, m, db)
-}
-
-func (s *Service) connectMember(ctx context.Context, m registry.Member, db string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig("sslmode=disable")
+	cred, err := s.cfg.Credentials.ClusterCredential(ctx, c.Name)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Host, cfg.Port, cfg.User, cfg.Password, cfg.Database = m.Host, uint16(m.Port), s.cfg.AdminUser, s.cfg.AdminPassword, db
+	return connectMember(ctx, c.MemberConfig(m, db, cred))
+}
+
+// connectMember opens an admin connection; failing to is ErrUnavailable.
+func connectMember(ctx context.Context, cfg dbconn.Config) (*pgx.Conn, error) {
 	cfg.ConnectTimeout = 5 * time.Second
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	cfg.ApplicationName = "tenantry-control"
+	conn, err := cfg.Connect(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s:%d/%s: %w: %v", m.Host, m.Port, db, ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return conn, nil
 }
@@ -164,17 +171,17 @@ func (s *Service) Snapshot(ctx context.Context) (*registry.Snapshot, error) {
 	return s.cfg.Store.Snapshot(ctx)
 }
 
-// CreateClusterRequest asks for a cluster: with Members, an existing cluster
-// is registered by address; without, the Provisioner creates one.
+// CreateClusterRequest asks the Provisioner for a new cluster with Standbys
+// streaming standbys. Clusters tenantry did not create are registered with
+// RegisterCluster.
 type CreateClusterRequest struct {
-	Name     string            `json:"name"`
-	Standbys int               `json:"standbys"`
-	Members  []registry.Member `json:"members,omitempty"`
+	Name     string `json:"name"`
+	Standbys int    `json:"standbys"`
 }
 
-// CreateCluster provisions (or registers) a cluster and records it. Every
-// name the cluster will carry and the number of standbys are checked before
-// anything is made; a provisioned cluster that cannot be recorded is
+// CreateCluster provisions a cluster and records it with its credential.
+// Every name the cluster will carry and the number of standbys are checked
+// before anything is made; a provisioned cluster that cannot be recorded is
 // removed again.
 func (s *Service) CreateCluster(ctx context.Context, req CreateClusterRequest) (*registry.Cluster, error) {
 	if err := req.validate(); err != nil {
@@ -189,21 +196,14 @@ func (s *Service) CreateCluster(ctx context.Context, req CreateClusterRequest) (
 	if _, ok := snap.Clusters[req.Name]; ok {
 		return nil, fmt.Errorf("cluster %s: %w", req.Name, registry.ErrExists)
 	}
-	c := registry.Cluster{Name: req.Name, Members: req.Members}
-	if len(req.Members) > 0 {
-		if err := s.cfg.Store.CreateCluster(ctx, c); err != nil {
-			return nil, err
-		}
-		s.log.Info("cluster registered", "cluster", c.Name, "members", len(c.Members))
-		return &c, nil
-	}
 	if s.cfg.Provisioner == nil {
-		return nil, fmt.Errorf("cluster provisioning is available in local mode only; register an existing cluster with its members: %w", ErrNotSupported)
+		return nil, fmt.Errorf("cluster provisioning is available in local mode only; register an existing cluster (tenantry cluster register): %w", ErrNotSupported)
 	}
-	if c, err = s.cfg.Provisioner.ProvisionCluster(ctx, req.Name, req.Standbys); err != nil {
+	c, cred, err := s.cfg.Provisioner.ProvisionCluster(ctx, req.Name, req.Standbys)
+	if err != nil {
 		return nil, fmt.Errorf("provision cluster %s: %w", req.Name, err)
 	}
-	if err := s.cfg.Store.CreateCluster(ctx, c); err != nil {
+	if err := s.cfg.Credentials.CreateCluster(ctx, c, cred); err != nil {
 		// The undo must run even when the caller has gone away.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
@@ -218,15 +218,11 @@ func (s *Service) CreateCluster(ctx context.Context, req CreateClusterRequest) (
 }
 
 // validate checks the request's names without side effects: the cluster's,
-// the given members (registration) or every member name the provisioner
-// will give (MemberName), and the number of standbys.
+// every member name the provisioner will give (MemberName), and the number
+// of standbys.
 func (req *CreateClusterRequest) validate() error {
 	if err := registry.ValidateName("cluster", req.Name); err != nil {
 		return err
-	}
-	if len(req.Members) > 0 {
-		c := registry.Cluster{Name: req.Name, Members: req.Members}
-		return c.Validate()
 	}
 	if req.Standbys < 0 || req.Standbys > MaxStandbys {
 		return fmt.Errorf("%w: standbys must be 0..%d, not %d", registry.ErrInvalid, MaxStandbys, req.Standbys)

@@ -111,12 +111,12 @@ func orderTenant(t *testing.T, id int64) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, ep.SuperuserDSN())
+	pool, err := plat.AdminPool(ctx, ep)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT tenant_id FROM orders WHERE id = $1", id)
+	defer pool.Close()
+	rows, err := pool.Query(ctx, "SELECT tenant_id FROM orders WHERE id = $1", id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -216,7 +216,7 @@ func checkLedger(t *testing.T, ledger []byte) *check.Report {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dbs := &check.RegistryDatabases{Snapshot: snap}
+	dbs := &check.RegistryDatabases{Snapshot: snap, Credentials: plat.Vault}
 	defer dbs.Close()
 	rep, err := check.Check(ctx, bytes.NewReader(ledger), dbs.Get, check.Options{})
 	if err != nil {

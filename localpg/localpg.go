@@ -7,10 +7,20 @@
 // PostgreSQL program is executed with the credentials of an unprivileged user
 // (the `postgres` system user unless TENANTRY_PG_USER names another), and the
 // cluster's directory is owned by that user.
+//
+// Every TCP connection authenticates with scram-sha-256, replication
+// included: the superuser gets a password at initdb (Config.Password, or a
+// generated one), which localpg keeps in memory only (Cluster.Password, never
+// in cluster.json); the caller keeps it where it keeps its own secrets (the
+// local platform: platform.json, mode 0600) and sets it again after Open. A
+// standby's primary_conninfo, inside its data directory (mode 0700, the
+// server user's), holds the password the standby streams with.
 package localpg
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +36,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"tenantry/dbconn"
 )
 
 // Errors callers branch on.
@@ -40,8 +52,8 @@ var (
 	ErrNotRunning = errors.New("cluster not running")
 )
 
-// Superuser is the bootstrap superuser of every local cluster. It connects with
-// trust authentication from loopback only.
+// Superuser is the bootstrap superuser of every local cluster. It connects
+// from loopback only, with its password (scram-sha-256).
 const Superuser = "postgres"
 
 // metaFile records a cluster's settings beside its data directory.
@@ -86,6 +98,17 @@ type Config struct {
 	Port int
 	// Settings are added to DefaultSettings (and override them).
 	Settings map[string]string
+	// Password of the superuser; empty generates one (Cluster.Password).
+	Password string
+}
+
+// GeneratePassword returns a random password for a superuser.
+func GeneratePassword() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 // Cluster is one local PostgreSQL cluster. Its methods are safe to call from
@@ -99,6 +122,10 @@ type Cluster struct {
 	Port   int    `json:"port"`
 	// Primary is the port of the cluster this one streams from, 0 for a primary.
 	Primary int `json:"primary,omitempty"`
+	// Password is the superuser's: set by Create and AddStandby (a standby
+	// has its primary's), to be set by the caller after Open. Never saved
+	// by localpg.
+	Password string `json:"-"`
 }
 
 // DataDir is PGDATA.
@@ -107,26 +134,26 @@ func (c *Cluster) DataDir() string { return filepath.Join(c.Dir, "pgdata") }
 // LogPath is the server log kept for this cluster.
 func (c *Cluster) LogPath() string { return filepath.Join(c.Dir, "postgres.log") }
 
-// DSN returns a keyword/value connection string to database db as the superuser.
-func (c *Cluster) DSN(db string) string {
-	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", c.Host, c.Port, Superuser, quoteDSN(db))
+// Credential is the superuser's.
+func (c *Cluster) Credential() dbconn.Credential {
+	return dbconn.Credential{User: Superuser, Password: c.Password}
 }
 
-// URL returns a postgres:// URL to database db as the superuser.
-func (c *Cluster) URL(db string) string {
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", Superuser, c.Host, c.Port, db)
+// Config is the connection config of database db as the superuser: over
+// loopback, without TLS.
+func (c *Cluster) Config(db string) dbconn.Config {
+	return dbconn.Config{Host: c.Host, Port: c.Port, Database: db, Credential: c.Credential(),
+		TLS: dbconn.TLS{Mode: dbconn.SSLDisable}}
 }
+
+// DSN returns a keyword/value connection string to database db as the
+// superuser, password included: keep it out of logs, flags and other
+// processes' environments.
+func (c *Cluster) DSN(db string) string { return c.Config(db).String() }
 
 // Connect opens a superuser connection to database db.
 func (c *Cluster) Connect(ctx context.Context, db string) (*pgx.Conn, error) {
-	return pgx.Connect(ctx, c.DSN(db))
-}
-
-func quoteDSN(s string) string {
-	if s != "" && !strings.ContainsAny(s, ` '\`) {
-		return s
-	}
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+	return c.Config(db).Connect(ctx)
 }
 
 // FindBinDir locates PostgreSQL's server binaries: $TENANTRY_PG_BIN, then the
@@ -205,15 +232,29 @@ func Create(ctx context.Context, cfg Config) (*Cluster, error) {
 	if ents, err := os.ReadDir(dir); err == nil && len(ents) > 0 {
 		return nil, fmt.Errorf("create cluster %s: directory %s is not empty", cfg.Name, dir)
 	}
-	c := &Cluster{Name: cfg.Name, Dir: dir, BinDir: cfg.BinDir, Host: "127.0.0.1", Port: cfg.Port}
+	if cfg.Password == "" {
+		cfg.Password = GeneratePassword()
+	}
+	c := &Cluster{Name: cfg.Name, Dir: dir, BinDir: cfg.BinDir, Host: "127.0.0.1", Port: cfg.Port, Password: cfg.Password}
 	if err := prepareDir(dir); err != nil {
 		return nil, fmt.Errorf("create cluster %s: %w", c.Name, err)
 	}
-	out, err := c.run(ctx, "initdb", "-D", c.DataDir(), "-U", Superuser, "-A", "trust",
-		"--encoding=UTF8", "--locale=C", "--no-sync")
+	// initdb reads the password from a file: 0600, the server user's, gone
+	// once initdb has run.
+	pwfile := filepath.Join(dir, ".pwfile")
+	if err := os.WriteFile(pwfile, []byte(c.Password+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	defer os.Remove(pwfile)
+	if err := chownToRunner(pwfile); err != nil {
+		return nil, err
+	}
+	out, err := c.run(ctx, "initdb", "-D", c.DataDir(), "-U", Superuser, "--pwfile", pwfile,
+		"--auth-host=scram-sha-256", "--auth-local=peer", "--encoding=UTF8", "--locale=C", "--no-sync")
 	if err != nil {
 		return nil, fmt.Errorf("initdb %s: %w: %s", c.Name, err, out)
 	}
+	_ = os.Remove(pwfile)
 	settings := map[string]string{}
 	for k, v := range DefaultSettings {
 		settings[k] = v
@@ -225,10 +266,11 @@ func Create(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err := appendConf(c.DataDir(), settings); err != nil {
 		return nil, err
 	}
-	hba := "# written by tenantry localpg: loopback only\n" +
-		"local all all trust\n" +
-		"host replication all 127.0.0.1/32 trust\n" +
-		"host all " + Superuser + " 127.0.0.1/32 trust\n" +
+	// Unix sockets are off (unix_socket_directories = ''); were they on, only
+	// the OS user running the server could use them as itself (peer).
+	hba := "# written by tenantry localpg: loopback only, every TCP connection authenticated\n" +
+		"local all all peer\n" +
+		"host replication all 127.0.0.1/32 scram-sha-256\n" +
 		"host all all 127.0.0.1/32 scram-sha-256\n"
 	if err := os.WriteFile(filepath.Join(c.DataDir(), "pg_hba.conf"), []byte(hba), 0o600); err != nil {
 		return nil, err
@@ -383,14 +425,19 @@ func (c *Cluster) AddStandby(ctx context.Context, dir, name string) (*Cluster, e
 	if name == "" {
 		name = filepath.Base(dir)
 	}
-	s := &Cluster{Name: name, Dir: dir, BinDir: c.BinDir, Host: c.Host, Port: port, Primary: c.Port}
+	s := &Cluster{Name: name, Dir: dir, BinDir: c.BinDir, Host: c.Host, Port: port, Primary: c.Port, Password: c.Password}
 	if err := prepareDir(dir); err != nil {
 		return nil, fmt.Errorf("add standby %s: %w", name, err)
 	}
-	out, err := s.run(ctx, "pg_basebackup", "-D", s.DataDir(), "-R", "-X", "stream", "-c", "fast",
+	// The password reaches pg_basebackup in its environment, not its
+	// arguments (which ps shows to every user).
+	out, err := s.runEnv(ctx, []string{"PGPASSWORD=" + c.Password}, "pg_basebackup", "-D", s.DataDir(), "-X", "stream", "-c", "fast",
 		"-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", Superuser, "--no-sync")
 	if err != nil {
 		return nil, fmt.Errorf("pg_basebackup for %s: %w: %s", name, err, out)
+	}
+	if err := s.standBy(c); err != nil {
+		return nil, err
 	}
 	if err := appendConf(s.DataDir(), map[string]string{"port": strconv.Itoa(port)}); err != nil {
 		return nil, err
@@ -417,13 +464,28 @@ func (c *Cluster) Follow(ctx context.Context, primary *Cluster) error {
 	if c.Running() {
 		return fmt.Errorf("follow: %s is running; stop it first", c.Name)
 	}
-	conninfo := fmt.Sprintf("primary_conninfo = 'host=%s port=%d user=%s application_name=%s'\n",
-		primary.Host, primary.Port, Superuser, c.Name)
+	if err := c.standBy(primary); err != nil {
+		return err
+	}
+	c.Primary = primary.Port
+	if err := c.save(); err != nil {
+		return err
+	}
+	return c.Start(ctx)
+}
+
+// standBy configures c's data directory as a standby of primary: its
+// primary_conninfo (with the password: the file is the server user's, in a
+// 0700 directory) and standby.signal.
+func (c *Cluster) standBy(primary *Cluster) error {
+	info := primary.Config("") // a walreceiver names no database
+	info.ApplicationName = c.Name
+	conninfo := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(info.String())
 	f, err := os.OpenFile(filepath.Join(c.DataDir(), "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(conninfo)
+	_, err = f.WriteString("primary_conninfo = '" + conninfo + "'\n")
 	f.Close()
 	if err != nil {
 		return err
@@ -432,14 +494,7 @@ func (c *Cluster) Follow(ctx context.Context, primary *Cluster) error {
 	if err := os.WriteFile(sig, nil, 0o600); err != nil {
 		return err
 	}
-	if err := chownToRunner(sig); err != nil {
-		return err
-	}
-	c.Primary = primary.Port
-	if err := c.save(); err != nil {
-		return err
-	}
-	return c.Start(ctx)
+	return chownToRunner(sig)
 }
 
 func (c *Cluster) postmasterPID() (int, bool) {
@@ -522,8 +577,13 @@ func childrenOf(pid int) []int {
 
 // run executes one of PostgreSQL's programs from BinDir as the runner user.
 func (c *Cluster) run(ctx context.Context, prog string, args ...string) (string, error) {
+	return c.runEnv(ctx, nil, prog, args...)
+}
+
+// runEnv is run with env added to the program's environment.
+func (c *Cluster) runEnv(ctx context.Context, env []string, prog string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.BinDir, prog), args...)
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+	cmd.Env = append(append(os.Environ(), "LC_ALL=C", "TZ=UTC"), env...)
 	cmd.Dir = "/"
 	if cred, err := runnerCredential(); err != nil {
 		return "", err

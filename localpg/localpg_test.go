@@ -4,9 +4,15 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"tenantry/localpg"
 	"tenantry/pgtest"
@@ -123,5 +129,62 @@ func TestCluster_Errors(t *testing.T) {
 	t.Setenv("TENANTRY_PG_BIN", t.TempDir())
 	if _, err := localpg.FindBinDir(); !errors.Is(err, localpg.ErrBinariesMissing) {
 		t.Fatalf("FindBinDir with empty dir: %v, want ErrBinariesMissing", err)
+	}
+}
+
+// TestCluster_Authenticates: every TCP connection needs the superuser's
+// password, replication connections included, whoever connects.
+func TestCluster_Authenticates(t *testing.T) {
+	ctx := context.Background()
+	c := pgtest.MustCluster(t)
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatalf("connect with the password: %v", err)
+	}
+	conn.Close(ctx)
+	for _, pw := range []string{"", "wrong"} {
+		cfg := c.Config("postgres")
+		cfg.Password = pw
+		if conn, err := cfg.Connect(ctx); err == nil {
+			conn.Close(ctx)
+			t.Fatalf("connected as %s with password %q", localpg.Superuser, pw)
+		} else if !strings.Contains(err.Error(), "password authentication failed") &&
+			!strings.Contains(err.Error(), "no password") {
+			t.Fatalf("password %q: %v, want an authentication failure", pw, err)
+		}
+	}
+	// A replication connection without the password.
+	rc := c.Config("postgres")
+	rc.Password = ""
+	cc, err := rc.ConnConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc.RuntimeParams["replication"] = "database"
+	if conn, err := pgx.ConnectConfig(ctx, cc); err == nil {
+		conn.Close(ctx)
+		t.Fatal("replication connection without a password succeeded")
+	}
+	// psql, as another OS user of this machine, with no password.
+	if os.Geteuid() == 0 {
+		psql := filepath.Join(c.BinDir, "psql")
+		cmd := exec.CommandContext(ctx, "runuser", "-u", "nobody", "--", psql, "-w", "-h", c.Host,
+			"-p", strconv.Itoa(c.Port), "-U", localpg.Superuser, "-d", "postgres", "-c", "select 1")
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=/nonexistent"}
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("psql as nobody without a password succeeded: %s", out)
+		}
+		if !strings.Contains(string(out), "password") {
+			t.Fatalf("psql as nobody: %v: %s; want a password failure", err, out)
+		}
+	}
+	// The password is in no file localpg writes.
+	b, err := os.ReadFile(filepath.Join(c.Dir, "cluster.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), c.Password) {
+		t.Fatal("cluster.json holds the superuser password")
 	}
 }

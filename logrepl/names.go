@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"tenantry/dbconn"
 	"tenantry/registry"
 )
 
@@ -120,34 +121,10 @@ func quoteLiteral(s string) (string, error) {
 }
 
 // Endpoint is how a subscription reaches its publisher, and how this package
-// connects to either side.
-type Endpoint struct {
-	Host     string
-	Port     int
-	Database string
-	User     string
-	Password string
-	// SSLMode is libpq's sslmode; empty leaves libpq's default (prefer).
-	SSLMode string
-}
-
-// ConnString renders e as a libpq keyword/value connection string, every
-// value quoted, as CREATE SUBSCRIPTION ... CONNECTION expects.
-func (e Endpoint) ConnString() string {
-	kv := []string{"host", e.Host, "port", strconv.Itoa(e.Port), "dbname", e.Database, "user", e.User}
-	if e.Password != "" {
-		kv = append(kv, "password", e.Password)
-	}
-	if e.SSLMode != "" {
-		kv = append(kv, "sslmode", e.SSLMode)
-	}
-	parts := make([]string, 0, len(kv)/2)
-	r := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
-	for i := 0; i < len(kv); i += 2 {
-		parts = append(parts, kv[i]+"='"+r.Replace(kv[i+1])+"'")
-	}
-	return strings.Join(parts, " ")
-}
+// connects to either side: a cluster member's database as the cluster's
+// admin credential, with the cluster's TLS settings (String renders the
+// CONNECTION of a subscription).
+type Endpoint = dbconn.Config
 
 // LSN is a PostgreSQL write-ahead log position.
 type LSN uint64

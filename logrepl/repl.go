@@ -203,7 +203,7 @@ func CreateSubscription(ctx context.Context, dst Querier, name string, src Endpo
 	if ok, err := subscriptionExists(ctx, dst, name); err != nil || ok {
 		return wrapErr("create subscription", err)
 	}
-	conn, err := quoteLiteral(src.ConnString())
+	conn, err := quoteLiteral(src.String())
 	if err != nil {
 		return err
 	}

@@ -46,7 +46,7 @@ type side struct {
 func mustSide(t *testing.T, c *localpg.Cluster, seed bool) side {
 	t.Helper()
 	name := pgtest.MustDBOn(t, c)
-	s := side{db: pgtest.MustPool(t, c, name), ep: logrepl.Endpoint{Host: c.Host, Port: c.Port, Database: name, User: localpg.Superuser, SSLMode: "disable"}}
+	s := side{db: pgtest.MustPool(t, c, name), ep: c.Config(name)}
 	mustExec(t, s.db, schema)
 	if seed {
 		for _, tn := range []string{"x", "y"} {
@@ -390,14 +390,6 @@ func TestValidation(t *testing.T) {
 		if !errors.Is(err, registry.ErrInvalid) {
 			t.Errorf("%s: %v, want ErrInvalid", name, err)
 		}
-	}
-}
-
-func TestEndpoint_ConnString(t *testing.T) {
-	e := logrepl.Endpoint{Host: "h", Port: 5432, Database: "d b", User: "u", Password: `p'w\`}
-	want := `host='h' port='5432' dbname='d b' user='u' password='p\'w\\'`
-	if got := e.ConnString(); got != want {
-		t.Errorf("ConnString = %s, want %s", got, want)
 	}
 }
 

@@ -52,9 +52,10 @@ type Config struct {
 	Registry Registry
 	// Secret derives tenant role passwords (provision.Password).
 	Secret []byte
-	// AdminUser and AdminPassword connect to clusters (superuser; default
-	// "postgres", no password) for replication and DDL.
-	AdminUser, AdminPassword string
+	// Credentials gives each cluster's admin credential (a superuser or a
+	// replication-capable owner of the tables), used for replication and
+	// DDL on both sides. Required.
+	Credentials registry.ClusterCredentials
 	// BackupDir holds the backups taken in prepare. Required.
 	BackupDir string
 	// SequenceGap is added to the target's sequences at promotion (the
@@ -130,8 +131,8 @@ func (c *Config) fill() error {
 	if c.Backup == nil || c.VerifyBackup == nil || c.Parity == nil || c.SchemaVersion == nil {
 		return errors.New("move: Config.Backup, VerifyBackup, Parity and SchemaVersion are required")
 	}
-	if c.AdminUser == "" {
-		c.AdminUser = "postgres"
+	if c.Credentials == nil {
+		return errors.New("move: Config.Credentials is required")
 	}
 	if c.SequenceGap == 0 {
 		c.SequenceGap = logrepl.DefaultSequenceGap

@@ -18,13 +18,17 @@ type side struct {
 	pool    *pgxpool.Pool
 }
 
-func (m *Mover) endpoint(snap *registry.Snapshot, alias string) (logrepl.Endpoint, string, error) {
+// endpoint is alias's primary database as its cluster's admin credential.
+func (m *Mover) endpoint(ctx context.Context, snap *registry.Snapshot, alias string) (logrepl.Endpoint, string, error) {
 	ep, err := snap.AliasEndpoint(alias)
 	if err != nil {
 		return logrepl.Endpoint{}, "", err
 	}
-	return logrepl.Endpoint{Host: ep.Host, Port: ep.Port, Database: ep.Database, User: m.cfg.AdminUser,
-		Password: m.cfg.AdminPassword, SSLMode: "disable"}, ep.Cluster, nil
+	cred, err := m.cfg.Credentials.ClusterCredential(ctx, ep.Cluster)
+	if err != nil {
+		return logrepl.Endpoint{}, "", err
+	}
+	return ep.Config(cred), ep.Cluster, nil
 }
 
 // open connects to both aliases; close the returned sides with closeSides.
@@ -35,7 +39,7 @@ func (m *Mover) open(ctx context.Context, aliases ...string) (*registry.Snapshot
 	}
 	var out []*side
 	for _, a := range aliases {
-		ep, cluster, err := m.endpoint(snap, a)
+		ep, cluster, err := m.endpoint(ctx, snap, a)
 		if err != nil {
 			closeSides(out)
 			return nil, nil, err
@@ -58,7 +62,7 @@ func closeSides(ss []*side) {
 
 // pool opens a small admin pool to e for one step of a move.
 func pool(ctx context.Context, e logrepl.Endpoint) (*pgxpool.Pool, error) {
-	pc, err := pgxpool.ParseConfig(e.ConnString())
+	pc, err := e.PoolConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +70,7 @@ func pool(ctx context.Context, e logrepl.Endpoint) (*pgxpool.Pool, error) {
 	pc.ConnConfig.RuntimeParams["application_name"] = "tenantry-move"
 	p, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s:%d/%s: %w", e.Host, e.Port, e.Database, err)
+		return nil, fmt.Errorf("connect %s: %w", e.Target(), err)
 	}
 	return p, nil
 }

@@ -3,6 +3,10 @@
 // database on it for one test, MustNewCluster a private cluster for tests that
 // restart, kill or replicate between clusters.
 //
+// Clusters authenticate as every local cluster does (scram-sha-256 over TCP):
+// the superuser's password, one per test binary, is the clusters' Password
+// (Cluster.Credential, Cluster.Config, Cluster.DSN carry it).
+//
 // A test binary that uses pgtest calls Main from TestMain so that its clusters
 // are torn down when the tests end:
 //
@@ -44,6 +48,8 @@ var (
 	owned     []*localpg.Cluster
 	sharedErr error
 	dbSeq     atomic.Int64
+	// password of every cluster's superuser in this test binary.
+	password = localpg.GeneratePassword()
 )
 
 // Main runs the tests and then destroys every cluster pgtest started.
@@ -83,11 +89,18 @@ func base(tb testing.TB) string {
 	return baseDir
 }
 
-func newCluster(tb testing.TB, name string) (*localpg.Cluster, error) {
+func newCluster(tb testing.TB, name string, extra map[string]string) (*localpg.Cluster, error) {
 	dir := filepath.Join(base(tb), fmt.Sprintf("%s-%d", name, time.Now().UnixNano()))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := localpg.Create(ctx, localpg.Config{Dir: dir, Name: name, Settings: TestSettings})
+	settings := map[string]string{}
+	for k, v := range TestSettings {
+		settings[k] = v
+	}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	c, err := localpg.Create(ctx, localpg.Config{Dir: dir, Name: name, Settings: settings, Password: password})
 	if err != nil {
 		return nil, err
 	}
@@ -105,7 +118,7 @@ func MustCluster(tb testing.TB) *localpg.Cluster {
 	mu.Lock()
 	defer mu.Unlock()
 	if shared == nil && sharedErr == nil {
-		shared, sharedErr = newCluster(tb, "shared")
+		shared, sharedErr = newCluster(tb, "shared", nil)
 	}
 	if sharedErr != nil {
 		tb.Fatalf("pgtest: start shared cluster: %v", sharedErr)
@@ -117,8 +130,15 @@ func MustCluster(tb testing.TB) *localpg.Cluster {
 // the test ends.
 func MustNewCluster(tb testing.TB, name string) *localpg.Cluster {
 	tb.Helper()
+	return MustNewClusterWith(tb, name, nil)
+}
+
+// MustNewClusterWith is MustNewCluster with settings added to TestSettings
+// (and overriding them), e.g. a wal_level a test needs.
+func MustNewClusterWith(tb testing.TB, name string, settings map[string]string) *localpg.Cluster {
+	tb.Helper()
 	mu.Lock()
-	c, err := newCluster(tb, name)
+	c, err := newCluster(tb, name, settings)
 	mu.Unlock()
 	if err != nil {
 		tb.Fatalf("pgtest: start cluster %s: %v", name, err)
@@ -195,7 +215,7 @@ func MustDBOn(tb testing.TB, c *localpg.Cluster) string {
 // MustPool opens a superuser pool to database db on c, closed when the test ends.
 func MustPool(tb testing.TB, c *localpg.Cluster, db string) *pgxpool.Pool {
 	tb.Helper()
-	p, err := pgxpool.New(context.Background(), c.DSN(db))
+	p, err := c.Config(db).Pool(context.Background(), 0)
 	if err != nil {
 		tb.Fatalf("pgtest: pool %s/%s: %v", c.Name, db, err)
 	}

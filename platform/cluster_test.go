@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"tenantry/control"
+	"tenantry/dbconn"
 	"tenantry/registry"
 )
 
@@ -47,8 +48,8 @@ func TestCreateCluster_NothingHalfMade(t *testing.T) {
 	// again, however often it is retried; the next success makes exactly
 	// the members asked for.
 	const name = "undone"
-	store := &failingStore{Store: plat.Store, fail: 2}
-	svc, err := control.NewService(control.Config{Store: store, Secret: []byte(plat.Local.State.Secret), Provisioner: plat.Local})
+	creds := &failingCredentials{Credentials: plat.Vault, fail: 2}
+	svc, err := control.NewService(control.Config{Store: plat.Store, Credentials: creds, Secret: []byte(plat.Local.State.Secret), Provisioner: plat.Local})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,17 +103,18 @@ func wantNoCluster(t *testing.T, name string) {
 
 var errInjected = errors.New("injected: recording the cluster failed")
 
-// failingStore is the platform's registry whose first fail CreateCluster
-// calls fail, as a lost control database would.
-type failingStore struct {
-	control.Store
+// failingCredentials is the platform's registry of cluster credentials
+// whose first fail CreateCluster calls fail, as a lost control database
+// would.
+type failingCredentials struct {
+	control.Credentials
 	fail int
 }
 
-func (s *failingStore) CreateCluster(ctx context.Context, c registry.Cluster) error {
+func (s *failingCredentials) CreateCluster(ctx context.Context, c registry.Cluster, cred dbconn.Credential) error {
 	if s.fail > 0 {
 		s.fail--
 		return errInjected
 	}
-	return s.Store.CreateCluster(ctx, c)
+	return s.Credentials.CreateCluster(ctx, c, cred)
 }

@@ -341,7 +341,7 @@ func aliasPool(t *testing.T, ctx context.Context, alias string) *pgxpool.Pool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := pgxpool.New(ctx, ep.SuperuserDSN())
+	p, err := plat.AdminPool(ctx, ep)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"tenantry/control"
+	"tenantry/dbconn"
 	"tenantry/localpg"
 	"tenantry/registry"
 	"tenantry/tenantsig"
@@ -29,12 +30,19 @@ const StateFile = "platform.json"
 // ControlDatabase is the database of the registry on the control cluster.
 const ControlDatabase = "tenantry_control"
 
+// controlCluster names the control cluster in State.Passwords.
+const controlCluster = "control"
+
 // State is what a data directory remembers between runs.
 type State struct {
 	Secret     string              `json:"secret"`
 	AdminToken string              `json:"admin_token"`
 	ControlDir string              `json:"control_dir"`
 	Clusters   map[string][]string `json:"clusters"` // cluster name -> member dirs, primary first
+	// Passwords of the clusters' superusers, by cluster name ("control" for
+	// the control cluster): kept here (mode 0600) and nowhere else, and
+	// handed to the control plane as each cluster's admin credential.
+	Passwords map[string]string `json:"cluster_passwords,omitempty"`
 	APIURL     string              `json:"api_url,omitempty"`
 	GatewayURL string              `json:"gateway_url,omitempty"`
 	ControlDSN string              `json:"control_dsn,omitempty"`
@@ -85,10 +93,11 @@ func OpenLocal(ctx context.Context, dir string, log *slog.Logger) (*Local, error
 	st, err := ReadState(abs)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		st = &State{Secret: randomHex(32), AdminToken: "adm_" + randomHex(24), Clusters: map[string][]string{}}
+		st = &State{Secret: randomHex(32), AdminToken: "adm_" + randomHex(24), Clusters: map[string][]string{},
+			Passwords: map[string]string{controlCluster: localpg.GeneratePassword()}}
 		st.ControlDir = filepath.Join(abs, "clusters", "control")
 		log.Info("creating control cluster", "dir", st.ControlDir)
-		c, err := localpg.Create(ctx, localpg.Config{Dir: st.ControlDir, Name: "control"})
+		c, err := localpg.Create(ctx, localpg.Config{Dir: st.ControlDir, Name: "control", Password: st.Passwords[controlCluster]})
 		if err != nil {
 			return nil, err
 		}
@@ -99,6 +108,10 @@ func OpenLocal(ctx context.Context, dir string, log *slog.Logger) (*Local, error
 		if l.Control, err = localpg.Open(st.ControlDir); err != nil {
 			return nil, err
 		}
+		l.Control.Password = st.Passwords[controlCluster]
+	}
+	if st.Passwords == nil {
+		st.Passwords = map[string]string{} // a data directory from before passwords: trust
 	}
 	l.State = st
 	if err := l.startCluster(ctx, l.Control); err != nil {
@@ -114,6 +127,7 @@ func OpenLocal(ctx context.Context, dir string, log *slog.Logger) (*Local, error
 			if err != nil {
 				return nil, fmt.Errorf("cluster %s: %w", name, err)
 			}
+			c.Password = st.Passwords[name]
 			if err := l.startCluster(ctx, c); err != nil {
 				return nil, err
 			}
@@ -167,12 +181,23 @@ func (l *Local) Cluster(name string) []*localpg.Cluster {
 
 // ProvisionCluster creates and starts a local cluster with standbys
 // streaming standbys, and returns its registry description (members named
-// control.MemberName: NAME-0 for the primary, NAME-1... for the standbys).
-// It is idempotent for a cluster that already exists in this data
-// directory. Every name is checked before anything is made; on a failure
-// after that, the members this call made are stopped and removed, and the
-// data directory's state is left as it was.
-func (l *Local) ProvisionCluster(ctx context.Context, name string, standbys int) (_ registry.Cluster, err error) {
+// control.MemberName: NAME-0 for the primary, NAME-1... for the standbys)
+// and its superuser's credential (the password generated for the cluster,
+// kept in platform.json). It is idempotent for a cluster that already exists
+// in this data directory. Every name is checked before anything is made; on
+// a failure after that, the members this call made are stopped and removed,
+// and the data directory's state is left as it was.
+func (l *Local) ProvisionCluster(ctx context.Context, name string, standbys int) (registry.Cluster, dbconn.Credential, error) {
+	c, err := l.provisionCluster(ctx, name, standbys)
+	if err != nil {
+		return registry.Cluster{}, dbconn.Credential{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return c, dbconn.Credential{User: localpg.Superuser, Password: l.State.Passwords[name]}, nil
+}
+
+func (l *Local) provisionCluster(ctx context.Context, name string, standbys int) (_ registry.Cluster, err error) {
 	if err := registry.ValidateName("cluster", name); err != nil {
 		return registry.Cluster{}, err
 	}
@@ -183,12 +208,18 @@ func (l *Local) ProvisionCluster(ctx context.Context, name string, standbys int)
 	}
 	l.mu.Lock()
 	before := l.clusters[name]
+	_, hadPassword := l.State.Passwords[name]
 	l.mu.Unlock()
 	existing := append([]*localpg.Cluster(nil), before...)
 	var made []*localpg.Cluster // undone, newest first, if this call fails
 	defer func() {
 		if err == nil {
 			return
+		}
+		if !hadPassword {
+			l.mu.Lock()
+			delete(l.State.Passwords, name)
+			l.mu.Unlock()
 		}
 		uctx := context.WithoutCancel(ctx)
 		for i := len(made) - 1; i >= 0; i-- {
@@ -219,7 +250,11 @@ func (l *Local) ProvisionCluster(ctx context.Context, name string, standbys int)
 	if len(existing) == 0 {
 		err := member(0, func(dir, mname string) (*localpg.Cluster, error) {
 			l.log.Info("creating cluster", "cluster", name, "dir", dir)
-			c, err := localpg.Create(ctx, localpg.Config{Dir: dir, Name: mname})
+			pw := localpg.GeneratePassword()
+			l.mu.Lock()
+			l.State.Passwords[name] = pw // saved with the member's directory below
+			l.mu.Unlock()
+			c, err := localpg.Create(ctx, localpg.Config{Dir: dir, Name: mname, Password: pw})
 			if err != nil {
 				return nil, err
 			}
@@ -272,6 +307,7 @@ func (l *Local) RemoveCluster(ctx context.Context, name string) error {
 	members := l.clusters[name]
 	delete(l.clusters, name)
 	delete(l.State.Clusters, name)
+	delete(l.State.Passwords, name)
 	l.mu.Unlock()
 	var errs []error
 	for i := len(members) - 1; i >= 0; i-- {
@@ -289,11 +325,12 @@ func (l *Local) AddStandby(ctx context.Context, name string) (registry.Cluster, 
 	if n == 0 {
 		return registry.Cluster{}, fmt.Errorf("local cluster %q: %w", name, registry.ErrNotFound)
 	}
-	return l.ProvisionCluster(ctx, name, n)
+	return l.provisionCluster(ctx, name, n)
 }
 
 func describe(name string, members []*localpg.Cluster) registry.Cluster {
-	rc := registry.Cluster{Name: name, Local: true}
+	// Loopback only: no TLS.
+	rc := registry.Cluster{Name: name, Local: true, TLS: dbconn.TLS{Mode: dbconn.SSLDisable}}
 	for i, m := range members {
 		role := registry.RoleStandby
 		if i == 0 {

@@ -64,6 +64,7 @@ type Running struct {
 	Plane *control.Plane
 	// Shortcuts into Plane.
 	Store   *registry.Store
+	Vault   *registry.Vault
 	Service *control.Service
 	API     *control.Server
 	APIURL  string
@@ -139,7 +140,7 @@ func Run(ctx context.Context, opts Options) (_ *Running, err error) {
 		return nil, err
 	}
 	p := r.Plane
-	r.Store, r.Service, r.API, r.APIURL, r.Runner, r.Moves = p.Store, p.Service, p.API, p.URL, p.Runner, p.Moves
+	r.Store, r.Vault, r.Service, r.API, r.APIURL, r.Runner, r.Moves = p.Store, p.Vault, p.Service, p.API, p.URL, p.Runner, p.Moves
 	r.Stacks.Store = p.Store
 	if err := r.ensurePooled(ctx); err != nil {
 		return nil, err

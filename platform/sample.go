@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/check"
 	"tenantry/load"
@@ -97,7 +96,7 @@ func (r *Running) SeedHistory(ctx context.Context, tenant string, n int, cat loa
 	if err != nil {
 		return err
 	}
-	pool, err := pgxpool.New(ctx, ep.SuperuserDSN())
+	pool, err := r.AdminPool(ctx, ep)
 	if err != nil {
 		return err
 	}
@@ -117,7 +116,7 @@ func (r *Running) CheckLedger(ctx context.Context, path string) (*check.Report, 
 		return nil, err
 	}
 	defer f.Close()
-	dbs := &check.RegistryDatabases{Snapshot: snap}
+	dbs := &check.RegistryDatabases{Snapshot: snap, Credentials: r.Vault}
 	defer dbs.Close()
 	return check.Check(ctx, f, dbs.Get, check.Options{})
 }

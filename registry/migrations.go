@@ -96,5 +96,20 @@ CREATE TABLE events (
 );
 CREATE INDEX events_subject ON events (subject, id);
 `,
+		// 3: TLS settings per cluster; clusters' admin credentials, the
+		// password sealed (keys.Seal, key purpose cluster-credentials,
+		// bound to the cluster's name).
+		`
+ALTER TABLE clusters
+	ADD COLUMN sslmode text NOT NULL DEFAULT ''
+		CHECK (sslmode IN ('', 'disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full')),
+	ADD COLUMN sslrootcert text NOT NULL DEFAULT '';
+
+CREATE TABLE cluster_credentials (
+	cluster  text  PRIMARY KEY REFERENCES clusters (name) ON DELETE CASCADE,
+	username text  NOT NULL CHECK (username <> ''),
+	sealed   bytea NOT NULL
+);
+`,
 	},
 }

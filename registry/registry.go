@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"tenantry/dbconn"
 )
 
 // Errors callers branch on. The control plane maps them to HTTP statuses.
@@ -106,6 +108,16 @@ type Cluster struct {
 	Members []Member `json:"members"`
 	// Local is true for clusters the control plane runs with localpg.
 	Local bool `json:"local"`
+	// TLS secures every connection to the cluster's members, subscription
+	// connections between clusters included. Local clusters use sslmode
+	// disable (loopback only); the zero value is libpq's "prefer".
+	TLS dbconn.TLS `json:"tls"`
+}
+
+// MemberConfig is the connection config of database db on member m of c as
+// cred, with the cluster's TLS settings.
+func (c *Cluster) MemberConfig(m Member, db string, cred dbconn.Credential) dbconn.Config {
+	return dbconn.Config{Host: m.Host, Port: m.Port, Database: db, Credential: cred, TLS: c.TLS}
 }
 
 // Primary returns the member in role primary.
@@ -234,6 +246,13 @@ type Endpoint struct {
 	Database string
 	Host     string
 	Port     int
+	// TLS is the cluster's.
+	TLS dbconn.TLS
+}
+
+// Config is the connection config of the endpoint's database as cred.
+func (e Endpoint) Config(cred dbconn.Credential) dbconn.Config {
+	return dbconn.Config{Host: e.Host, Port: e.Port, Database: e.Database, Credential: cred, TLS: e.TLS}
 }
 
 // Resolve returns the tenant and the endpoint of its alias.
@@ -260,7 +279,7 @@ func (s *Snapshot) AliasEndpoint(alias string) (Endpoint, error) {
 	if !ok {
 		return Endpoint{}, fmt.Errorf("cluster %q has no primary: %w", c.Name, ErrNotFound)
 	}
-	return Endpoint{Alias: a.Name, Cluster: c.Name, Database: a.Database, Host: m.Host, Port: m.Port}, nil
+	return Endpoint{Alias: a.Name, Cluster: c.Name, Database: a.Database, Host: m.Host, Port: m.Port, TLS: c.TLS}, nil
 }
 
 // RouteFor returns the tenant's route, or the default route, or nil.
@@ -269,14 +288,6 @@ func (s *Snapshot) RouteFor(tenant string) *Route {
 		return r
 	}
 	return s.Routes[DefaultRoute]
-}
-
-// SuperuserDSN is a keyword/value connection string to the endpoint's
-// database as the superuser "postgres" (trusted on loopback by local
-// clusters; elsewhere libpq's environment, PGPASSWORD, supplies the
-// password). Control tools (checker, backups, benchmarks) connect with it.
-func (e Endpoint) SuperuserDSN() string {
-	return fmt.Sprintf("host=%s port=%d dbname=%s user=postgres sslmode=disable", e.Host, e.Port, e.Database)
 }
 
 // StaticSource serves one snapshot that never changes: the snapshot source

@@ -12,17 +12,26 @@ import (
 // CreateCluster records a cluster with its members. ErrExists if the name is
 // taken.
 func (s *Store) CreateCluster(ctx context.Context, c Cluster) error {
+	return s.createCluster(ctx, c, nil)
+}
+
+// createCluster records c and, unless nil, its sealed credential.
+func (s *Store) createCluster(ctx context.Context, c Cluster, cred *SealedCredential) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
 	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
-		if _, err := tx.Exec(ctx, "INSERT INTO clusters (name, local) VALUES ($1, $2)", c.Name, c.Local); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO clusters (name, local, sslmode, sslrootcert) VALUES ($1, $2, $3, $4)",
+			c.Name, c.Local, c.TLS.Mode, c.TLS.RootCert); err != nil {
 			return dbErr("create cluster "+c.Name, err)
 		}
 		for _, m := range c.Members {
 			if err := insertMember(ctx, tx, c.Name, m); err != nil {
 				return err
 			}
+		}
+		if cred != nil {
+			return putCredential(ctx, tx, c.Name, *cred)
 		}
 		return nil
 	})

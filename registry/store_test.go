@@ -1,12 +1,15 @@
 package registry_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"tenantry/dbconn"
+	"tenantry/keys"
 	"tenantry/pgtest"
 	"tenantry/registry"
 )
@@ -307,4 +310,55 @@ func TestStore_WaitAcks(t *testing.T) {
 	must(t, s.DeregisterRouter(ctx, "r1"))
 	wantErr(t, s.Heartbeat(ctx, "r1"), registry.ErrNotFound)
 	wantErr(t, s.AckEpoch(ctx, "r1", "acme", 3), registry.ErrNotFound)
+}
+
+// TestVault_ClusterCredential: a credential is stored sealed, opens only
+// with the platform secret it was sealed with and only for its cluster.
+func TestVault_ClusterCredential(t *testing.T) {
+	ctx := context.Background()
+	s, err := registry.OpenStore(ctx, pgtest.MustCluster(t).DSN(pgtest.MustDB(t)), nil)
+	must(t, err)
+	defer s.Close()
+	v, err := registry.NewVault(s, []byte("secret one"))
+	must(t, err)
+	cred := dbconn.Credential{User: "admin", Password: "pa'ss word"}
+	c := registry.Cluster{Name: "c1", TLS: dbconn.TLS{Mode: dbconn.SSLRequire}, Members: []registry.Member{
+		{Name: "c1-0", Host: "db1.example", Port: 5432, Role: registry.RolePrimary}}}
+	must(t, v.CreateCluster(ctx, c, cred))
+	got, err := v.ClusterCredential(ctx, "c1")
+	must(t, err)
+	if got != cred {
+		t.Fatalf("credential = %v, want %v", got, cred)
+	}
+	var sealed []byte
+	must(t, s.Pool().QueryRow(ctx, "SELECT sealed FROM cluster_credentials WHERE cluster = 'c1'").Scan(&sealed))
+	if bytes.Contains(sealed, []byte(cred.Password)) {
+		t.Fatal("the password is stored in clear")
+	}
+	snap, err := s.Snapshot(ctx)
+	must(t, err)
+	if snap.Clusters["c1"].TLS != c.TLS {
+		t.Fatalf("TLS = %+v, want %+v", snap.Clusters["c1"].TLS, c.TLS)
+	}
+	ep := snap.Clusters["c1"].MemberConfig(snap.Clusters["c1"].Members[0], "db", got)
+	if ep.TLS.Mode != dbconn.SSLRequire || ep.Password != cred.Password {
+		t.Fatalf("member config %s", ep.Redacted())
+	}
+	other, err := registry.NewVault(s, []byte("secret two"))
+	must(t, err)
+	if _, err := other.ClusterCredential(ctx, "c1"); !errors.Is(err, keys.ErrOpen) {
+		t.Fatalf("another secret: %v, want keys.ErrOpen", err)
+	}
+	// A sealed password copied to another cluster's row does not open there.
+	must(t, s.CreateCluster(ctx, registry.Cluster{Name: "c2"}))
+	_, err = s.Pool().Exec(ctx, "INSERT INTO cluster_credentials SELECT 'c2', username, sealed FROM cluster_credentials WHERE cluster = 'c1'")
+	must(t, err)
+	if _, err := v.ClusterCredential(ctx, "c2"); !errors.Is(err, keys.ErrOpen) {
+		t.Fatalf("moved credential: %v, want keys.ErrOpen", err)
+	}
+	if _, err := v.ClusterCredential(ctx, "c3"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("no credential: %v, want ErrNotFound", err)
+	}
+	wantErr(t, v.CreateCluster(ctx, registry.Cluster{Name: "c4", TLS: dbconn.TLS{Mode: "verify-full"}}, cred), registry.ErrInvalid)
+	wantErr(t, v.CreateCluster(ctx, registry.Cluster{Name: "c4"}, dbconn.Credential{}), registry.ErrInvalid)
 }

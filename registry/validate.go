@@ -51,6 +51,9 @@ func (c *Cluster) Validate() error {
 	if err := ValidateName("cluster", c.Name); err != nil {
 		return err
 	}
+	if err := c.TLS.Validate(); err != nil {
+		return fmt.Errorf("%w: cluster %s: %v", ErrInvalid, c.Name, err)
+	}
 	seen := map[string]bool{}
 	primaries := 0
 	for i := range c.Members {

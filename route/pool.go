@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tenantry/dbconn"
 	"tenantry/registry"
 )
 
@@ -33,12 +33,11 @@ type tenantPool struct {
 // newPool creates the tenant's pool to ep. No connection is opened yet.
 func (r *Router) newPool(tenant string, ep registry.Endpoint) (*tenantPool, error) {
 	user, password := r.cfg.Credentials(tenant)
-	dsn := fmt.Sprintf("host=%s port=%d dbname=%s user=%s password=%s sslmode=disable connect_timeout=30",
-		quoteDSN(ep.Host), ep.Port, quoteDSN(ep.Database), quoteDSN(user), quoteDSN(password))
-	cfg, err := pgxpool.ParseConfig(dsn)
+	dc := ep.Config(dbconn.Credential{User: user, Password: password})
+	dc.ConnectTimeout = 30 * time.Second
+	cfg, err := dc.PoolConfig()
 	if err != nil {
-		// The DSN carries a password; name the parts that may be wrong instead.
-		return nil, fmt.Errorf("tenant %s: pool config for %s:%d/%s: %w", tenant, ep.Host, ep.Port, ep.Database, errors.Unwrap(err))
+		return nil, fmt.Errorf("tenant %s: %w", tenant, err)
 	}
 	cl := r.cluster(ep)
 	p := &tenantPool{tenant: tenant, ep: ep, cluster: cl}
@@ -47,6 +46,10 @@ func (r *Router) newPool(tenant string, ep registry.Endpoint) (*tenantPool, erro
 	cfg.MaxConnIdleTime = r.cfg.IdleTimeout
 	cfg.HealthCheckPeriod = min(max(r.cfg.IdleTimeout/2, 100*time.Millisecond), time.Minute)
 	cfg.ConnConfig.RuntimeParams["application_name"] = r.cfg.ID
+	// A tenant's statement or forgotten transaction must not hold a shared
+	// server's connections and locks for ever.
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(r.cfg.StatementTimeout.Milliseconds(), 10)
+	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(r.cfg.IdleInTransactionTimeout.Milliseconds(), 10)
 	cfg.ConnConfig.DialFunc = cl.dialFunc(r, p)
 	cfg.AfterConnect = checkPrimary
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
@@ -77,13 +80,6 @@ func (r *Router) closePool(p *tenantPool) {
 		return
 	}
 	p.pool.Close()
-}
-
-func quoteDSN(s string) string {
-	if s != "" && !strings.ContainsAny(s, " '\\") {
-		return s
-	}
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
 // classify turns errors that mean "the control plane fenced this tenant on

@@ -108,6 +108,10 @@ type Config struct {
 	TenantMaxConns int
 	// IdleTimeout closes idle connections and idle tenant pools; default 60s.
 	IdleTimeout time.Duration
+	// StatementTimeout and IdleInTransactionTimeout are set on every tenant
+	// session (statement_timeout, idle_in_transaction_session_timeout);
+	// defaults 30s and 60s.
+	StatementTimeout, IdleInTransactionTimeout time.Duration
 	// HeartbeatInterval paces heartbeats and ack retries; default 1s.
 	HeartbeatInterval time.Duration
 	// Logger receives operator logs; nil discards them.
@@ -125,6 +129,8 @@ const (
 	DefaultClusterConnCap    = 64
 	DefaultTenantMaxConns    = 8
 	DefaultIdleTimeout       = 60 * time.Second
+	DefaultStatementTimeout  = 30 * time.Second
+	DefaultIdleInTxTimeout   = 60 * time.Second
 	DefaultHeartbeatInterval = time.Second
 )
 
@@ -160,6 +166,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.HeartbeatInterval <= 0 {
 		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.StatementTimeout <= 0 {
+		c.StatementTimeout = DefaultStatementTimeout
+	}
+	if c.IdleInTransactionTimeout <= 0 {
+		c.IdleInTransactionTimeout = DefaultIdleInTxTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -69,13 +69,19 @@ func (c *checkCmd) Run(ctx context.Context) error {
 	defer f.Close()
 	dbs := &check.RegistryDatabases{Fixed: fixed, Logger: c.a.log}
 	if c.controlDSN != "" {
+		secret, err := c.a.platformSecret()
+		if err != nil {
+			return err
+		}
 		store, err := registry.OpenStore(ctx, c.controlDSN, nil)
 		if err != nil {
 			return err
 		}
-		dbs.Snapshot, err = store.Snapshot(ctx)
-		store.Close()
-		if err != nil {
+		defer store.Close()
+		if dbs.Snapshot, err = store.Snapshot(ctx); err != nil {
+			return err
+		}
+		if dbs.Credentials, err = registry.NewVault(store, secret); err != nil {
 			return err
 		}
 	}

@@ -69,7 +69,7 @@ func newClusterCmd(a *app) *cobra.Command {
 		},
 	}
 	create.Flags().IntVar(&standbys, "standbys", 1, "number of streaming standbys")
-	cmd.AddCommand(create)
+	cmd.AddCommand(create, newClusterRegisterCmd(a))
 	return cmd
 }
 

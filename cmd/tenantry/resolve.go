@@ -26,18 +26,51 @@ func (a *app) controlDSN() (string, error) {
 	return st.ControlDSN, nil
 }
 
-// snapshot reads the registry once.
-func (a *app) snapshot(ctx context.Context) (*registry.Snapshot, error) {
+// openRegistry opens the registry and the vault of clusters' admin
+// credentials (the tools connect to tenant databases as them). Close the
+// store when done.
+func (a *app) openRegistry(ctx context.Context) (*registry.Store, *registry.Vault, error) {
 	dsn, err := a.controlDSN()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	secret, err := a.platformSecret()
+	if err != nil {
+		return nil, nil, err
 	}
 	s, err := registry.OpenStore(ctx, dsn, a.log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	v, err := registry.NewVault(s, secret)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, v, nil
+}
+
+// adminDSN resolves an endpoint through the registry to a connection string
+// as its cluster's admin credential.
+func (a *app) adminDSN(ctx context.Context, resolve func(*registry.Snapshot) (registry.Endpoint, error)) (string, error) {
+	s, v, err := a.openRegistry(ctx)
+	if err != nil {
+		return "", err
 	}
 	defer s.Close()
-	return s.Snapshot(ctx)
+	snap, err := s.Snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	ep, err := resolve(snap)
+	if err != nil {
+		return "", err
+	}
+	cred, err := v.ClusterCredential(ctx, ep.Cluster)
+	if err != nil {
+		return "", err
+	}
+	return ep.Config(cred).String(), nil
 }
 
 // aliasDSN resolves an alias through the registry.
@@ -45,15 +78,7 @@ func (a *app) aliasDSN(ctx context.Context, alias string) (string, error) {
 	if err := registry.ValidateName("alias", alias); err != nil {
 		return "", err
 	}
-	snap, err := a.snapshot(ctx)
-	if err != nil {
-		return "", err
-	}
-	ep, err := snap.AliasEndpoint(alias)
-	if err != nil {
-		return "", err
-	}
-	return ep.SuperuserDSN(), nil
+	return a.adminDSN(ctx, func(snap *registry.Snapshot) (registry.Endpoint, error) { return snap.AliasEndpoint(alias) })
 }
 
 // tenantDSN resolves the database a tenant is served from now.
@@ -61,15 +86,10 @@ func (a *app) tenantDSN(ctx context.Context, tenant string) (string, error) {
 	if err := registry.ValidateTenantID(tenant); err != nil {
 		return "", err
 	}
-	snap, err := a.snapshot(ctx)
-	if err != nil {
-		return "", err
-	}
-	_, ep, err := snap.Resolve(tenant)
-	if err != nil {
-		return "", err
-	}
-	return ep.SuperuserDSN(), nil
+	return a.adminDSN(ctx, func(snap *registry.Snapshot) (registry.Endpoint, error) {
+		_, ep, err := snap.Resolve(tenant)
+		return ep, err
+	})
 }
 
 // platformSecret is $TENANTRY_SECRET, or the local platform's secret from
