@@ -44,8 +44,9 @@ type Config struct {
 	// Secret is the platform secret: tenant database passwords are derived
 	// from it (provision.Password).
 	Secret []byte
-	// Credentials keeps each cluster's admin credential (*registry.Vault):
-	// the control plane connects to members as it for DDL. Required.
+	// Credentials keeps each cluster's admin credential: the control plane
+	// connects to members as it for DDL. Default: a registry.Vault on Store
+	// (which must then be a *registry.Store) with Secret.
 	Credentials Credentials
 	// PrepareDatabase brings a tenant database to the current application
 	// schema (migrations, then tenant roles' grants and row-level security).
@@ -130,7 +131,15 @@ func NewService(cfg Config) (*Service, error) {
 		return nil, errors.New("control: Config.Secret is required")
 	}
 	if cfg.Credentials == nil {
-		return nil, errors.New("control: Config.Credentials is required")
+		rs, ok := cfg.Store.(*registry.Store)
+		if !ok {
+			return nil, errors.New("control: Config.Credentials is required")
+		}
+		v, err := registry.NewVault(rs, cfg.Secret)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Credentials = v
 	}
 	if cfg.RouterExpiry <= 0 {
 		cfg.RouterExpiry = DefaultRouterExpiry

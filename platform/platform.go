@@ -42,10 +42,10 @@ type State struct {
 	// Passwords of the clusters' superusers, by cluster name ("control" for
 	// the control cluster): kept here (mode 0600) and nowhere else, and
 	// handed to the control plane as each cluster's admin credential.
-	Passwords map[string]string `json:"cluster_passwords,omitempty"`
-	APIURL     string              `json:"api_url,omitempty"`
-	GatewayURL string              `json:"gateway_url,omitempty"`
-	ControlDSN string              `json:"control_dsn,omitempty"`
+	Passwords  map[string]string `json:"cluster_passwords,omitempty"`
+	APIURL     string            `json:"api_url,omitempty"`
+	GatewayURL string            `json:"gateway_url,omitempty"`
+	ControlDSN string            `json:"control_dsn,omitempty"`
 	// SampleAPIKey is the API key of the sample tenant (local platform only).
 	SampleAPIKey string `json:"sample_api_key,omitempty"`
 	// GatewayAdminURL is the gateway's admin listener (/metrics).

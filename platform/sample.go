@@ -8,7 +8,6 @@ import (
 	"os"
 	"time"
 
-
 	"tenantry/check"
 	"tenantry/load"
 	"tenantry/oms"

@@ -16,7 +16,6 @@ import (
 	"tenantry/registry"
 )
 
-
 // TestClusterRegister runs `tenantry cluster register` against a control
 // plane on loopback: each refusal exits 2 (bad input) or 1 (failed check)
 // naming the problem and registers nothing; a fit cluster registers.
