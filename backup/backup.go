@@ -13,7 +13,6 @@
 package backup
 
 import (
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -21,6 +20,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"tenantry/keys"
 )
 
 // Errors callers branch on.
@@ -62,16 +63,7 @@ const MACFile = "manifest.mac"
 // the info "tenantry backup" (the purpose "backup" in the scheme of
 // per-purpose keys), so the key opens nothing else and the secret itself
 // never keys a MAC. It panics on an empty secret, a programming error.
-func Key(secret []byte) []byte {
-	if len(secret) == 0 {
-		panic("backup: Key needs the platform secret")
-	}
-	k, err := hkdf.Key(sha256.New, secret, nil, "tenantry backup", 32)
-	if err != nil {
-		panic(err) // only for lengths HKDF cannot produce
-	}
-	return k
-}
+func Key(secret []byte) []byte { return keys.Derive(secret, keys.Backup) }
 
 // errNoKey refuses a backup operation without a MAC key.
 var errNoKey = errors.New("backup: a MAC key (backup.Key of the platform secret) is required")

@@ -18,8 +18,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"tenantry/control"
-	"tenantry/jsonapi/jsonapitest"
 	"tenantry/dbconn"
+	"tenantry/jsonapi/jsonapitest"
 	"tenantry/oms"
 	"tenantry/pgtest"
 	"tenantry/provision"

@@ -22,6 +22,8 @@ const (
 	// TenantPasswords derives tenant database role passwords
 	// (provision.Password).
 	TenantPasswords = "tenant-db-passwords"
+	// Backup keys the MAC over backup manifests (backup.Key).
+	Backup = "backup"
 )
 
 // Size is the length of a derived key in bytes.
