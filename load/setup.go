@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"sort"
 )
 
@@ -136,25 +137,19 @@ func Discover(ctx context.Context, cfg Config) (Catalog, error) {
 	c := newClient(cfg, nil)
 	cat := Catalog{}
 	for _, t := range cfg.Targets {
-		resp, err := c.do(ctx, http.MethodGet, "/v1/inventory", t, "", nil)
-		if err != nil {
-			return nil, fmt.Errorf("discover tenant %s: %w", t.Tenant, err)
-		}
-		if resp.Status != http.StatusOK {
-			return nil, fmt.Errorf("discover tenant %s: %w", t.Tenant, &RequestError{Method: http.MethodGet, Path: "/v1/inventory", Status: resp.Status, APICode: resp.APICode, Attempts: resp.Attempts})
-		}
-		var inv struct {
-			Positions []struct {
-				ProductID  int64 `json:"product_id"`
-				LocationID int64 `json:"location_id"`
-			} `json:"positions"`
-		}
-		if err := json.Unmarshal(resp.Body, &inv); err != nil {
-			return nil, fmt.Errorf("discover tenant %s: decode inventory: %w", t.Tenant, err)
-		}
 		ps, ls := map[int64]bool{}, map[int64]bool{}
-		for _, p := range inv.Positions {
-			ps[p.ProductID], ls[p.LocationID] = true, true
+		for after := ""; ; {
+			page, err := readInventoryPage(ctx, c, t, after)
+			if err != nil {
+				return nil, fmt.Errorf("discover tenant %s: %w", t.Tenant, err)
+			}
+			for _, p := range page.Positions {
+				ps[p.ProductID], ls[p.LocationID] = true, true
+			}
+			if page.NextAfter == nil {
+				break
+			}
+			after = *page.NextAfter
 		}
 		if len(ps) == 0 {
 			return nil, fmt.Errorf("discover tenant %s: no inventory positions (run with setup first)", t.Tenant)
@@ -163,6 +158,39 @@ func Discover(ctx context.Context, cfg Config) (Catalog, error) {
 	}
 	return cat, nil
 }
+
+// inventoryPage is one page of GET /v1/inventory.
+type inventoryPage struct {
+	Positions []struct {
+		ProductID  int64 `json:"product_id"`
+		LocationID int64 `json:"location_id"`
+	} `json:"positions"`
+	NextAfter *string `json:"next_after"`
+}
+
+// readInventoryPage reads the page of t's inventory after the cursor after
+// ("" for the first).
+func readInventoryPage(ctx context.Context, c *client, t Target, after string) (inventoryPage, error) {
+	path := fmt.Sprintf("/v1/inventory?limit=%d", inventoryPageSize)
+	if after != "" {
+		path += "&after=" + url.QueryEscape(after)
+	}
+	var page inventoryPage
+	resp, err := c.do(ctx, http.MethodGet, path, t, "", nil)
+	if err != nil {
+		return page, err
+	}
+	if resp.Status != http.StatusOK {
+		return page, &RequestError{Method: http.MethodGet, Path: path, Status: resp.Status, APICode: resp.APICode, Attempts: resp.Attempts}
+	}
+	if err := json.Unmarshal(resp.Body, &page); err != nil {
+		return page, fmt.Errorf("decode inventory: %w", err)
+	}
+	return page, nil
+}
+
+// inventoryPageSize is the page size Discover asks for: the OMS's maximum.
+const inventoryPageSize = 500
 
 func sortedKeys(m map[int64]bool) []int64 {
 	out := make([]int64, 0, len(m))

@@ -3,6 +3,8 @@ package oms
 import (
 	"context"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -130,6 +132,10 @@ RETURNING on_hand, reserved, shipped`, tenant, product, location, delta).Scan(&p
 
 // listInventory lists the tenant's positions, optionally filtered by product
 // and location, ordered by product then location.
+// listInventory lists the tenant's positions in (product, location) order,
+// a page at a time: limit (default DefaultPageSize, at most MaxPageSize)
+// positions after the cursor "after" ("PRODUCT.LOCATION", the next_after of
+// the previous page); next_after is null on the last page.
 func (s *Server) listInventory(w http.ResponseWriter, r *request) error {
 	var product, location int64
 	var err error
@@ -144,10 +150,25 @@ func (s *Server) listInventory(w http.ResponseWriter, r *request) error {
 			return err
 		}
 	}
+	limit, err := queryInt(q.Get("limit"), "limit", DefaultPageSize, 1, MaxPageSize)
+	if err != nil {
+		return err
+	}
+	var afterP, afterL int64
+	if v := q.Get("after"); v != "" {
+		p, l, ok := strings.Cut(v, ".")
+		if afterP, err = parseID("after", p); err == nil && ok {
+			afterL, err = parseID("after", l)
+		}
+		if err != nil || !ok {
+			return invalid("after must be the next_after of a previous page (PRODUCT.LOCATION), not %q", v)
+		}
+	}
 	return s.read(w, r, func(ctx context.Context, tx pgx.Tx) (any, error) {
 		rows, err := tx.Query(ctx, `SELECT product_id, location_id, on_hand, reserved, shipped FROM inventory
 WHERE tenant_id = $1 AND ($2 = 0 OR product_id = $2) AND ($3 = 0 OR location_id = $3)
-ORDER BY product_id, location_id`, r.tenant, product, location)
+  AND (product_id, location_id) > ($4, $5)
+ORDER BY product_id, location_id LIMIT $6`, r.tenant, product, location, afterP, afterL, limit+1)
 		if err != nil {
 			return nil, err
 		}
@@ -158,6 +179,13 @@ ORDER BY product_id, location_id`, r.tenant, product, location)
 		if positions == nil {
 			positions = []Position{}
 		}
-		return map[string][]Position{"positions": positions}, nil
+		var next *string
+		if len(positions) > int(limit) {
+			positions = positions[:limit]
+			last := positions[limit-1]
+			c := strconv.FormatInt(last.ProductID, 10) + "." + strconv.FormatInt(last.LocationID, 10)
+			next = &c
+		}
+		return map[string]any{"positions": positions, "next_after": next}, nil
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -474,3 +475,47 @@ func TestServer_TenantErrors(t *testing.T) {
 }
 
 var _ http.Handler = (*oms.Server)(nil)
+
+// TestServer_InventoryPages: GET /v1/inventory answers at most limit
+// positions (default DefaultPageSize, at most MaxPageSize) and a cursor to
+// the next page; following the cursors lists every position once.
+func TestServer_InventoryPages(t *testing.T) {
+	e := newEnv(t)
+	var want []string
+	for i := range 7 {
+		p, l := e.stocked("acme", pathf("pg%d", i), 1)
+		want = append(want, pathf("%d.%d", p, l))
+	}
+	e.stocked("globex", "other", 1)
+	var got []string
+	after, pages := "", 0
+	for {
+		path := "/v1/inventory?limit=3"
+		if after != "" {
+			path += "&after=" + after
+		}
+		r := e.must(200, "acme", "GET", path, nil)
+		pages++
+		ps := r.body["positions"].([]any)
+		if len(ps) > 3 {
+			t.Fatalf("page of %d positions with limit 3", len(ps))
+		}
+		for _, p := range ps {
+			m := p.(map[string]any)
+			got = append(got, pathf("%d.%d", int64(m["product_id"].(float64)), int64(m["location_id"].(float64))))
+		}
+		next, _ := r.body["next_after"].(string)
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if pages != 3 || !slices.Equal(got, want) {
+		t.Fatalf("%d pages listing %v, want 3 pages listing %v", pages, got, want)
+	}
+	for _, q := range []string{"limit=0", pathf("limit=%d", oms.MaxPageSize+1), "limit=x", "after=1", "after=x.1", "after=1.-1", "after=.", "after=1.2.3"} {
+		if r := e.call("acme", "GET", "/v1/inventory?"+q, nil); r.status != 400 || r.code() != "invalid_request" {
+			t.Errorf("?%s: %d %s, want 400 invalid_request", q, r.status, r.raw)
+		}
+	}
+}
