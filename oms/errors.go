@@ -25,11 +25,15 @@ const (
 	CodeIdempotencyKeyReused = "idempotency_key_reused"
 	CodeTenantUnavailable    = "tenant_unavailable"
 	CodeInternal             = "internal"
+	// CodeInjectedFault answers a request failed on purpose by test-only
+	// Faults.
+	CodeInjectedFault = "injected_fault"
 )
 
 // statusOf is the one table from error code to HTTP status.
 var statusOf = map[string]int{
 	CodeInvalidJSON:          http.StatusBadRequest,
+	CodeInjectedFault:        http.StatusInternalServerError,
 	CodeUnknownField:         http.StatusBadRequest,
 	CodeTooLarge:             http.StatusRequestEntityTooLarge,
 	CodeInvalidRequest:       http.StatusBadRequest,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -56,6 +57,9 @@ type Config struct {
 	// the problem, or leave it without an answer to work that was done.
 	// So a request is either done and answered, or not done. 0 means 30s.
 	WorkTimeout time.Duration
+	// Faults are test-only misbehaviour (a share of 500s, added latency);
+	// the zero value injects nothing.
+	Faults Faults
 }
 
 // DefaultWorkTimeout is Config.WorkTimeout's default.
@@ -86,6 +90,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.WorkTimeout <= 0 {
 		cfg.WorkTimeout = DefaultWorkTimeout
+	}
+	if err := cfg.Faults.Validate(); err != nil {
+		return nil, fmt.Errorf("oms: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	if s.log == nil {
@@ -223,6 +230,12 @@ func (s *Server) api(pattern string, h handler) {
 			httpedge.DropConnection(w)
 			s.writeError(w, r, apiErr(CodeUnauthorized, "%v", err))
 			return
+		}
+		if s.cfg.Faults.Enabled() {
+			if err := s.cfg.Faults.inject(); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.WorkTimeout)
 		defer cancel()

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"tenantry/localproc"
+	"tenantry/oms"
 	"tenantry/registry"
 )
 
@@ -195,7 +196,7 @@ func (p *LocalProvider) instanceSpec(bin string, spec Spec, i int) localproc.Spe
 		Name:        instanceName(spec.Name, i),
 		Binary:      bin,
 		Args:        p.args(spec, i, base+".addr"),
-		Env:         p.env(spec.Name),
+		Env:         p.env(spec),
 		LogFile:     base + ".log",
 		AddrFile:    base + ".addr",
 		HealthPath:  p.HealthPath,
@@ -206,13 +207,6 @@ func (p *LocalProvider) instanceSpec(bin string, spec Spec, i int) localproc.Spe
 	}
 }
 
-// env is the environment added for the instances of stack.
-func (p *LocalProvider) env(stack string) []string {
-	if p.StackEnv == nil {
-		return p.Env
-	}
-	return append(slices.Clip(p.Env), p.StackEnv(stack)...)
-}
 
 func instanceName(stack string, i int) string { return fmt.Sprintf("%s-%d", stack, i) }
 
@@ -257,6 +251,19 @@ func instancesOf(procs []*localproc.Process) []registry.Instance {
 		}
 	}
 	return out
+}
+
+// env is the environment of spec's instances: the provider's, StackEnv's,
+// the production mark and the test-only faults.
+func (p *LocalProvider) env(spec Spec) []string {
+	env := slices.Clone(p.Env)
+	if p.StackEnv != nil {
+		env = append(env, p.StackEnv(spec.Name)...)
+	}
+	if spec.Production {
+		env = append(env, oms.EnvProduction+"=1")
+	}
+	return append(env, spec.Faults.Env()...)
 }
 
 func (p *LocalProvider) args(spec Spec, i int, addrFile string) []string {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 
+	"tenantry/oms"
 	"tenantry/registry"
 )
 
@@ -31,6 +32,13 @@ type Spec struct {
 	// URLs are the instances of a stack deployed elsewhere
 	// (ExternalProvider); LocalProvider ignores them.
 	URLs []string `json:"urls,omitempty"`
+	// Production marks a production stack: its instances refuse test-only
+	// faults (LocalProvider passes oms.EnvProduction).
+	Production bool `json:"production,omitempty"`
+	// Faults are test-only misbehaviour of the instances (a share of 500s,
+	// added latency), to show a rollout's rollback; LocalProvider passes
+	// them in the instances' environment. Refused with Production.
+	Faults oms.Faults `json:"faults,omitzero"`
 }
 
 // Provider deploys and stops stacks.
@@ -90,6 +98,12 @@ func (s *Spec) Validate() error {
 	}
 	if s.Instances < 1 || s.Instances > MaxInstances {
 		return fmt.Errorf("%w: stack %s instances %d (want 1 to %d)", registry.ErrInvalid, s.Name, s.Instances, MaxInstances)
+	}
+	if err := s.Faults.Validate(); err != nil {
+		return fmt.Errorf("%w: stack %s: %v", registry.ErrInvalid, s.Name, err)
+	}
+	if s.Production && s.Faults.Enabled() {
+		return fmt.Errorf("%w: stack %s: %v", registry.ErrInvalid, s.Name, oms.ErrFaultsInProduction)
 	}
 	return nil
 }

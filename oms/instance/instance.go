@@ -62,6 +62,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	faults, err := oms.FaultsFromEnv()
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+	}
+	if faults.Enabled() {
+		log.Warn("test-only faults injected", "error_rate", faults.ErrorRate, "latency", faults.Latency)
+	}
 	store, err := registry.OpenStore(ctx, cfg.ControlDSN, log)
 	if err != nil {
 		return fmt.Errorf("open registry: %w", err)
@@ -104,6 +111,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return errors.Is(err, route.ErrTenantPaused) || errors.Is(err, route.ErrTenantFenced)
 		},
 		NotFound: func(err error) bool { return errors.Is(err, route.ErrTenantNotFound) },
+		Faults:   faults,
 	})
 	if err != nil {
 		return err
