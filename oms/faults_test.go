@@ -29,7 +29,7 @@ func TestServer_Faults(t *testing.T) {
 	})
 	t.Run("out of range is refused", func(t *testing.T) {
 		for _, f := range []oms.Faults{{ErrorRate: 1.5}, {ErrorRate: -0.1}, {Latency: -time.Second}, {Latency: time.Hour}} {
-			if _, err := oms.NewServer(oms.Config{DB: oms.PoolDB{}, Secret: secret, Faults: f}); err == nil {
+			if _, err := oms.NewServer(oms.Config{DB: oms.PoolDB{}, HeaderKey: headerKey, Stack: testStack, Faults: f}); err == nil {
 				t.Errorf("faults %+v accepted", f)
 			}
 		}
