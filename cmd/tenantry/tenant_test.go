@@ -12,9 +12,10 @@ import (
 // control API, and `tenant delete` asks for --yes before it calls it.
 func TestMain_TenantKeys(t *testing.T) {
 	api := guardAPI(t)
+	t.Setenv("TENANTRY_TOKEN", "adm_cli")
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
-		code := MainContext(context.Background(), append([]string{"--api", api, "--token", "adm_cli"}, args...), &out, &errb)
+		code := MainContext(context.Background(), append([]string{"--api", api}, args...), &out, &errb)
 		return code, out.String(), errb.String()
 	}
 	code, out, errs := run("--output", "json", "tenant", "key", "create", "acme")
