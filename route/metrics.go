@@ -31,7 +31,7 @@ func newMetrics(r *Router) *metrics {
 		}, []string{"result"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "errors_total",
-			Help: "Router errors outside transactions by kind (heartbeat, ack, connection_slot).",
+			Help: "Router errors outside transactions by kind (heartbeat, ack, connection_slot, refresh).",
 		}, []string{"kind"}),
 		buffered: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: metricsNamespace, Name: "buffered",

@@ -120,6 +120,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// RefreshTimeout bounds the refresh a router asks a Source that is a
+	// Refresher for before it answers that a tenant does not exist; default
+	// DefaultRefreshTimeout.
+	RefreshTimeout time.Duration
 }
 
 // Defaults.
@@ -179,6 +183,9 @@ func (c *Config) setDefaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.RefreshTimeout <= 0 {
+		c.RefreshTimeout = DefaultRefreshTimeout
+	}
 }
 
 // Validate checks the required fields and that a tenant pool fits in the
@@ -213,6 +220,7 @@ type Router struct {
 	clusters map[string]*clusterConns // by host:port
 
 	buffered   atomic.Int64
+	refresh    *refresher // nil when the source is not a Refresher
 	acks       acker
 	hbFailing  atomic.Bool
 	ackFailing atomic.Bool
@@ -238,6 +246,9 @@ func New(cfg Config) (*Router, error) {
 		clusters: map[string]*clusterConns{},
 		done:     make(chan struct{}),
 		acks:     acker{pending: map[string]int64{}, wake: make(chan struct{}, 1)},
+	}
+	if src, ok := cfg.Source.(Refresher); ok {
+		r.refresh = &refresher{src: src, timeout: cfg.RefreshTimeout}
 	}
 	r.m = newMetrics(r)
 	if cfg.Registerer != nil {
@@ -380,7 +391,7 @@ func (r *Router) ReadTx(ctx context.Context, tenant string, fn func(pgx.Tx) erro
 }
 
 func (r *Router) run(ctx context.Context, tenant string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
-	st, err := r.state(tenant)
+	st, err := r.state(ctx, tenant)
 	if err != nil {
 		r.m.untracked.WithLabelValues(resultOf(err)).Inc()
 		return err
@@ -404,8 +415,9 @@ func (r *Router) exec(ctx context.Context, st *tenantState, p *tenantPool, opts 
 	return err
 }
 
-// state returns the tenant's state, creating it from the current snapshot.
-func (r *Router) state(tenant string) (*tenantState, error) {
+// state returns the tenant's state, creating it from the current snapshot
+// (refreshed first if it lacks the tenant; see Refresher).
+func (r *Router) state(ctx context.Context, tenant string) (*tenantState, error) {
 	if v, ok := r.tenants.Load(tenant); ok {
 		return v.(*tenantState), nil
 	}
@@ -420,7 +432,9 @@ func (r *Router) state(tenant string) (*tenantState, error) {
 		return nil, &TenantError{Tenant: tenant, Err: ErrTenantPaused, Cause: errors.New("no registry snapshot yet")}
 	}
 	if _, ok := snap.Tenants[tenant]; !ok {
-		return nil, &TenantError{Tenant: tenant, Err: ErrTenantNotFound}
+		if err := r.refreshFor(ctx, tenant); err != nil {
+			return nil, err
+		}
 	}
 	v, loaded := r.tenants.LoadOrStore(tenant, r.newTenantState(tenant))
 	st := v.(*tenantState)
@@ -434,6 +448,27 @@ func (r *Router) state(tenant string) (*tenantState, error) {
 		r.closePool(toClose)
 	}
 	return st, nil
+}
+
+// refreshFor is called when the snapshot lacks tenant: it asks the source
+// for a refresh (coalesced, see refresher), applies the result, and returns
+// nil if the tenant exists now. It answers ErrTenantNotFound only from a
+// snapshot read after the request arrived; when that refresh fails, the
+// retryable ErrTenantPaused (the tenant may exist, the registry could not
+// say).
+func (r *Router) refreshFor(ctx context.Context, tenant string) error {
+	if r.refresh == nil {
+		return &TenantError{Tenant: tenant, Err: ErrTenantNotFound}
+	}
+	if err := r.refresh.refresh(ctx); err != nil {
+		r.m.errors.WithLabelValues("refresh").Inc()
+		return &TenantError{Tenant: tenant, Err: ErrTenantPaused, Cause: fmt.Errorf("tenant unknown to this router, and the registry could not be read: %w", err)}
+	}
+	r.apply(r.cfg.Source.Current(), false)
+	if _, ok := r.snap.Load().Tenants[tenant]; !ok {
+		return &TenantError{Tenant: tenant, Err: ErrTenantNotFound}
+	}
+	return nil
 }
 
 // apply routes by snap from now on, unless a newer one is applied already.
