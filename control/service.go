@@ -69,6 +69,7 @@ type Config struct {
 
 // DefaultRouterExpiry is Config.RouterExpiry's default.
 const DefaultRouterExpiry = 60 * time.Second
+
 // Credentials keeps clusters' admin credentials (*registry.Vault).
 type Credentials interface {
 	registry.ClusterCredentials

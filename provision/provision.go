@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"tenantry/keys"
 	"tenantry/registry"
 	"tenantry/tenanttable"
 )
@@ -51,10 +52,20 @@ type DB interface {
 // strips the prefix from current_user to find the tenant.
 func RoleName(tenant string) string { return "t_" + tenant }
 
-// Password derives a tenant role's password from the platform secret: the
+// TenantKey is the key tenant role passwords are derived with: the
+// platform secret's key for purpose keys.TenantPasswords. Application
+// instances of shared stacks hold it, never the platform secret; instances of
+// a dedicated stack hold only their tenants' passwords.
+func TenantKey(secret []byte) []byte { return keys.Derive(secret, keys.TenantPasswords) }
+
+// Password is the password of tenant's role: KeyedPassword of the
+// platform secret's TenantKey.
+func Password(secret []byte, tenant string) string { return KeyedPassword(TenantKey(secret), tenant) }
+
+// KeyedPassword derives a tenant role's password from the tenant key: the
 // hex HMAC-SHA256 of the tenant id.
-func Password(secret []byte, tenant string) string {
-	m := hmac.New(sha256.New, secret)
+func KeyedPassword(key []byte, tenant string) string {
+	m := hmac.New(sha256.New, key)
 	m.Write([]byte(tenant))
 	return hex.EncodeToString(m.Sum(nil))
 }
@@ -71,7 +82,9 @@ func roleIdent(tenant string) (string, error) {
 const setupLockKey int64 = 0x74656e5f70726f76 // "ten_prov"
 
 // SetupDatabase prepares the connected database for tenant roles, and is
-// idempotent: call it again after migrations add tables. It creates
+// idempotent: call it again after migrations add tables. It revokes
+// CONNECT and TEMPORARY on the database and CREATE on schema public from
+// PUBLIC; creates
 // GroupRole if missing; grants it USAGE on schema public, SELECT, INSERT,
 // UPDATE, DELETE on every tenant table (tenanttable.List: the tables of
 // public with a tenant_id column; a database that breaks the tenant data
@@ -89,6 +102,19 @@ func SetupDatabase(ctx context.Context, db DB) error {
 			return err
 		}
 		group := pgx.Identifier{GroupRole}.Sanitize()
+		// Only roles granted CONNECT (each tenant's, EnsureTenantRole) reach
+		// the database, and none may make temporary objects or tables in
+		// public.
+		var dbName string
+		if err := tx.QueryRow(ctx, "SELECT current_database()").Scan(&dbName); err != nil {
+			return fmt.Errorf("setup database: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "REVOKE CONNECT, TEMPORARY ON DATABASE "+pgx.Identifier{dbName}.Sanitize()+" FROM PUBLIC"); err != nil {
+			return fmt.Errorf("setup database: revoke from public: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "REVOKE CREATE ON SCHEMA public FROM PUBLIC"); err != nil {
+			return fmt.Errorf("setup database: revoke from public: %w", err)
+		}
 		if _, err := tx.Exec(ctx, "GRANT USAGE ON SCHEMA public TO "+group); err != nil {
 			return fmt.Errorf("setup database: grant schema: %w", err)
 		}
@@ -189,9 +215,11 @@ func createRoleIfMissing(ctx context.Context, tx pgx.Tx, role, create string) er
 }
 
 // EnsureTenantRole creates the tenant's role (LOGIN, the given password,
-// member of GroupRole) or, if it exists, sets LOGIN and the password and
-// makes sure of the membership; then grants it CONNECT on the connected
-// database. Note that setting LOGIN lifts a fence on the whole cluster.
+// member of GroupRole) or, if it exists, resets it to exactly that (LOGIN,
+// NOSUPERUSER, NOCREATEDB, NOCREATEROLE, NOREPLICATION, NOBYPASSRLS, the
+// password) and makes sure of the membership; then grants it CONNECT on the
+// connected database. Note that setting LOGIN lifts a fence on the whole
+// cluster.
 func EnsureTenantRole(ctx context.Context, db DB, tenant, password string) error {
 	role, err := roleIdent(tenant)
 	if err != nil {
@@ -220,7 +248,10 @@ func EnsureTenantRole(ctx context.Context, db DB, tenant, password string) error
 			return fmt.Errorf("ensure role of tenant %s: %w", tenant, err)
 		}
 		for _, s := range []string{
-			"ALTER ROLE " + role + " LOGIN " + setPassword,
+			// A role of that name made by anyone else is reset to a plain
+			// tenant role: no attribute lets it past row-level security or
+			// beyond its own rows.
+			"ALTER ROLE " + role + " LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT -1 " + setPassword,
 			"GRANT " + group + " TO " + role,
 			"GRANT CONNECT ON DATABASE " + pgx.Identifier{dbName}.Sanitize() + " TO " + role,
 		} {

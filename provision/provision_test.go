@@ -237,3 +237,60 @@ func TestPassword(t *testing.T) {
 		t.Fatalf("passwords not a keyed, deterministic hex digest: %s %s", a, b)
 	}
 }
+
+// TestEnsureTenantRole_ResetsRole: a t_<tenant> role that exists with
+// powers (made by hand, or by an attacker with CREATEROLE) is reset to a
+// plain tenant role, confined by row-level security.
+func TestEnsureTenantRole_ResetsRole(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	tn := tenantID("reset")
+	role := pgx.Identifier{provision.RoleName(tn)}.Sanitize()
+	_, err := f.super.Exec(ctx, "CREATE ROLE "+role+" LOGIN SUPERUSER CREATEDB CREATEROLE REPLICATION BYPASSRLS CONNECTION LIMIT 3")
+	must(t, err)
+	t.Cleanup(func() { _ = provision.DropTenantRole(context.Background(), f.super, tn) })
+	must(t, provision.EnsureTenantRole(ctx, f.super, tn, provision.Password(secret, tn)))
+	var super, createDB, createRole, repl, bypass bool
+	var limit int
+	must(t, f.super.QueryRow(ctx, `SELECT rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls, rolconnlimit
+		FROM pg_roles WHERE rolname = $1`, provision.RoleName(tn)).Scan(&super, &createDB, &createRole, &repl, &bypass, &limit))
+	if super || createDB || createRole || repl || bypass || limit != -1 {
+		t.Fatalf("role kept powers: super %v createdb %v createrole %v replication %v bypassrls %v limit %d",
+			super, createDB, createRole, repl, bypass, limit)
+	}
+	conn, err := f.connDB(t, tn)
+	must(t, err)
+	var n int
+	must(t, conn.QueryRow(ctx, "SELECT count(*) FROM products").Scan(&n))
+	if n != 0 {
+		t.Fatalf("the reset role sees %d rows of other tenants", n)
+	}
+}
+
+// TestSetupDatabase_NoPublicAccess: a role that was granted nothing cannot
+// connect to a tenant database, and a tenant role can make no temporary
+// tables or tables in public.
+func TestSetupDatabase_NoPublicAccess(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	c := pgtest.MustCluster(t)
+	stranger := fmt.Sprintf("stranger_%d", seq.Add(1))
+	_, err := f.super.Exec(ctx, "CREATE ROLE "+stranger+" LOGIN PASSWORD 'pw'")
+	must(t, err)
+	t.Cleanup(func() { _, _ = f.super.Exec(context.Background(), "DROP ROLE IF EXISTS "+stranger) })
+	cfg := c.Config(f.db)
+	cfg.User, cfg.Password = stranger, "pw"
+	if conn, err := cfg.Connect(ctx); err == nil {
+		conn.Close(ctx)
+		t.Fatal("a role without CONNECT reached the tenant database")
+	} else if sqlState(err) != "42501" {
+		t.Fatalf("stranger: %v, want permission denied (42501)", err)
+	}
+	conn, err := f.connDB(t, f.a)
+	must(t, err)
+	for _, stmt := range []string{"CREATE TEMP TABLE scratch (x int)", "CREATE TABLE public.mine (x int)"} {
+		if _, err := conn.Exec(ctx, stmt); sqlState(err) != "42501" {
+			t.Errorf("%s as a tenant: %v, want permission denied", stmt, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"tenantry/localpg"
 	"tenantry/pgtest"
@@ -353,5 +354,35 @@ func TestRouter_ApplyIgnoresStaleAndAcksUnserved(t *testing.T) {
 		case s.wantAck != "" && (len(got) != 1 || got[0] != s.wantAck):
 			t.Errorf("%s: acks %v, want [%s]", s.name, got, s.wantAck)
 		}
+	}
+}
+
+// TestRouter_SessionTimeouts: tenant sessions carry statement_timeout and
+// idle_in_transaction_session_timeout, so one tenant's runaway statement or
+// forgotten transaction cannot hold a shared server's connections and locks.
+func TestRouter_SessionTimeouts(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "a")
+	mustRole(t, c, "timed")
+	src := &fakeSource{}
+	src.publish(newTopo().cluster("c1", c).alias("a", "c1", db).tenant("timed", "a", registry.StateActive, 1).snap())
+	r := newRouter(t, src, nil, func(cfg *Config) { cfg.StatementTimeout = 250 * time.Millisecond })
+	ctx := context.Background()
+	var stmt, idle string
+	if err := r.ReadTx(ctx, "timed", func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, "SELECT current_setting('statement_timeout'), current_setting('idle_in_transaction_session_timeout')").Scan(&stmt, &idle)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if stmt != "250ms" || idle != "1min" {
+		t.Fatalf("statement_timeout %s, idle_in_transaction_session_timeout %s; want 250ms and 1min", stmt, idle)
+	}
+	err := r.ReadTx(ctx, "timed", func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "SELECT pg_sleep(5)")
+		return err
+	})
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "57014" { // query_canceled
+		t.Fatalf("a 5 s statement: %v, want canceled by statement_timeout", err)
 	}
 }
