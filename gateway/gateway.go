@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -55,6 +56,11 @@ const (
 	logVersion  = "version"
 	logErr      = "err"
 )
+
+// HeaderPreview names the stack a request previews: with a valid API key,
+// the request goes to that stack only, not by the tenant's route. An
+// unknown or stopped stack answers 404 unknown_stack.
+const HeaderPreview = "X-Tenantry-Preview"
 
 var errBadInstanceURL = errors.New("instance url must be absolute http(s)")
 
@@ -111,6 +117,13 @@ type Config struct {
 	// 30s. An instance that takes longer is answered 504 gateway_timeout.
 	// Ignored when Transport is set.
 	ResponseHeaderTimeout time.Duration
+	// Stats receives the per-stack request outcomes every StatsInterval
+	// (requests, 5xx, a latency histogram), as the rollout analysis reads
+	// them; nil publishes nothing. ID names this gateway's rows there;
+	// default "gw-" and random hex.
+	Stats         StatsSink
+	StatsInterval time.Duration // 0 means 1s
+	ID            string
 }
 
 // Gateway is an http.Handler. Create it with New; call Start to follow
@@ -122,15 +135,17 @@ type Gateway struct {
 	health  healthSet
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
+	stats   statsSet
 	promh   http.Handler
 
 	// exchangeTimeout bounds one exchange with an instance: the server's
 	// write timeout (Config.Limits).
 	exchangeTimeout time.Duration
 
-	mu   sync.Mutex
-	quit chan struct{}
-	done chan struct{}
+	mu        sync.Mutex
+	quit      chan struct{}
+	done      chan struct{}
+	statsDone chan struct{}
 }
 
 // New validates cfg, fills defaults and builds the routing table from the
@@ -177,6 +192,12 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
+	if cfg.StatsInterval <= 0 {
+		cfg.StatsInterval = time.Second
+	}
+	if cfg.ID == "" {
+		cfg.ID = fmt.Sprintf("gw-%016x", rand.Uint64())
+	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
 		return nil, err
@@ -216,20 +237,27 @@ func (g *Gateway) Start() {
 	// A snapshot published between New and Subscribe is not lost.
 	g.Apply(g.cfg.Source.Current())
 	go g.follow(ch, cancel, g.quit, g.done)
+	g.statsDone = make(chan struct{})
+	if g.cfg.Stats != nil {
+		go g.publishLoop(g.quit, g.statsDone)
+	} else {
+		close(g.statsDone)
+	}
 }
 
 // Stop stops following the source and waits for the loop to end. The last
 // table stays in use.
 func (g *Gateway) Stop() {
 	g.mu.Lock()
-	quit, done := g.quit, g.done
-	g.quit, g.done = nil, nil
+	quit, done, statsDone := g.quit, g.done, g.statsDone
+	g.quit, g.done, g.statsDone = nil, nil, nil
 	g.mu.Unlock()
 	if quit == nil {
 		return
 	}
 	close(quit)
 	<-done
+	<-statsDone
 }
 
 func (g *Gateway) follow(ch <-chan *registry.Snapshot, cancel func(), quit, done chan struct{}) {
@@ -374,8 +402,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	w8 := t.route(st.tenant)
-	if w8 != nil && w8.total() > 0 {
+	if name := r.Header.Get(HeaderPreview); name != "" {
+		// A preview request goes to the named stack only, whatever the
+		// tenant's route says, and never elsewhere: a rollout tries a stack
+		// with no tenant traffic this way (issue 13).
+		p := t.stacks[name]
+		if p == nil {
+			g.reject(w, "", st.tenant, http.StatusNotFound, "unknown_stack", "preview: no running stack "+strconv.Quote(name), start)
+			return
+		}
+		if st.up = p.pick(start.UnixNano(), nil); st.up != nil {
+			st.pool = p
+		}
+	} else if w8 := t.route(st.tenant); w8 != nil && w8.total() > 0 {
 		st.pool, st.up = w8.pick(g.cfg.Rand(w8.total()), start.UnixNano())
 	}
 	if st.up == nil {
@@ -401,7 +440,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) finish(st *reqState, start time.Time) {
 	st.cancel()
 	st.up.health.inflight.Add(-1)
-	g.metrics.observe(st.pool.stack, st.tenant, st.code, g.cfg.Now().Sub(start))
+	d := g.cfg.Now().Sub(start)
+	g.metrics.observe(st.pool.stack, st.tenant, st.code, d)
+	g.stats.observe(st.pool.stack, st.code, d)
 }
 
 // lookupKey returns the API key of an "Authorization: Bearer <key>" header

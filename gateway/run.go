@@ -36,7 +36,8 @@ var ErrInvalidRunConfig = errors.New("invalid gateway run config")
 // follows the registry through a registry.Watcher, swapping its routing
 // table on every change, and serves on the public listener (metrics on the
 // admin one) until ctx ends; then it stops accepting connections and drains
-// in-flight requests (Config.DrainTimeout's default).
+// in-flight requests (Config.DrainTimeout's default). Every second it
+// publishes its per-stack request outcomes to the registry (stack_stats).
 func Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.ControlDSN == "" || len(cfg.HeaderKey) == 0 {
 		return fmt.Errorf("%w: the control DSN and the header key are required", ErrInvalidRunConfig)
@@ -50,9 +51,15 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 	defer w.Stop()
+	// The store receives this gateway's per-stack stats (stack_stats).
+	store, err := registry.OpenStore(ctx, cfg.ControlDSN, log)
+	if err != nil {
+		return fmt.Errorf("open registry: %w", err)
+	}
+	defer store.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	g, err := New(Config{Source: w, HeaderKey: cfg.HeaderKey, Logger: log, Registerer: reg})
+	g, err := New(Config{Source: w, HeaderKey: cfg.HeaderKey, Logger: log, Registerer: reg, Stats: store})
 	if err != nil {
 		return err
 	}

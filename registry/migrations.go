@@ -111,5 +111,19 @@ CREATE TABLE cluster_credentials (
 	sealed   bytea NOT NULL
 );
 `,
+		// 4: per-stack request outcomes, one row per gateway, stack and
+		// period (stackstats.go).
+		`
+CREATE TABLE stack_stats (
+	gateway  text        NOT NULL,
+	stack    text        NOT NULL,
+	at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+	requests bigint      NOT NULL CHECK (requests >= 0),
+	errors   bigint      NOT NULL CHECK (errors >= 0),
+	buckets  bigint[]    NOT NULL DEFAULT '{}',
+	PRIMARY KEY (gateway, stack, at)
+);
+CREATE INDEX stack_stats_stack_at ON stack_stats (stack, at);
+`,
 	},
 }
