@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/load"
 	"tenantry/platform"
@@ -100,7 +101,9 @@ func placeOrder(t *testing.T, tg load.Target, cat load.Catalog, extra http.Heade
 }
 
 // orderTenant reads which tenant the database holds order id for.
-func orderTenant(t *testing.T, id int64) []string {
+// pooledAdmin is an admin pool to the pooled alias's database, closed when
+// the test ends.
+func pooledAdmin(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	ctx := testContext(t)
 	snap, err := plat.Store.Snapshot(ctx)
@@ -115,7 +118,14 @@ func orderTenant(t *testing.T, id int64) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
+	return pool
+}
+
+func orderTenant(t *testing.T, id int64) []string {
+	t.Helper()
+	ctx := testContext(t)
+	pool := pooledAdmin(t)
 	rows, err := pool.Query(ctx, "SELECT tenant_id FROM orders WHERE id = $1", id)
 	if err != nil {
 		t.Fatal(err)
