@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"tenantry/load"
+	"tenantry/platform"
 )
 
 func init() { register(newLoadCmd) }
@@ -42,7 +43,7 @@ func newLoadCmd(a *app) *cobra.Command {
 		RunE:  func(cmd *cobra.Command, _ []string) error { return c.Run(cmd.Context()) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.gateway, "gateway", os.Getenv("TENANTRY_GATEWAY"), "gateway URL ($TENANTRY_GATEWAY)")
+	f.StringVar(&c.gateway, "gateway", os.Getenv("TENANTRY_GATEWAY"), "gateway URL ($TENANTRY_GATEWAY; default: the local platform's, from the data directory)")
 	f.StringArrayVar(&c.tenants, "tenant", nil, "tenant and its API key as TENANT=KEY (repeatable)")
 	f.StringVar(&c.targetsFile, "targets", "", `file of targets: a JSON array of {"tenant","api_key"}, or TENANT=KEY lines`)
 	f.Float64Var(&c.rate, "rate", 200, "target requests per second over all workers (0: as fast as possible)")
@@ -63,7 +64,13 @@ func newLoadCmd(a *app) *cobra.Command {
 // and prints the summary. Any failed request makes it exit 1.
 func (c *loadCmd) Run(ctx context.Context) error {
 	if c.gateway == "" {
-		return usageErr("--gateway is required")
+		// The local platform's gateway, from the data directory.
+		if st, err := platform.ReadState(c.a.dataDir); err == nil {
+			c.gateway = st.GatewayURL
+		}
+	}
+	if c.gateway == "" {
+		return usageErr("--gateway is required (no local platform in %s)", c.a.dataDir)
 	}
 	targets, err := c.targets()
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"tenantry/control"
 	"tenantry/logrepl"
 	"tenantry/move"
+	"tenantry/registry"
 	"tenantry/workflow"
 )
 
@@ -58,7 +60,7 @@ func newMoveCmd(a *app) *cobra.Command {
 	start.Flags().BoolVar(&follow, "follow", true, "show live progress until the move is ready or promoted")
 
 	status := &cobra.Command{
-		Use:   "status MOVE",
+		Use:   "status MOVE|TENANT",
 		Short: "Show a move: copy per table, lag, verify, pauses; --follow shows live progress bars",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -66,10 +68,14 @@ func newMoveCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if followStatus {
-				return a.followMove(cmd.Context(), c, args[0])
+			id, err := resolveMove(cmd.Context(), c, args[0])
+			if err != nil {
+				return err
 			}
-			mv, err := c.Move(cmd.Context(), args[0], true)
+			if followStatus {
+				return a.followMove(cmd.Context(), c, id)
+			}
+			mv, err := c.Move(cmd.Context(), id, true)
 			if err != nil {
 				return err
 			}
@@ -84,7 +90,7 @@ func newMoveCmd(a *app) *cobra.Command {
 
 	command := func(name, short string) *cobra.Command {
 		return &cobra.Command{
-			Use:   name + " MOVE",
+			Use:   name + " MOVE|TENANT",
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
@@ -92,7 +98,11 @@ func newMoveCmd(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				mv, err := c.MoveCommand(cmd.Context(), args[0], name)
+				id, err := resolveMove(cmd.Context(), c, args[0])
+				if err != nil {
+					return err
+				}
+				mv, err := c.MoveCommand(cmd.Context(), id, name)
 				if err != nil {
 					return err
 				}
@@ -140,6 +150,31 @@ func newMoveCmd(a *app) *cobra.Command {
 	return cmd
 }
 
+// resolveMove returns the move named by arg: a move id as is, or for a
+// tenant id (they never contain "_", move ids always do) the tenant's move
+// in progress, or its latest move if none is.
+func resolveMove(ctx context.Context, c *control.Client, arg string) (string, error) {
+	if strings.Contains(arg, "_") {
+		return arg, nil
+	}
+	if err := registry.ValidateTenantID(arg); err != nil {
+		return "", usageErr("%q is neither a move id nor a tenant: %v", arg, err)
+	}
+	ms, err := c.Moves(ctx, arg)
+	if err != nil {
+		return "", err
+	}
+	if len(ms) == 0 {
+		return "", fmt.Errorf("tenant %s has no move: %w", arg, registry.ErrNotFound)
+	}
+	for _, m := range ms {
+		if m.Status == workflow.StatusRunning {
+			return m.ID, nil
+		}
+	}
+	return ms[0].ID, nil // newest first
+}
+
 func pauses(fs []move.FlipRecord) string {
 	var p []string
 	for _, f := range fs {
@@ -148,9 +183,87 @@ func pauses(fs []move.FlipRecord) string {
 	return strings.Join(p, ", ")
 }
 
+// pauseParts are the parts of a flip's pause in the order they happen
+// (move.FlipRecord.Phases).
+var pauseParts = []string{"acks", "fence", "apply", "counts", "sequences", "flip"}
+
+// describePause says how long a flip paused the tenant and what the pause
+// was made of, in ms: "240 ms (acks 21 ms, fence 60 ms, ...)".
+func describePause(f move.FlipRecord) string {
+	var parts []string
+	seen := map[string]bool{}
+	for _, name := range pauseParts {
+		if ms, ok := f.Phases[name]; ok {
+			parts = append(parts, fmt.Sprintf("%s %d ms", name, ms))
+			seen[name] = true
+		}
+	}
+	var other []string
+	for name := range f.Phases {
+		if !seen[name] {
+			other = append(other, name)
+		}
+	}
+	sort.Strings(other)
+	for _, name := range other {
+		parts = append(parts, fmt.Sprintf("%s %d ms", name, f.Phases[name]))
+	}
+	s := fmt.Sprintf("%.0f ms", f.PauseMS)
+	if len(parts) > 0 {
+		s += " (" + strings.Join(parts, ", ") + ")"
+	}
+	return s
+}
+
+// copyState names a table's initial-copy state (pg_subscription_rel's
+// letters).
+func copyState(state string) string {
+	switch state {
+	case logrepl.SyncInit:
+		return "waiting"
+	case logrepl.SyncCopying:
+		return "copying"
+	case logrepl.SyncFinished, logrepl.SyncSynced:
+		return "catching up"
+	case logrepl.SyncReady:
+		return "copied"
+	}
+	return "state " + state
+}
+
+// outcome is the one line that says what a move command did to which side,
+// or "" when the move is still under way.
+func outcome(m *move.Info) string {
+	d := m.Data
+	other := d.Source
+	if d.On == d.Source {
+		other = d.Target
+	}
+	switch {
+	case m.Status == workflow.StatusSucceeded && d.Phase == move.PhaseDone:
+		return fmt.Sprintf("completed: %s is served from %s; its copy on %s was purged (%d rows) and its role there dropped",
+			d.Tenant, d.On, other, d.Purged)
+	case m.Status == workflow.StatusCancelled:
+		return fmt.Sprintf("cancelled: %s stays on %s; its copy on %s was purged (%d rows)", d.Tenant, d.Source, d.Target, d.Purged)
+	case m.Status != workflow.StatusRunning:
+		return fmt.Sprintf("%s: %s is served from %s", m.Status, d.Tenant, d.On)
+	case d.Phase == move.PhaseHypercare && len(d.Flips) > 0:
+		f := d.Flips[len(d.Flips)-1]
+		return fmt.Sprintf("%s: %s is served from %s (was %s); paused %s; its copy on %s is kept in sync, so the flip can be undone",
+			f.Kind, d.Tenant, f.To, f.From, describePause(f), f.From)
+	}
+	return ""
+}
+
+// printMove writes a move as plain lines: where it stands, the copy per
+// table, the lag, the parity check, every flip with its pause, and what
+// can be done next.
 func printMove(w io.Writer, m *move.Info) {
 	d := m.Data
-	fmt.Fprintf(w, "move %s: tenant %s, %s -> %s, on %s\n", m.ID, d.Tenant, d.Source, d.Target, d.On)
+	if o := outcome(m); o != "" {
+		fmt.Fprintln(w, o)
+	}
+	fmt.Fprintf(w, "move %s: tenant %s from %s to %s, served from %s\n", m.ID, d.Tenant, d.Source, d.Target, d.On)
 	fmt.Fprintf(w, "  status %s, step %s, phase %s\n", m.Status, m.Step, d.Phase)
 	if m.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", m.Error)
@@ -158,21 +271,33 @@ func printMove(w io.Writer, m *move.Info) {
 	if d.LastError != "" {
 		fmt.Fprintf(w, "  last error: %s\n", d.LastError)
 	}
-	for _, t := range d.Copy {
-		fmt.Fprintf(w, "  copy %-22s %-2s %10d / %d rows\n", t.Table, t.State, t.Rows, d.SourceRows[t.Table])
+	if len(d.Flips) == 0 {
+		for _, t := range d.Copy {
+			label, _, _, _ := copyLabel(t, d.SourceRows[t.Table])
+			fmt.Fprintf(w, "  copy %-22s %s\n", t.Table, label)
+		}
 	}
 	if d.CopySeconds > 0 {
-		fmt.Fprintf(w, "  copy took %.2f s\n", d.CopySeconds)
+		fmt.Fprintf(w, "  initial copy of %d tables took %.2f s\n", len(d.Copy), d.CopySeconds)
 	}
-	fmt.Fprintf(w, "  lag %d bytes\n", d.LagBytes)
+	if m.Status == workflow.StatusRunning {
+		fmt.Fprintf(w, "  replication lag %d bytes\n", d.LagBytes)
+	}
 	if v := d.Verify; v != nil {
-		fmt.Fprintf(w, "  verify: %d rows in %d chunks, %.0f rows/s, ok=%v\n", v.Rows, v.Chunks, v.RowsPerSec, v.OK)
+		verdict := "match"
+		if !v.OK {
+			verdict = "differ"
+		}
+		fmt.Fprintf(w, "  verify: %d rows in %d chunks %s on both sides (%.0f rows/s)\n", v.Rows, v.Chunks, verdict, v.RowsPerSec)
 	}
 	for _, f := range d.Flips {
-		fmt.Fprintf(w, "  %s %s -> %s at %s: pause %.1f ms %v\n", f.Kind, f.From, f.To, f.At.Format(time.RFC3339), f.PauseMS, f.Phases)
+		fmt.Fprintf(w, "  %s %s -> %s at %s: pause %s\n", f.Kind, f.From, f.To, f.At.Format(time.RFC3339), describePause(f))
 	}
 	if !d.HypercareEnds.IsZero() && m.Status == workflow.StatusRunning {
 		fmt.Fprintf(w, "  hypercare until %s\n", d.HypercareEnds.Format(time.RFC3339))
+	}
+	if next := nextCommands(m); next != "" {
+		fmt.Fprintf(w, "  next: %s\n", next)
 	}
 	if len(m.Events) > 0 {
 		fmt.Fprintln(w, "  events:")
@@ -183,6 +308,23 @@ func printMove(w io.Writer, m *move.Info) {
 	}
 }
 
+// nextCommands names what the operator can run next on a waiting move.
+func nextCommands(m *move.Info) string {
+	if m.Status != workflow.StatusRunning {
+		return ""
+	}
+	switch m.Data.Phase {
+	case move.PhaseReady:
+		return fmt.Sprintf("tenantry move promote %s (or cancel)", m.Data.Tenant)
+	case move.PhaseHypercare:
+		if m.Data.On == m.Data.Target {
+			return fmt.Sprintf("tenantry move complete %s (purges the copy on %s), or cutback", m.Data.Tenant, m.Data.Source)
+		}
+		return fmt.Sprintf("tenantry move complete %s (purges the copy on %s), promote again, or cancel", m.Data.Tenant, m.Data.Target)
+	}
+	return ""
+}
+
 // followMove shows live progress bars (copy per table, verify) until the
 // move waits for the operator, is in hypercare, or ends.
 func (a *app) followMove(ctx context.Context, c *control.Client, id string) error {
@@ -191,12 +333,14 @@ func (a *app) followMove(ctx context.Context, c *control.Client, id string) erro
 		out = io.Discard
 	}
 	p := mpb.NewWithContext(ctx, mpb.WithOutput(out), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
-	bars := map[string]*mpb.Bar{}
-	bar := func(name string, total int64) *mpb.Bar {
+	bars := map[string]*labelledBar{}
+	bar := func(name string) *labelledBar {
 		b, ok := bars[name]
 		if !ok {
-			b = p.AddBar(max(total, 1), mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-28s", name))),
-				mpb.AppendDecorators(decor.CountersNoUnit("%d / %d rows"), decor.Name("  "), decor.AverageSpeed(0, "%.0f rows/s")))
+			b = &labelledBar{}
+			b.label.Store(new(string))
+			b.Bar = p.AddBar(1, mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-28s", name))),
+				mpb.AppendDecorators(decor.Any(func(decor.Statistics) string { return *b.label.Load() })))
 			bars[name] = b
 		}
 		return b
@@ -228,25 +372,19 @@ func (a *app) followMove(ctx context.Context, c *control.Client, id string) erro
 		copy(tables, d.Copy)
 		sort.Slice(tables, func(i, j int) bool { return tables[i].Table < tables[j].Table })
 		for _, t := range tables {
-			total := d.SourceRows[t.Table]
-			b := bar("copy "+t.Table, total)
-			b.SetTotal(max(total, t.Rows, 1), false)
-			b.SetCurrent(t.Rows)
-			if t.State == logrepl.SyncReady {
-				if t.Rows == 0 {
-					b.SetCurrent(1) // an empty table is done too
-				}
-				b.SetTotal(-1, true)
-			}
+			bar("copy "+t.Table).showCopy(t, d.SourceRows[t.Table])
 		}
 		if v := d.Verify; v != nil {
 			var total int64
 			for _, n := range d.SourceRows {
 				total += n
 			}
-			b := bar("verify", total)
-			b.SetCurrent(v.Rows)
-			b.SetTotal(-1, true)
+			b := bar("verify")
+			verdict := "match"
+			if !v.OK {
+				verdict = "differ"
+			}
+			b.show(fmt.Sprintf("%d rows in %d chunks %s (%.0f rows/s)", v.Rows, v.Chunks, verdict, v.RowsPerSec), max(v.Rows, 1), max(v.Rows, total, 1), true)
 		}
 		done := m.Status != workflow.StatusRunning ||
 			(m.Step == "ready" && d.Phase == move.PhaseReady) || (m.Step == "hypercare" && d.Phase == move.PhaseHypercare)
@@ -262,4 +400,39 @@ func (a *app) followMove(ctx context.Context, c *control.Client, id string) erro
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// labelledBar is a progress bar whose numbers are a label of its own, so
+// that an empty table reads "0 rows" rather than the bar's 1 of 1.
+type labelledBar struct {
+	*mpb.Bar
+	label atomic.Pointer[string]
+}
+
+// show sets the label and the bar's fill (current of total; done completes
+// the bar).
+func (b *labelledBar) show(label string, current, total int64, done bool) {
+	b.label.Store(&label)
+	b.SetTotal(total, false)
+	b.SetCurrent(current)
+	if done {
+		b.SetTotal(-1, true)
+	}
+}
+
+// showCopy shows one table's initial copy.
+func (b *labelledBar) showCopy(t logrepl.TableSync, sourceRows int64) {
+	b.show(copyLabel(t, sourceRows))
+}
+
+// copyLabel says where one table's initial copy stands, with the bar's fill:
+// while copying, rows copied of the source's rows at the start (never more
+// copied than the total shown: rows that arrived since count in both); once
+// copied, the rows the target had then.
+func copyLabel(t logrepl.TableSync, sourceRows int64) (label string, current, total int64, done bool) {
+	if t.State == logrepl.SyncReady {
+		return fmt.Sprintf("copied, %d rows", t.Rows), 1, 1, true
+	}
+	total = max(sourceRows, t.Rows)
+	return fmt.Sprintf("%s, %d of %d rows", copyState(t.State), t.Rows, total), t.Rows, max(total, 1), false
 }
