@@ -65,6 +65,7 @@ func guardAPI(t *testing.T) string {
 // routes and tenants would break (issue 16, item 8).
 func TestMain_TrafficGuard(t *testing.T) {
 	api := guardAPI(t)
+	t.Setenv("TENANTRY_TOKEN", "adm_cli")
 	tests := []struct {
 		name string
 		args []string
