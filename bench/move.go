@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -88,7 +87,7 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	}
 	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: []load.Target{{Tenant: tenant, APIKey: nt.APIKey}},
 		Rate: opts.Rate, Concurrency: 8, Seed: 7, Duration: time.Hour}
-	cat, err := setupWhenKnown(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
+	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
 	if err != nil {
 		return nil, err
 	}
@@ -163,30 +162,6 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	res.FailedRequests, res.Requests = summary.Failures, summary.Requests
 	fmt.Fprintf(out, "promotion under load: pause %.1f ms, %d requests, %d failed\n", res.PauseMS, res.Requests, res.FailedRequests)
 	return res, nil
-}
-
-// setupWhenKnown runs load.Setup until the stack instances know the new
-// tenant. They learn of it from the registry on their own, so a moment
-// after the gateway does: until then they answer 404 tenant_not_found, and
-// a new tenant is never acknowledged by routers to wait for. Setup with the
-// same seed replays what an earlier attempt created.
-func setupWhenKnown(ctx context.Context, cfg load.Config, opts load.SetupOptions) (load.Catalog, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		cat, err := load.Setup(ctx, cfg, opts)
-		var re *load.RequestError
-		if !errors.As(err, &re) || re.APICode != "tenant_not_found" {
-			return cat, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("stack instances do not know the tenant: %w", err)
-		case <-tick.C:
-		}
-	}
 }
 
 // copyPipe copies tenant's rows of every tenant table from alias src to
