@@ -18,7 +18,7 @@ func init() { register(newBackupCmd) }
 
 func newBackupCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "backup", Short: "Logical backups of one tenant's rows"}
-	var dsn, dir, from, to string
+	var dsn, dir, from, to, secretFile string
 	create := &cobra.Command{
 		Use: "create TENANT", Short: "Back up a tenant's rows to a directory", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -32,7 +32,7 @@ func newBackupCmd(a *app) *cobra.Command {
 			if d == "" {
 				d = filepath.Join(a.dataDir, "backups", args[0]+"-"+time.Now().UTC().Format("20060102T150405Z"))
 			}
-			key, err := a.backupKey()
+			key, err := a.backupKey(secretFile)
 			if err != nil {
 				return err
 			}
@@ -47,7 +47,7 @@ func newBackupCmd(a *app) *cobra.Command {
 	verifyCmd := &cobra.Command{
 		Use: "verify DIR", Short: "Check a backup's files against its manifest", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key, err := a.backupKey()
+			key, err := a.backupKey(secretFile)
 			if err != nil {
 				return err
 			}
@@ -68,7 +68,7 @@ func newBackupCmd(a *app) *cobra.Command {
 					return err
 				}
 			}
-			key, err := a.backupKey()
+			key, err := a.backupKey(secretFile)
 			if err != nil {
 				return err
 			}
@@ -81,6 +81,8 @@ func newBackupCmd(a *app) *cobra.Command {
 	restore.Flags().StringVar(&from, "from", "", "backup directory")
 	restore.Flags().StringVar(&to, "to", "", "alias to restore into")
 	restore.Flags().StringVar(&dsn, "dsn", "", "superuser DSN of the target database (instead of --to)")
+	cmd.PersistentFlags().StringVar(&secretFile, "secret-file", "",
+		"file holding the platform secret, which keys the backups' MAC (else $TENANTRY_SECRET, else the data directory's)")
 	cmd.AddCommand(create, verifyCmd, restore)
 	return cmd
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"tenantry/platform"
 	"tenantry/registry"
 	"tenantry/tenantsig"
 )
@@ -26,15 +25,11 @@ needs ($TENANTRY_HEADER_ROOT_KEY); with STACK that stack's key, which its instan
 ($TENANTRY_HEADER_KEY) and which opens nothing on any other stack.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			secret, err := secretFrom(secretFile, "TENANTRY_SECRET", "--secret-file")
+			secret, err := a.platformSecretFrom(secretFile)
 			if err != nil {
-				st, serr := platform.ReadState(a.dataDir)
-				if serr != nil {
-					return err
-				}
-				secret = st.Secret
+				return err
 			}
-			key := tenantsig.RootKey([]byte(secret))
+			key := tenantsig.RootKey(secret)
 			if len(args) == 1 {
 				if err := registry.ValidateName("stack", args[0]); err != nil {
 					return err

@@ -92,15 +92,21 @@ func (a *app) tenantDSN(ctx context.Context, tenant string) (string, error) {
 	})
 }
 
-// platformSecret is $TENANTRY_SECRET, or the local platform's secret from
+// platformSecret is $TENANTRY_SECRET, else the local platform's secret from
 // the data directory.
-func (a *app) platformSecret() ([]byte, error) {
-	if s := os.Getenv("TENANTRY_SECRET"); s != "" {
-		return []byte(s), nil
+func (a *app) platformSecret() ([]byte, error) { return a.platformSecretFrom("") }
+
+// platformSecretFrom is the platform secret: from file (a --secret-file) or
+// $TENANTRY_SECRET when either is given, else the local platform's from the
+// data directory.
+func (a *app) platformSecretFrom(file string) ([]byte, error) {
+	if file != "" || os.Getenv("TENANTRY_SECRET") != "" {
+		s, err := secretFrom(file, "TENANTRY_SECRET", "--secret-file")
+		return []byte(s), err
 	}
 	st, err := platform.ReadState(a.dataDir)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, usageErr("no platform secret: set $TENANTRY_SECRET, or run `tenantry up` in data dir %s", a.dataDir)
+		return nil, usageErr("no platform secret: set $TENANTRY_SECRET or --secret-file, or run `tenantry up` in data dir %s", a.dataDir)
 	}
 	if err != nil {
 		return nil, err
@@ -109,8 +115,8 @@ func (a *app) platformSecret() ([]byte, error) {
 }
 
 // backupKey is the MAC key of backups (backup.Key of the platform secret).
-func (a *app) backupKey() ([]byte, error) {
-	secret, err := a.platformSecret()
+func (a *app) backupKey(secretFile string) ([]byte, error) {
+	secret, err := a.platformSecretFrom(secretFile)
 	if err != nil {
 		return nil, err
 	}
