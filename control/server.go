@@ -61,6 +61,7 @@ func NewServer(svc *Service, token string) (*Server, error) {
 	s.Handle("POST /v1/tenants", s.createTenant)
 	s.Handle("GET /v1/tenants/{id}", s.getTenant)
 	s.tenantRoutes()
+	s.Handle("PUT /v1/tenants/{id}/limits", s.setTenantLimits)
 	notFound := jsonapi.Unmatched(s.mux)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.unmatched(w, r, notFound) })
 	return s, nil

@@ -36,6 +36,8 @@ type Store interface {
 	DeleteTenant(ctx context.Context, id string) error
 	AddEvent(ctx context.Context, kind, subject, message string, data any) error
 	Events(ctx context.Context, f registry.EventFilter) ([]registry.Event, error)
+	// Request limits at the gateway (limits.go).
+	SetTenantLimits(ctx context.Context, tenant string, l registry.Limits) error
 }
 
 // Config configures a Service. Zero values mean the documented defaults.

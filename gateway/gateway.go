@@ -109,6 +109,11 @@ type Config struct {
 	// DrainTimeout bounds how long Serve waits for in-flight requests when
 	// its context ends; 0 means 30s.
 	DrainTimeout time.Duration
+	// DefaultLimits are the request limits of a tenant that has none of its
+	// own in the registry (per field); zero fields mean DefaultRate and
+	// DefaultConcurrency. A request over a limit is answered 429
+	// rate_limited or concurrency_limited with Retry-After.
+	DefaultLimits registry.Limits
 	// Limits are the timeouts and header limit of the server Serve runs;
 	// zero fields mean httpedge's defaults.
 	Limits httpedge.Limits
@@ -133,6 +138,7 @@ type Gateway struct {
 	log     *slog.Logger
 	table   atomic.Pointer[table]
 	health  healthSet
+	limits  limiterSet
 	proxy   *httputil.ReverseProxy
 	metrics *metrics
 	stats   statsSet
@@ -197,6 +203,12 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.ID == "" {
 		cfg.ID = fmt.Sprintf("gw-%016x", rand.Uint64())
+	}
+	if cfg.DefaultLimits.Rate <= 0 {
+		cfg.DefaultLimits.Rate = DefaultRate
+	}
+	if cfg.DefaultLimits.Concurrency <= 0 {
+		cfg.DefaultLimits.Concurrency = DefaultConcurrency
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -289,6 +301,7 @@ func (g *Gateway) Apply(snap *registry.Snapshot) {
 	t := buildTable(snap, g.cfg.HeaderKey, &g.health, func(stack, url string, err error) {
 		g.log.Warn("skipping instance with a bad url", logStack, stack, logInstance, url, logErr, err)
 	})
+	t.limits = g.limits.build(snap, g.cfg.DefaultLimits)
 	g.table.Store(t)
 	g.log.Debug("routing table swapped", logVersion, snap.Version)
 }
@@ -393,6 +406,15 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpedge.DropConnection(w)
 		g.reject(w, "", "", http.StatusUnauthorized, "unauthorized", "missing or unknown API key", start)
 		return
+	}
+	if lim := t.limits[k.Tenant]; lim != nil {
+		// Before the body is read: a tenant over its limits costs no more.
+		if le := lim.acquire(start); le != nil {
+			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(le.retryAfter), 10))
+			g.reject(w, "", k.Tenant, http.StatusTooManyRequests, le.code, le.msg, start)
+			return
+		}
+		defer lim.release()
 	}
 	st := &reqState{Context: r.Context(), tenant: k.Tenant}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {

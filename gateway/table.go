@@ -19,6 +19,7 @@ type table struct {
 	snap   *registry.Snapshot
 	stacks map[string]*pool
 	routes map[string]*weighted // by tenant; registry.DefaultRoute is the default
+	limits map[string]*limiter  // by tenant, for every tenant with an API key
 }
 
 // pool is the instances of one stack that the registry lists as healthy,

@@ -42,9 +42,13 @@ func TestServer_Auth(t *testing.T) {
 	}
 	otherStack := tenantsig.StackKey(tenantsig.RootKey([]byte("test-platform-secret")), "other")
 	cases := map[string]func(method, path string) []string{
-		"missing":          func(string, string) []string { return nil },
-		"forged":           func(m, p string) []string { return sig([]byte("wrong"), "acme", testStack, m, p, now) },
-		"other tenant sig": func(m, p string) []string { h := sig(headerKey, "globex", testStack, m, p, now); h[1] = "acme"; return h },
+		"missing": func(string, string) []string { return nil },
+		"forged":  func(m, p string) []string { return sig([]byte("wrong"), "acme", testStack, m, p, now) },
+		"other tenant sig": func(m, p string) []string {
+			h := sig(headerKey, "globex", testStack, m, p, now)
+			h[1] = "acme"
+			return h
+		},
 		"expired":          func(m, p string) []string { return sig(headerKey, "acme", testStack, m, p, now.Add(-time.Minute)) },
 		"malformed tenant": func(m, p string) []string { return sig(headerKey, "Bad Tenant", testStack, m, p, now) },
 		"other stack":      func(m, p string) []string { return sig(otherStack, "acme", "other", m, p, now) },

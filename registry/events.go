@@ -31,6 +31,7 @@ const (
 	EventTenantCreated = "tenant.created"
 	EventTenantPurged  = "tenant.purged"
 	EventTenantDeleted = "tenant.deleted"
+	EventTenantLimits  = "tenant.limits"
 	EventKeyCreated    = "api_key.created"
 	EventKeyRevoked    = "api_key.revoked"
 )

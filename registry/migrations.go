@@ -125,5 +125,14 @@ CREATE TABLE stack_stats (
 );
 CREATE INDEX stack_stats_stack_at ON stack_stats (stack, at);
 `,
+		// 5: per-tenant request limits at the gateway (limits.go); a
+		// tenant without a row has the gateway's defaults.
+		`
+CREATE TABLE tenant_limits (
+	tenant      text    PRIMARY KEY REFERENCES tenants (id) ON DELETE CASCADE,
+	rate        integer NOT NULL CHECK (rate >= 0),
+	concurrency integer NOT NULL CHECK (concurrency >= 0)
+);
+`,
 	},
 }

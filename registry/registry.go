@@ -235,7 +235,10 @@ type Snapshot struct {
 	Routes map[string]*Route `json:"routes"`
 	// KeysByHash maps an API key hash to its key.
 	KeysByHash map[string]*APIKey `json:"-"`
-	LoadedAt   time.Time          `json:"loaded_at"`
+	// Limits are the tenants' own request limits; a tenant not in it has
+	// the gateway's defaults.
+	Limits   map[string]Limits `json:"limits"`
+	LoadedAt time.Time         `json:"loaded_at"`
 }
 
 // Endpoint is where a tenant's transactions go: the alias, its database, and

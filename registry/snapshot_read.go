@@ -39,6 +39,7 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 		Stacks:     map[string]*Stack{},
 		Routes:     map[string]*Route{},
 		KeysByHash: map[string]*APIKey{},
+		Limits:     map[string]Limits{},
 	}
 	if err := tx.QueryRow(ctx, "SELECT version FROM registry_version").Scan(&s.Version); err != nil {
 		return nil, fmt.Errorf("version: %w", err)
@@ -106,6 +107,15 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 				return fmt.Errorf("backends of route %q: %w", rt.Tenant, err)
 			}
 			s.Routes[rt.Tenant] = &rt
+			return nil
+		}},
+		{"limits", "SELECT tenant, rate, concurrency FROM tenant_limits", func(r pgx.Rows) error {
+			var tenant string
+			var l Limits
+			if err := r.Scan(&tenant, &l.Rate, &l.Concurrency); err != nil {
+				return err
+			}
+			s.Limits[tenant] = l
 			return nil
 		}},
 		{"api keys", "SELECT id, tenant, hash, created_at FROM api_keys WHERE revoked_at IS NULL", func(r pgx.Rows) error {

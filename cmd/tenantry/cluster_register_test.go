@@ -20,6 +20,7 @@ import (
 // plane on loopback: each refusal exits 2 (bad input) or 1 (failed check)
 // naming the problem and registers nothing; a fit cluster registers.
 func TestClusterRegister(t *testing.T) {
+	t.Setenv("TENANTRY_TOKEN", "adm_cli") // secrets never in flag values
 	ctx := context.Background()
 	c := pgtest.MustCluster(t)
 	store, err := registry.OpenStore(ctx, c.DSN(pgtest.MustDB(t)), nil)
@@ -82,7 +83,7 @@ func TestClusterRegister(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			var out, errb bytes.Buffer
-			args := append([]string{"--api", hs.URL, "--token", "adm_cli", "--data-dir", dir, "cluster", "register"}, tc.args...)
+			args := append([]string{"--api", hs.URL, "--data-dir", dir, "cluster", "register"}, tc.args...)
 			if code := MainContext(ctx, args, &out, &errb); code != tc.code || !strings.Contains(errb.String(), tc.want) {
 				t.Fatalf("exit %d, stderr %q; want exit %d naming %q", code, errb.String(), tc.code, tc.want)
 			}
@@ -99,7 +100,7 @@ func TestClusterRegister(t *testing.T) {
 		t.Fatalf("refused registrations left clusters: %v", snap.Clusters)
 	}
 	var out, errb bytes.Buffer
-	args := []string{"--api", hs.URL, "--token", "adm_cli", "cluster", "register", "ext", "--member", "ext-0=" + addr(c) + ",zone=z1",
+	args := []string{"--api", hs.URL, "cluster", "register", "ext", "--member", "ext-0=" + addr(c) + ",zone=z1",
 		"--credential-file", good, "--sslmode", "disable"}
 	if code := MainContext(ctx, args, &out, &errb); code != exitOK {
 		t.Fatalf("register: exit %d: %s", code, errb.String())

@@ -36,6 +36,7 @@ func TestMain_ExitCodes(t *testing.T) {
 		{"no gateway --secret", []string{"gateway", "--secret", "s"}, exitUsage, "unknown flag: --secret"},
 		{"no oms --secret", []string{"oms", "--secret", "s"}, exitUsage, "unknown flag: --secret"},
 		{"gateway without a key", []string{"gateway", "--control-dsn", "host=nowhere"}, exitUsage, "TENANTRY_HEADER_ROOT_KEY"},
+		{"negative rate limit", []string{"tenant", "limits", "acme", "--rate", "-1"}, exitUsage, "limits must be between"},
 		{"oms without its stack", []string{"oms", "--control-dsn", "host=nowhere"}, exitUsage, "--stack"},
 	}
 	for _, tc := range tests {

@@ -80,7 +80,7 @@ func newTenantCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, show, newTenantDeleteCmd(a), newTenantKeyCmd(a))
+	cmd.AddCommand(create, list, show, newTenantDeleteCmd(a), newTenantKeyCmd(a), newTenantLimitsCmd(a))
 	return cmd
 }
 

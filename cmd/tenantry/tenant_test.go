@@ -11,6 +11,7 @@ import (
 // TestMain_TenantKeys: `tenant key create|list|revoke` through a real
 // control API, and `tenant delete` asks for --yes before it calls it.
 func TestMain_TenantKeys(t *testing.T) {
+	t.Setenv("TENANTRY_TOKEN", "adm_cli") // secrets never in flag values
 	api := guardAPI(t)
 	t.Setenv("TENANTRY_TOKEN", "adm_cli")
 	run := func(args ...string) (int, string, string) {
