@@ -3,6 +3,7 @@ package platform
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"tenantry/control"
+	"tenantry/localpg"
 	"tenantry/move"
 )
 
@@ -89,6 +91,36 @@ func killLeaseHolder(t *testing.T, ctx context.Context, id string, rs ...*replic
 	return nil, time.Time{}
 }
 
+// registerCluster starts a PostgreSQL cluster tenantry did not create and
+// registers it through replica rp with the CLI, as an operator would
+// (`cluster register`, its superuser's credential in the environment, then
+// `alias create`); it returns the alias, named like the cluster.
+func registerCluster(t *testing.T, ctx context.Context, rp *replica, name string) string {
+	t.Helper()
+	// The platform's parent directory is reachable by the PostgreSQL user.
+	c, err := localpg.Create(ctx, localpg.Config{Dir: filepath.Join(filepath.Dir(plat.Local.Dir), name), Name: name})
+	if err == nil {
+		err = c.Start(ctx)
+	}
+	if err != nil {
+		t.Fatalf("start cluster %s: %v", name, err)
+	}
+	t.Cleanup(func() { _ = c.Destroy(context.Background()) })
+	cli := func(env []string, args ...string) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, tenantryBin, args...)
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(append(os.Environ(), "TENANTRY_API="+rp.url, "TENANTRY_TOKEN="+plat.Local.State.AdminToken), env...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("tenantry %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	cred := []string{"TENANTRY_CLUSTER_USER=" + c.Credential().User, "TENANTRY_CLUSTER_PASSWORD=" + c.Password}
+	cli(cred, "cluster", "register", name, "--member", fmt.Sprintf("%s-0=%s:%d", name, c.Host, c.Port))
+	cli(nil, "alias", "create", name, "--cluster", name, "--database", name)
+	return name
+}
+
 // TestControlReplicas runs two `tenantry control` processes against the
 // platform's registry (this process's runner stays off) while load runs,
 // and kills the one that holds a move's lease: once in replicate, once
@@ -104,7 +136,8 @@ func TestControlReplicas(t *testing.T) {
 
 	// Kill in replicate.
 	a, b := startReplica(t, ctx), startReplica(t, ctx)
-	mv, err := a.client().StartMove(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Auto: true, Force: true})
+	target := registerCluster(t, ctx, a, "registered")
+	mv, err := a.client().StartMove(ctx, move.StartRequest{Tenant: tenant, To: target, Auto: true, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,14 +149,14 @@ func TestControlReplicas(t *testing.T) {
 	if dead == a {
 		survivor = b
 	}
-	st := waitFlipped(t, ctx, mv.ID, 1, dedicatedAlias, PooledAlias, killed)
+	st := waitFlipped(t, ctx, mv.ID, 1, target, PooledAlias, killed)
 	if v := st.Data.Verify; v == nil || !v.OK {
 		t.Errorf("parity: %+v", v)
 	}
 	if _, err := survivor.client().MoveCommand(ctx, mv.ID, move.SignalCutback); err != nil {
 		t.Fatalf("cutback through the surviving replica: %v", err)
 	}
-	waitFlipped(t, ctx, mv.ID, 2, PooledAlias, dedicatedAlias, killed)
+	waitFlipped(t, ctx, mv.ID, 2, PooledAlias, target, killed)
 
 	// Kill inside the promotion pause. The survivor steps down; two new
 	// replicas both carry a failpoint that holds the flip after the fence,
@@ -181,7 +214,7 @@ func TestControlReplicas(t *testing.T) {
 			t.Fatalf("promote again through the surviving replica: %v", err)
 		}
 	}
-	waitFlipped(t, ctx, mv.ID, 3, dedicatedAlias, PooledAlias, killed)
+	waitFlipped(t, ctx, mv.ID, 3, target, PooledAlias, killed)
 
 	stats := lr.finish(t)
 	if stall := time.Duration(stats.LongestStall); stall >= 3*time.Second {
