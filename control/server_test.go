@@ -44,6 +44,7 @@ type api struct {
 	url     string
 	handler *control.Server
 	store   *registry.Store
+	dsn     string // of the control database
 	client  *control.Client
 	// runner is the service's Workflows: not started, no kinds registered.
 	runner *workflow.Runner
@@ -53,11 +54,15 @@ type api struct {
 	db   string
 }
 
-func newAPI(t *testing.T) *api {
+func newAPI(t *testing.T) *api { return newAPIWith(t, nil) }
+
+// newAPIWith is newAPI with the service's config changed by configure.
+func newAPIWith(t *testing.T, configure func(*control.Config)) *api {
 	t.Helper()
 	ctx := context.Background()
 	c := pgtest.MustCluster(t)
-	store, err := registry.OpenStore(ctx, c.DSN(pgtest.MustDB(t)), nil)
+	dsn := c.DSN(pgtest.MustDB(t))
+	store, err := registry.OpenStore(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +74,7 @@ func newAPI(t *testing.T) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := control.NewService(control.Config{
+	cfg := control.Config{
 		Store: store, Secret: testSecret, Workflows: runner,
 		PrepareDatabase: func(ctx context.Context, conn *pgx.Conn) error {
 			if err := oms.Migrate(ctx, conn); err != nil {
@@ -77,7 +82,11 @@ func newAPI(t *testing.T) *api {
 			}
 			return provision.SetupDatabase(ctx, conn)
 		},
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	svc, err := control.NewService(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +97,7 @@ func newAPI(t *testing.T) *api {
 	srv.EnableStacks(&stack.ExternalProvider{Store: store}, store)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
-	a := &api{url: hs.URL, handler: srv, store: store, client: &control.Client{BaseURL: hs.URL, Token: testToken}, runner: runner,
+	a := &api{url: hs.URL, handler: srv, store: store, dsn: dsn, client: &control.Client{BaseURL: hs.URL, Token: testToken}, runner: runner,
 		host: c.Host, port: c.Port, db: pgtest.MustDB(t)}
 	if _, err := a.client.RegisterCluster(ctx, control.RegisterClusterRequest{Name: "main", Members: []registry.Member{
 		{Name: "main-0", Host: c.Host, Port: c.Port, Role: registry.RolePrimary},

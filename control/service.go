@@ -28,6 +28,8 @@ type Store interface {
 	CreateAPIKey(ctx context.Context, tenant string) (string, *registry.APIKey, error)
 	Routers(ctx context.Context) ([]registry.RouterInstance, error)
 	ExpireRouters(ctx context.Context, after time.Duration) ([]string, error)
+	Version(ctx context.Context) (int64, error)
+	WaitRouters(ctx context.Context, version int64, within time.Duration) ([]string, error)
 	// Keys and tenant deletion (tenants.go).
 	APIKeys(ctx context.Context, tenant string) ([]registry.APIKey, error)
 	RevokeAPIKey(ctx context.Context, tenant, id string) error
@@ -67,6 +69,12 @@ type Config struct {
 	// the registry; default DefaultRouterExpiry. Moves ignore routers silent
 	// this long too (move.Config.RouterDead).
 	RouterExpiry time.Duration
+	// RouterLive: routers with a heartbeat this recent are live, and tenant
+	// create waits for them; default 5 s (as move.Config.RouterLive).
+	RouterLive time.Duration
+	// ServeWait bounds how long tenant create waits for the live routers
+	// to route by a registry version that has the new tenant; default 5 s.
+	ServeWait time.Duration
 }
 
 // DefaultRouterExpiry is Config.RouterExpiry's default.
@@ -146,6 +154,12 @@ func NewService(cfg Config) (*Service, error) {
 	}
 	if cfg.RouterExpiry <= 0 {
 		cfg.RouterExpiry = DefaultRouterExpiry
+	}
+	if cfg.RouterLive <= 0 {
+		cfg.RouterLive = 5 * time.Second
+	}
+	if cfg.ServeWait <= 0 {
+		cfg.ServeWait = 5 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -321,6 +335,13 @@ type NewTenant struct {
 	Tenant *registry.Tenant `json:"tenant"`
 	APIKey string           `json:"api_key"`
 	KeyID  string           `json:"key_id"`
+	// Ready reports that every live router routes by a registry version
+	// that has the tenant. When false, PendingRouters are the live routers
+	// that had not caught up within Config.ServeWait; they still serve the
+	// tenant (a router refreshes before it says "not found"), a little
+	// later on its first request.
+	Ready          bool     `json:"ready"`
+	PendingRouters []string `json:"pending_routers,omitempty"`
 }
 
 // CreateTenant provisions tenant id on alias: its database role (with the
@@ -357,8 +378,35 @@ func (s *Service) CreateTenant(ctx context.Context, id, alias string) (*NewTenan
 	if err != nil {
 		return nil, err
 	}
-	s.log.Info("tenant created", "tenant", id, "alias", alias)
-	return &NewTenant{Tenant: t, APIKey: key, KeyID: k.ID}, nil
+	nt := &NewTenant{Tenant: t, APIKey: key, KeyID: k.ID}
+	nt.PendingRouters, err = s.waitServable(ctx)
+	if err != nil {
+		return nil, err
+	}
+	nt.Ready = len(nt.PendingRouters) == 0
+	s.log.Info("tenant created", "tenant", id, "alias", alias, "ready", nt.Ready, "pending_routers", nt.PendingRouters)
+	return nt, nil
+}
+
+// waitServable waits, at most Config.ServeWait, until every live router
+// (heartbeat within RouterLive) reports routing by the current registry
+// version, which has what the caller just wrote. Routers report their
+// version with every heartbeat and beat at once after a new snapshot, so
+// this takes milliseconds when they are healthy. It returns the routers
+// that had not caught up in time; an error only when the registry cannot
+// be read.
+func (s *Service) waitServable(ctx context.Context) ([]string, error) {
+	v, err := s.cfg.Store.Version(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, s.cfg.ServeWait)
+	defer cancel()
+	behind, err := s.cfg.Store.WaitRouters(wctx, v, s.cfg.RouterLive)
+	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		return behind, nil
+	}
+	return behind, err
 }
 
 // Status summarises the platform.

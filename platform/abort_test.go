@@ -170,7 +170,11 @@ func fakeRouter(t *testing.T, ctx context.Context, id string) (stop func()) {
 			case <-hctx.Done():
 				return
 			case <-tick.C:
-				_ = plat.Store.Heartbeat(hctx, id)
+				// It follows the registry (tenant creates need not wait
+				// for it); it only never acknowledges.
+				if v, err := plat.Store.Version(hctx); err == nil {
+					_ = plat.Store.Heartbeat(hctx, id, v)
+				}
 			}
 		}
 	}()

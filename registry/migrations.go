@@ -134,5 +134,10 @@ CREATE TABLE tenant_limits (
 	concurrency integer NOT NULL CHECK (concurrency >= 0)
 );
 `,
+		// 6: the registry version each router routes by, reported with its
+		// heartbeat (tenant create waits for live routers to reach it).
+		`
+ALTER TABLE routers ADD COLUMN version bigint NOT NULL DEFAULT 0;
+`,
 	},
 }

@@ -220,8 +220,11 @@ type RouterInstance struct {
 	Heartbeat time.Time `json:"heartbeat"`
 	// LastSeenSeconds is the time since the last heartbeat, by the control
 	// database's clock (so a client's clock does not matter).
-	LastSeenSeconds float64          `json:"last_seen_seconds"`
-	Acks            map[string]int64 `json:"acks,omitempty"`
+	LastSeenSeconds float64 `json:"last_seen_seconds"`
+	// Version is the registry version the router routes by, as of its
+	// last heartbeat.
+	Version int64            `json:"registry_version"`
+	Acks    map[string]int64 `json:"acks,omitempty"`
 }
 
 // Snapshot is an immutable view of the whole registry at one version.

@@ -45,14 +45,48 @@ func (s *Store) RegisterRouter(ctx context.Context, id string) error {
 	return dbErr("register router "+id, err)
 }
 
-// Heartbeat stamps a registered router as alive. ErrNotFound if it was
-// deregistered.
-func (s *Store) Heartbeat(ctx context.Context, id string) error {
+// Heartbeat stamps a registered router as alive, routing by the registry
+// version it names (which only grows). ErrNotFound if it was deregistered.
+func (s *Store) Heartbeat(ctx context.Context, id string, version int64) error {
 	if err := ValidateName("router", id); err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, "UPDATE routers SET heartbeat = now() WHERE id = $1", id)
+	tag, err := s.pool.Exec(ctx, "UPDATE routers SET heartbeat = now(), version = greatest(version, $2) WHERE id = $1", id, version)
 	return mustAffect(tag, err, "heartbeat router "+id)
+}
+
+// routersPoll is how often WaitRouters re-reads the routers' versions.
+const routersPoll = 20 * time.Millisecond
+
+// WaitRouters waits until every router with a heartbeat within the window
+// reports routing by registry version (or later). When ctx ends first it
+// returns the routers still behind with ctx's error.
+func (s *Store) WaitRouters(ctx context.Context, version int64, within time.Duration) ([]string, error) {
+	if within <= 0 {
+		return nil, fmt.Errorf("%w: live window %v", ErrInvalid, within)
+	}
+	var behind []string
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT id FROM routers
+			WHERE heartbeat > now() - $2::bigint * interval '1 microsecond' AND version < $1 ORDER BY id`,
+			version, within.Microseconds())
+		if err == nil {
+			behind, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if ctx.Err() != nil {
+			return behind, fmt.Errorf("wait for routers at registry version %d: %w", version, ctx.Err())
+		}
+		if err != nil {
+			return nil, fmt.Errorf("wait for routers at registry version %d: %w", version, err)
+		}
+		if len(behind) == 0 {
+			return nil, nil
+		}
+		select {
+		case <-time.After(routersPoll):
+		case <-ctx.Done():
+		}
+	}
 }
 
 // DeregisterRouter removes a router and its acknowledgements.
@@ -120,17 +154,17 @@ func (s *Store) ExpireRouters(ctx context.Context, after time.Duration) ([]strin
 
 // routers lists routers, only those heard from within the window if > 0.
 func (s *Store) routers(ctx context.Context, within time.Duration) ([]RouterInstance, error) {
-	rows, err := s.pool.Query(ctx, `SELECT r.id, r.heartbeat, extract(epoch FROM now() - r.heartbeat)::float8,
+	rows, err := s.pool.Query(ctx, `SELECT r.id, r.heartbeat, extract(epoch FROM now() - r.heartbeat)::float8, r.version,
 			coalesce(jsonb_object_agg(a.tenant, a.epoch) FILTER (WHERE a.tenant IS NOT NULL), '{}')
 		FROM routers r LEFT JOIN router_acks a ON a.router = r.id
 		WHERE $1::bigint = 0 OR r.heartbeat > now() - $1::bigint * interval '1 microsecond'
-		GROUP BY r.id, r.heartbeat ORDER BY r.id`, within.Microseconds())
+		GROUP BY r.id, r.heartbeat, r.version ORDER BY r.id`, within.Microseconds())
 	if err != nil {
 		return nil, fmt.Errorf("list routers: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RouterInstance, error) {
 		var ri RouterInstance
-		err := r.Scan(&ri.ID, &ri.Heartbeat, &ri.LastSeenSeconds, &ri.Acks)
+		err := r.Scan(&ri.ID, &ri.Heartbeat, &ri.LastSeenSeconds, &ri.Version, &ri.Acks)
 		return ri, err
 	})
 	if err != nil {

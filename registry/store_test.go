@@ -267,7 +267,7 @@ func TestStore_WaitAcks(t *testing.T) {
 	before, _ := s.Version(ctx)
 	must(t, s.AckEpoch(ctx, "r1", "acme", 2))
 	must(t, s.AckEpoch(ctx, "r1", "acme", 1)) // stores the max
-	must(t, s.Heartbeat(ctx, "r2"))
+	must(t, s.Heartbeat(ctx, "r2", 1))
 	if after, _ := s.Version(ctx); after != before {
 		t.Fatalf("acks bumped the registry version %d -> %d", before, after)
 	}
@@ -308,7 +308,7 @@ func TestStore_WaitAcks(t *testing.T) {
 		}
 	})
 	must(t, s.DeregisterRouter(ctx, "r1"))
-	wantErr(t, s.Heartbeat(ctx, "r1"), registry.ErrNotFound)
+	wantErr(t, s.Heartbeat(ctx, "r1", 1), registry.ErrNotFound)
 	wantErr(t, s.AckEpoch(ctx, "r1", "acme", 3), registry.ErrNotFound)
 }
 

@@ -52,7 +52,8 @@ type SnapshotSource interface {
 // concurrent use and return an error only when the write did not happen.
 type Registry interface {
 	RegisterRouter(ctx context.Context, id string) error
-	Heartbeat(ctx context.Context, id string) error
+	// Heartbeat stamps the router alive, routing by registry version.
+	Heartbeat(ctx context.Context, id string, version int64) error
 	// AckEpoch records that router id has applied the tenant's placement at
 	// epoch and no transaction admitted under an older epoch is still running.
 	AckEpoch(ctx context.Context, id, tenant string, epoch int64) error
@@ -220,7 +221,8 @@ type Router struct {
 	clusters map[string]*clusterConns // by host:port
 
 	buffered   atomic.Int64
-	refresh    *refresher // nil when the source is not a Refresher
+	refresh    *refresher    // nil when the source is not a Refresher
+	beat       chan struct{} // wakes the heartbeat loop after a newer snapshot
 	acks       acker
 	hbFailing  atomic.Bool
 	ackFailing atomic.Bool
@@ -245,6 +247,7 @@ func New(cfg Config) (*Router, error) {
 		seen:     map[string]int64{},
 		clusters: map[string]*clusterConns{},
 		done:     make(chan struct{}),
+		beat:     make(chan struct{}, 1),
 		acks:     acker{pending: map[string]int64{}, wake: make(chan struct{}, 1)},
 	}
 	if src, ok := cfg.Source.(Refresher); ok {
@@ -299,7 +302,7 @@ func (r *Router) Start(ctx context.Context) error {
 			}
 		}
 	}()
-	go r.every(lctx, r.cfg.HeartbeatInterval, r.heartbeat)
+	go r.heartbeatLoop(lctx)
 	go r.ackLoop(lctx)
 	go r.every(lctx, reapInterval(r.cfg.IdleTimeout), func(context.Context) { r.Reap(r.cfg.Now()) })
 	r.log.Info("router started")
@@ -324,12 +327,34 @@ func (r *Router) every(ctx context.Context, d time.Duration, f func(context.Cont
 	}
 }
 
+// heartbeatLoop beats every HeartbeatInterval, and at once after a newer
+// snapshot is applied, so that the version it reports (which tenant create
+// waits for) follows the snapshot within milliseconds.
+func (r *Router) heartbeatLoop(ctx context.Context) {
+	defer r.loops.Done()
+	t := time.NewTicker(r.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.beat:
+		}
+		r.heartbeat(ctx)
+	}
+}
+
 // heartbeat is the body of the heartbeat loop.
 func (r *Router) heartbeat(ctx context.Context) {
 	if r.cfg.Registry == nil {
 		return
 	}
-	err := r.cfg.Registry.Heartbeat(ctx, r.cfg.ID)
+	var version int64
+	if s := r.snap.Load(); s != nil {
+		version = s.Version
+	}
+	err := r.cfg.Registry.Heartbeat(ctx, r.cfg.ID, version)
 	if err != nil && ctx.Err() == nil {
 		r.m.errors.WithLabelValues("heartbeat").Inc()
 		// Log the first failure of a run of them, not every beat.
@@ -484,6 +509,10 @@ func (r *Router) apply(snap *registry.Snapshot, initial bool) {
 		return
 	}
 	r.snap.Store(snap)
+	select {
+	case r.beat <- struct{}{}:
+	default:
+	}
 	var closing []*tenantPool
 	for id, t := range snap.Tenants {
 		prev, seen := r.seen[id]

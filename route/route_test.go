@@ -62,7 +62,7 @@ func (f *fakeRegistry) RegisterRouter(_ context.Context, id string) error {
 	return nil
 }
 
-func (f *fakeRegistry) Heartbeat(_ context.Context, id string) error {
+func (f *fakeRegistry) Heartbeat(_ context.Context, id string, _ int64) error {
 	f.mu.Lock()
 	f.hb++
 	f.mu.Unlock()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -31,6 +32,10 @@ func newTenantCmd(a *app) *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "tenant %s created on alias %s (epoch %d)\napi key (shown once): %s\n",
 				nt.Tenant.ID, nt.Tenant.Alias, nt.Tenant.Epoch, nt.APIKey)
+			if !nt.Ready {
+				fmt.Fprintf(a.stderr, "note: routers %s had not yet seen the tenant; they look it up on its first request\n",
+					strings.Join(nt.PendingRouters, ", "))
+			}
 			return nil
 		},
 	}
