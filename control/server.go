@@ -81,7 +81,15 @@ func (s *Server) Handle(pattern string, h HandlerFunc) {
 			writeError(w, s.log, fmt.Errorf("admin token: %w", ErrUnauthorized))
 			return
 		}
-		status, body, err := h(r)
+		// The work is not cancelled when the client's side of the
+		// connection closes: net/http cannot tell a client that half-closed
+		// its socket after sending (and still reads the answer) from one
+		// that is gone, and cancelling answered the first 500 for work half
+		// done. The server's write timeout bounds it instead: past it no
+		// answer can reach the client anyway.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), Limits.WithDefaults().WriteTimeout)
+		defer cancel()
+		status, body, err := h(r.WithContext(ctx))
 		if err != nil {
 			writeError(w, s.log, err)
 			return

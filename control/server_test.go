@@ -589,3 +589,37 @@ func TestService_StatusExpiresRouters(t *testing.T) {
 		t.Errorf("second status: %+v, %v; want the 2 live routers and nothing newly expired", st, err)
 	}
 }
+
+// TestServer_HalfClose: a client that closes its sending side right after
+// its request still reads a truthful answer: a 2xx only for work done, and
+// work done is answered.
+func TestServer_HalfClose(t *testing.T) {
+	a := newAPI(t)
+	addr := jsonapitest.MustServe(t, a.handler, control.Limits)
+	for _, tc := range []struct {
+		name, method, path, body string
+		status                   int
+		tenants                  int // in the registry afterwards
+	}{
+		{"create a tenant", "POST", "/v1/tenants", `{"id":"half","alias":"` + testAlias + `"}`, 201, 1},
+		{"refused body", "POST", "/v1/tenants", `{"id":"half2","ID":"x","alias":"` + testAlias + `"}`, 400, 1},
+		{"status", "GET", "/v1/status", "", 200, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			raw := fmt.Sprintf("%s %s HTTP/1.1\r\nHost: control\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s",
+				tc.method, tc.path, testToken, len(tc.body), tc.body)
+			ans, ok := jsonapitest.Send(t, addr, raw, true)
+			if !ok {
+				t.Fatal("no answer")
+			}
+			ans.WantJSON(t, tc.status, map[bool]string{true: "", false: "invalid_request"}[tc.status < 300])
+			snap, err := a.store.Snapshot(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(snap.Tenants) != tc.tenants {
+				t.Errorf("%d tenants in the registry, want %d", len(snap.Tenants), tc.tenants)
+			}
+		})
+	}
+}
