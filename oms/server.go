@@ -214,7 +214,9 @@ func (r *request) Context() context.Context { return r.ctx }
 // response in exactly one place (writeError).
 type handler func(w http.ResponseWriter, r *request) error
 
-var tenantRe = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
+// tenantRe is registry.ValidateTenantID's rule (at most 61 characters, so
+// that the role t_<id> fits PostgreSQL's 63-byte identifiers).
+var tenantRe = regexp.MustCompile(`^[a-z][a-z0-9-]{1,60}$`)
 
 // api registers h behind tenant authentication: the tenant comes only from
 // the signed header.

@@ -39,11 +39,15 @@ var (
 const NotifyChannel = "tenantry_registry"
 
 var (
-	tenantRe = regexp.MustCompile(`^[a-z][a-z0-9-]{1,62}$`)
+	// At most 61 characters: the tenant's database role is "t_" + id, and
+	// PostgreSQL truncates identifiers past 63 bytes, so two longer ids
+	// differing only at the end would share one role (found by
+	// FuzzValidateName).
+	tenantRe = regexp.MustCompile(`^[a-z][a-z0-9-]{1,60}$`)
 	nameRe   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 )
 
-// ValidateTenantID checks a tenant id against ^[a-z][a-z0-9-]{1,62}$.
+// ValidateTenantID checks a tenant id against ^[a-z][a-z0-9-]{1,60}$.
 func ValidateTenantID(id string) error {
 	if !tenantRe.MatchString(id) {
 		return fmt.Errorf("%w: tenant id %q must match %s", ErrInvalid, id, tenantRe)
