@@ -115,3 +115,34 @@ func TestRouter_NotFoundWithoutRefresher(t *testing.T) {
 		t.Fatalf("err = %v, want ErrTenantNotFound", err)
 	}
 }
+
+// TestRouter_RegistersAgainAfterExpiry: a router that the control plane
+// expired (status removes routers silent past the expiry) while its process
+// was stalled registers again on its next heartbeat, reporting its version.
+func TestRouter_RegistersAgainAfterExpiry(t *testing.T) {
+	ctx := context.Background()
+	store, err := registry.OpenStore(ctx, pgtest.MustCluster(t).DSN(pgtest.MustDB(t)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	src := &fakeSource{}
+	src.publish(&registry.Snapshot{Version: 7})
+	r := newRouter(t, src, store, func(c *Config) { c.ID = "r-stalled" })
+	eventually(t, 10*time.Second, "the router registered", func() bool {
+		rs, err := store.Routers(ctx)
+		return err == nil && len(rs) == 1 && rs[0].Version == 7
+	})
+	// Expire it as status would after a long stall.
+	if _, err := store.Pool().Exec(ctx, "UPDATE routers SET heartbeat = now() - interval '1 hour'"); err != nil {
+		t.Fatal(err)
+	}
+	expired, err := store.ExpireRouters(ctx, time.Minute)
+	if err != nil || len(expired) != 1 || expired[0] != r.ID() {
+		t.Fatalf("expired %v, %v; want [%s]", expired, err, r.ID())
+	}
+	eventually(t, 10*time.Second, "the router registered again", func() bool {
+		rs, err := store.LiveRouters(ctx, 5*time.Second)
+		return err == nil && len(rs) == 1 && rs[0].ID == r.ID() && rs[0].Version == 7
+	})
+}

@@ -355,6 +355,17 @@ func (r *Router) heartbeat(ctx context.Context) {
 		version = s.Version
 	}
 	err := r.cfg.Registry.Heartbeat(ctx, r.cfg.ID, version)
+	if errors.Is(err, registry.ErrNotFound) && ctx.Err() == nil {
+		// The control plane expired this router (silent too long: a
+		// stopped process, a long partition): it is alive, so it registers
+		// again and counts as live from now on. Acknowledgements it had
+		// made went with the row; a move waiting on one times out and
+		// rolls back rather than flip past this router.
+		r.log.Warn("router was expired from the registry; registering again")
+		if err = r.cfg.Registry.RegisterRouter(ctx, r.cfg.ID); err == nil {
+			err = r.cfg.Registry.Heartbeat(ctx, r.cfg.ID, version)
+		}
+	}
 	if err != nil && ctx.Err() == nil {
 		r.m.errors.WithLabelValues("heartbeat").Inc()
 		// Log the first failure of a run of them, not every beat.
