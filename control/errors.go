@@ -7,6 +7,7 @@ import (
 
 	"tenantry/move"
 	"tenantry/registry"
+	"tenantry/rollout"
 	"tenantry/stack"
 	"tenantry/workflow"
 )
@@ -41,6 +42,8 @@ var errorCodes = []struct {
 	{move.ErrWrongState, http.StatusConflict, "wrong_state"},
 	{move.ErrPrecheck, http.StatusConflict, "precheck_failed"},
 	{move.ErrAborted, http.StatusConflict, "aborted"},
+	{rollout.ErrWrongState, http.StatusConflict, "rollout_wrong_state"},
+	{rollout.ErrNoGateway, http.StatusServiceUnavailable, "no_gateway"},
 	{stack.ErrRunning, http.StatusConflict, "stack_running"},
 	{stack.ErrNotRunning, http.StatusNotFound, "stack_not_running"},
 	{ErrClusterCheck, http.StatusUnprocessableEntity, "cluster_check_failed"},

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -20,6 +21,7 @@ import (
 	"tenantry/move"
 	"tenantry/oms"
 	"tenantry/registry"
+	"tenantry/rollout"
 	"tenantry/stack"
 	"tenantry/workflow"
 )
@@ -63,6 +65,11 @@ type PlaneConfig struct {
 	// starts (and may stop and start again) Plane.Runner. Tests use it.
 	ManualRunner bool
 	Logger       *slog.Logger
+	// GatewayURL is a gateway's base URL, through which rollouts and
+	// `stack smoke` send previews; empty: set later by SetGatewayURL (the
+	// local platform starts its gateway after the plane), and until then
+	// rollouts are refused.
+	GatewayURL string
 }
 
 // Plane is a running control-plane replica: the registry store, the
@@ -77,8 +84,12 @@ type Plane struct {
 	API     *Server
 	Runner  *workflow.Runner
 	Moves   *move.Service
+	// Rollouts runs blue/green rollouts (package rollout).
+	Rollouts *rollout.Service
 	// URL is the API's base URL ("http://127.0.0.1:PORT").
 	URL string
+
+	gatewayURL atomic.Pointer[string]
 
 	cfg   PlaneConfig
 	srv   *http.Server
@@ -107,6 +118,7 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 		cfg.BackupDir = "backups"
 	}
 	p := &Plane{cfg: cfg}
+	p.SetGatewayURL(cfg.GatewayURL)
 	defer func() {
 		if err != nil {
 			p.Stop(context.Background())
@@ -132,11 +144,8 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 		return nil, err
 	}
 	p.API.EnableMoves(p.Moves)
-	stacks := cfg.Stacks
-	if stacks == nil {
-		stacks = &stack.ExternalProvider{Store: p.Store}
-	}
-	p.API.EnableStacks(stacks, p.Store)
+	p.API.EnableStacks(p.stacks(), p.Store)
+	p.API.EnableRollouts(p.Rollouts)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("control plane listen: %w", err)
@@ -152,6 +161,18 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	}()
 	cfg.Logger.Info("control plane listening", "url", p.URL, "runner", p.Runner.Owner())
 	return p, nil
+}
+
+// SetGatewayURL sets the gateway previews go through (see
+// PlaneConfig.GatewayURL).
+func (p *Plane) SetGatewayURL(url string) { p.gatewayURL.Store(&url) }
+
+// stacks is the stack provider: PlaneConfig.Stacks or an ExternalProvider.
+func (p *Plane) stacks() stack.Provider {
+	if p.cfg.Stacks == nil {
+		p.cfg.Stacks = &stack.ExternalProvider{Store: p.Store}
+	}
+	return p.cfg.Stacks
 }
 
 // startRunner makes the workflow runner with the move workflow and, unless
@@ -181,6 +202,10 @@ func (p *Plane) startRunner(ctx context.Context) error {
 		return err
 	}
 	if p.Moves, err = move.NewService(m, runner); err != nil {
+		return err
+	}
+	if p.Rollouts, err = rollout.NewService(rollout.Config{Store: p.Store, Stacks: p.stacks(), Logger: p.cfg.Logger,
+		Gateway: func() string { return *p.gatewayURL.Load() }}, runner); err != nil {
 		return err
 	}
 	p.Runner = runner

@@ -127,7 +127,7 @@ type Config struct {
 	// them; nil publishes nothing. ID names this gateway's rows there;
 	// default "gw-" and random hex.
 	Stats         StatsSink
-	StatsInterval time.Duration // 0 means 1s
+	StatsInterval time.Duration // 0 means 250ms
 	ID            string
 }
 
@@ -199,7 +199,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.DrainTimeout = 30 * time.Second
 	}
 	if cfg.StatsInterval <= 0 {
-		cfg.StatsInterval = time.Second
+		cfg.StatsInterval = 250 * time.Millisecond
 	}
 	if cfg.ID == "" {
 		cfg.ID = fmt.Sprintf("gw-%016x", rand.Uint64())
@@ -364,6 +364,9 @@ type reqState struct {
 	up     *upstream // changes when the transport moves the request
 	body   []byte
 	code   int
+	// preview: sent by HeaderPreview, not by the route; left out of the
+	// published stack stats (the rollout counts its probes itself).
+	preview bool
 }
 
 type stateKey struct{}
@@ -433,6 +436,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.reject(w, "", st.tenant, http.StatusNotFound, "unknown_stack", "preview: no running stack "+strconv.Quote(name), start)
 			return
 		}
+		st.preview = true
 		if st.up = p.pick(start.UnixNano(), nil); st.up != nil {
 			st.pool = p
 		}
@@ -464,7 +468,9 @@ func (g *Gateway) finish(st *reqState, start time.Time) {
 	st.up.health.inflight.Add(-1)
 	d := g.cfg.Now().Sub(start)
 	g.metrics.observe(st.pool.stack, st.tenant, st.code, d)
-	g.stats.observe(st.pool.stack, st.code, d)
+	if !st.preview {
+		g.stats.observe(st.pool.stack, st.code, d)
+	}
 }
 
 // lookupKey returns the API key of an "Authorization: Bearer <key>" header

@@ -74,27 +74,48 @@ func TestGateway_PublishStats(t *testing.T) {
 	sink := &recordingSink{}
 	g, gw, _ := newGateway(t, src, func(c *Config) { c.Stats, c.ID, c.StatsInterval = sink, "gw-test", time.Hour })
 	c := newClient(t, gw.URL)
+	publish := func() {
+		t.Helper()
+		if err := g.PublishStats(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for range 7 {
 		c.mustDo("GET", "/v1/orders", keyAcme, nil, nil)
 	}
-	for range 3 {
-		c.mustDo("GET", "/v1/orders", keyAcme, nil, map[string]string{HeaderPreview: "dead"}) // 503: never connected
-	}
-	if err := g.PublishStats(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.PublishStats(context.Background()); err != nil { // nothing new: nothing written
-		t.Fatal(err)
-	}
+	publish()
+	publish() // nothing new: nothing written
 	if len(sink.writes) != 1 || sink.ids[0] != "gw-test" {
 		t.Fatalf("writes %v by %v, want one by gw-test", sink.writes, sink.ids)
 	}
-	got := sink.writes[0]
-	if b := got["blue"]; b.Requests != 7 || b.Errors != 0 || sum(b.Buckets) != 7 {
+	if b := sink.writes[0]["blue"]; b.Requests != 7 || b.Errors != 0 || sum(b.Buckets) != 7 {
 		t.Errorf("blue: %+v, want 7 requests, no error", b)
 	}
-	if d := got["dead"]; d.Requests != 3 || d.Errors != 3 {
-		t.Errorf("dead: %+v, want 3 requests, 3 errors", d)
+
+	src.publish(snapshot(2, map[string][]string{"blue": {blue.srv.URL}, "dead": {"http://127.0.0.1:1"}},
+		route(registry.DefaultRoute, "blue", 100), route("acme", "dead", 100)))
+	waitFor(t, "the new route", func() bool {
+		code, _, _ := c.mustDo("GET", "/v1/orders", keyAcme, nil, nil)
+		return code == http.StatusServiceUnavailable
+	})
+	publish()
+	n := len(sink.writes)
+	for range 2 {
+		c.mustDo("GET", "/v1/orders", keyAcme, nil, nil) // 503: never connected
+	}
+	for range 5 { // previews are not tenant traffic: left out
+		c.mustDo("GET", "/v1/orders", keyAcme, nil, map[string]string{HeaderPreview: "blue"})
+	}
+	publish()
+	if len(sink.writes) != n+1 {
+		t.Fatalf("%d writes, want %d", len(sink.writes), n+1)
+	}
+	got := sink.writes[n]
+	if d := got["dead"]; d.Requests != 2 || d.Errors != 2 {
+		t.Errorf("dead: %+v, want 2 requests, 2 errors", d)
+	}
+	if b, ok := got["blue"]; ok {
+		t.Errorf("previews counted: blue %+v", b)
 	}
 }
 

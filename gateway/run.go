@@ -36,7 +36,7 @@ var ErrInvalidRunConfig = errors.New("invalid gateway run config")
 // follows the registry through a registry.Watcher, swapping its routing
 // table on every change, and serves on the public listener (metrics on the
 // admin one) until ctx ends; then it stops accepting connections and drains
-// in-flight requests (Config.DrainTimeout's default). Every second it
+// in-flight requests (Config.DrainTimeout's default). Four times a second it
 // publishes its per-stack request outcomes to the registry (stack_stats).
 func Run(ctx context.Context, cfg RunConfig) error {
 	if cfg.ControlDSN == "" || len(cfg.HeaderKey) == 0 {

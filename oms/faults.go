@@ -20,12 +20,17 @@ type Faults struct {
 	ErrorRate float64 `json:"error_rate,omitempty"`
 	// Latency is added to every API request before it is served.
 	Latency time.Duration `json:"latency,omitempty"`
+	// After is how many API requests an instance serves well before the
+	// faults begin: a version that goes bad under traffic, after passing
+	// its smoke suite.
+	After int64 `json:"after,omitempty"`
 }
 
 // Environment variables of the test-only faults and of the production mark.
 const (
 	EnvFaultErrorRate = "TENANTRY_TEST_FAULT_ERROR_RATE"
 	EnvFaultLatency   = "TENANTRY_TEST_FAULT_LATENCY"
+	EnvFaultAfter     = "TENANTRY_TEST_FAULT_AFTER_REQUESTS"
 	// EnvProduction marks an instance of a production stack ("1", "true"):
 	// it refuses to start with faults.
 	EnvProduction = "TENANTRY_PRODUCTION"
@@ -45,6 +50,9 @@ func (f Faults) Validate() error {
 	if f.Latency < 0 || f.Latency > time.Minute {
 		return fmt.Errorf("fault latency %v must be between 0 and 1m", f.Latency)
 	}
+	if f.After < 0 {
+		return fmt.Errorf("fault after %d requests must not be negative", f.After)
+	}
 	return nil
 }
 
@@ -56,6 +64,9 @@ func (f Faults) Env() []string {
 	}
 	if f.Latency > 0 {
 		env = append(env, EnvFaultLatency+"="+f.Latency.String())
+	}
+	if f.After > 0 && f.Enabled() {
+		env = append(env, EnvFaultAfter+"="+strconv.FormatInt(f.After, 10))
 	}
 	return env
 }
@@ -78,6 +89,13 @@ func FaultsFromEnv() (Faults, error) {
 		}
 		f.Latency = d
 	}
+	if v := os.Getenv(EnvFaultAfter); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return f, fmt.Errorf("%s: %w", EnvFaultAfter, err)
+		}
+		f.After = n
+	}
 	if err := f.Validate(); err != nil {
 		return f, err
 	}
@@ -87,9 +105,13 @@ func FaultsFromEnv() (Faults, error) {
 	return f, nil
 }
 
-// inject applies the faults to one request: it waits the added latency and
-// returns an injected_fault error for the share of requests to fail.
-func (f Faults) inject() error {
+// inject applies the faults to the n-th request (counted from 1): past
+// After, it waits the added latency and returns an injected_fault error for
+// the share of requests to fail.
+func (f Faults) inject(n int64) error {
+	if n <= f.After {
+		return nil
+	}
 	if f.Latency > 0 {
 		time.Sleep(f.Latency)
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,6 +74,7 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	admin    *http.ServeMux
+	served   atomic.Int64 // API requests, for Faults.After
 }
 
 var _ http.Handler = (*Server)(nil)
@@ -234,7 +236,7 @@ func (s *Server) api(pattern string, h handler) {
 			return
 		}
 		if s.cfg.Faults.Enabled() {
-			if err := s.cfg.Faults.inject(); err != nil {
+			if err := s.cfg.Faults.inject(s.served.Add(1)); err != nil {
 				s.writeError(w, r, err)
 				return
 			}

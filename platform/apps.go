@@ -79,6 +79,7 @@ func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 	})
 	r.Gateway = gw
 	r.GatewayURL, r.GatewayAdminURL = gw.URL(), gw.AdminURL()
+	r.Plane.SetGatewayURL(r.GatewayURL) // rollouts preview through it
 	r.Local.State.GatewayURL = r.GatewayURL
 	r.Local.State.GatewayAdminURL = r.GatewayAdminURL
 	return r.Local.Save()

@@ -92,7 +92,7 @@ type Running struct {
 func PlaneConfig(dir string, st *State, opts MoveOptions, log *slog.Logger) control.PlaneConfig {
 	return control.PlaneConfig{ControlDSN: st.ControlDSN, Secret: []byte(st.Secret), AdminToken: st.AdminToken,
 		BackupDir: control.DefaultBackupDir(dir), Move: opts.Config, LeaseTTL: opts.LeaseTTL,
-		ManualRunner: opts.Manual, Logger: log}
+		ManualRunner: opts.Manual, Logger: log, GatewayURL: st.GatewayURL}
 }
 
 // Run opens (or creates) the local platform in opts.Dir: the control

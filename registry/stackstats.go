@@ -10,7 +10,7 @@ import (
 )
 
 // Per-stack request outcomes, as every gateway publishes them (issue 13):
-// each gateway writes, about once a second, one row per stack it served
+// each gateway writes, four times a second, one row per stack it served
 // with the requests, the 5xx answers and a latency histogram of that
 // period; readers (the rollout analysis) sum the rows of every gateway over
 // a window. The rows are not routing configuration: no version bump.

@@ -28,6 +28,7 @@ type controlCmd struct {
 	backupDir  string
 	addrFile   string
 	leaseTTL   time.Duration
+	gatewayURL string
 }
 
 func newControlCmd(a *app) *cobra.Command {
@@ -54,6 +55,7 @@ database's password from $TENANTRY_CONTROL_DSN, $PGPASSWORD or ~/.pgpass.`,
 	f.StringVar(&c.backupDir, "backup-dir", "backups", "directory for the backups moves take")
 	f.StringVar(&c.addrFile, "addr-file", "", "write the API's URL to this file once it listens")
 	f.DurationVar(&c.leaseTTL, "lease-ttl", 10*time.Second, "workflow lease; bounds takeover from a replica that hangs (a dead one is taken over at once)")
+	f.StringVar(&c.gatewayURL, "gateway-url", "", "a gateway's URL, for rollout and smoke previews")
 	return cmd
 }
 
@@ -72,7 +74,7 @@ func (c *controlCmd) Run(ctx context.Context) error {
 		return err
 	}
 	log := c.a.log.With("component", "control")
-	cfg := control.PlaneConfig{ControlDSN: dsn, Secret: []byte(secret), AdminToken: token, Listen: c.listen,
+	cfg := control.PlaneConfig{ControlDSN: dsn, Secret: []byte(secret), AdminToken: token, Listen: c.listen, GatewayURL: c.gatewayURL,
 		BackupDir: c.backupDir, LeaseTTL: c.leaseTTL, Logger: log}
 	cfg.Move.Hook = failpoint()
 	p, err := control.StartPlane(ctx, cfg)
