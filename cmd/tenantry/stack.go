@@ -106,6 +106,6 @@ func newStackCmd(a *app) *cobra.Command {
 		},
 	}
 	stop.Flags().BoolVar(&force, "force", false, "stop the stack although routes send traffic to it (their tenants' requests fail)")
-	cmd.AddCommand(deploy, list, stop)
+	cmd.AddCommand(deploy, list, stop, newStackSmokeCmd(a))
 	return cmd
 }
