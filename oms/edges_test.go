@@ -37,6 +37,8 @@ func TestServer_Edges(t *testing.T) {
 		{"order id with an escaped plus", addr, signed("GET", pathf("/v1/orders/%%2B%d", order)), 400, "invalid_request", ""},
 		{"order id with a leading zero", addr, signed("GET", pathf("/v1/orders/0%d", order)), 400, "invalid_request", ""},
 		{"order id with a space", addr, signed("GET", pathf("/v1/orders/%%20%d", order)), 400, "invalid_request", ""},
+		{"limit with a plus", addr, signed("GET", "/v1/orders?limit=%2B5"), 400, "invalid_request", ""},
+		{"after with a leading zero", addr, signed("GET", "/v1/orders?after=01"), 400, "invalid_request", ""},
 		{"product filter with a plus", addr, signed("GET", pathf("/v1/inventory?product_id=%%2B%d", product)), 400, "invalid_request", ""},
 		{"double slash", addr, signed("GET", "//metrics"), 404, "not_found", ""},
 		{"dot dot", addr, signed("GET", "/v1/../admin"), 404, "not_found", ""},

@@ -403,7 +403,8 @@ func queryInt(v, name string, def, min, max int64) (int64, error) {
 		return def, nil
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < min || n > max {
+	// One spelling per number, as for ids (parseID): "+5" and "05" are refused.
+	if err != nil || n < min || n > max || strconv.FormatInt(n, 10) != v {
 		return 0, invalid("%s must be an integer between %d and %d, not %q", name, min, max, v)
 	}
 	return n, nil
