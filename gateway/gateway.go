@@ -393,6 +393,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch r.URL.Path {
 	case "/healthz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			jsonapi.WriteError(w, http.StatusMethodNotAllowed, jsonapi.CodeMethodNotAllowed, r.Method+" is not allowed on /healthz; allowed: GET, HEAD")
+			return
+		}
 		g.serveHealthz(w)
 		return
 	case "/metrics":

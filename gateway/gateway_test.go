@@ -444,6 +444,8 @@ func TestGateway_Edges(t *testing.T) {
 		{"escaped dot dot", addr, "GET", "/v1/%2E%2E/admin", "", 404, "not_found", false},
 		{"OPTIONS *", addr, "OPTIONS", "*", "", 404, "not_found", false},
 		{"metrics on the public listener", addr, "GET", "/metrics", "", 404, "not_found", false},
+		{"health", addr, "GET", "/healthz", "", 200, "", false},
+		{"health with another method", addr, "POST", "/healthz", "Content-Length: 0\r\n", 405, "method_not_allowed", false},
 		{"oversized header", addr, "GET", "/v1/orders/1", "X-Big: " + strings.Repeat("b", 70<<10) + "\r\n", 431, "header_too_large", false},
 		{"admin: double slash", admin, "GET", "//metrics", "", 404, "not_found", false},
 		{"admin: wrong method", admin, "DELETE", "/instances", "", 405, "method_not_allowed", false},
