@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/tenantry
 
-.PHONY: all build demo up test bench postgres vet clean
+.PHONY: all build demo up test fuzz bench postgres vet clean
 
 all: build
 
@@ -19,9 +19,24 @@ demo: postgres build
 up: postgres build
 	./$(BIN) up
 
+# Fuzz targets: package and target name. `make test` runs each for
+# FUZZTIME_TEST after the unit tests (seed corpora in each package's
+# testdata/fuzz run with the unit tests already); `make fuzz` for FUZZTIME.
+FUZZ_TARGETS := registry:FuzzValidateName tenantsig:FuzzVerify oms:FuzzDecodeRequest jsonapi:FuzzDecode gateway:FuzzGateway_ServeHTTP
+FUZZTIME_TEST ?= 3s
+FUZZTIME ?= 2m
+
 test: postgres
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 bench: postgres build
 	./$(BIN) bench route

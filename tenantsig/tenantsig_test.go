@@ -4,6 +4,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -102,4 +105,41 @@ func TestStackKey_Distinct(t *testing.T) {
 		}
 		seen[k.key] = k.name
 	}
+}
+
+// FuzzVerify: Verify never panics on any header, method or target, and
+// accepts a request only when its signature is exactly what Sign makes for
+// that tenant, stack, method and target, at a time within MaxSkew of now.
+// Seeds (valid signatures among them) in testdata/fuzz/FuzzVerify.
+func FuzzVerify(f *testing.F) {
+	now := time.Unix(1_800_000_000, 0)
+	key := StackKey(root, "a")
+	f.Add("acme", Sign(key, "acme", "a", "GET", "/v1/orders/7", now), "GET", "/v1/orders/7", int64(0))
+	f.Add("acme", Sign(key, "acme", "a", "POST", "/v1/orders?x=1", now), "POST", "/v1/orders?x=1", int64(29))
+	f.Fuzz(func(t *testing.T, tenant, sig, method, target string, skew int64) {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			return
+		}
+		r := &http.Request{Method: method, URL: u, Header: http.Header{HeaderTenant: {tenant}, HeaderSignature: {sig}}}
+		at := now.Add(time.Duration(skew%1_000_000) * time.Second)
+		got, err := Verify(r, key, "a", at)
+		if err != nil {
+			if !errors.Is(err, ErrMissing) && !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrExpired) {
+				t.Fatalf("Verify error %v is none of the package's", err)
+			}
+			return
+		}
+		ts, _, _ := strings.Cut(sig, ".")
+		sec, perr := strconv.ParseInt(ts, 10, 64)
+		if perr != nil || got != tenant {
+			t.Fatalf("accepted %q (tenant %q) answering %q", sig, tenant, got)
+		}
+		if want := Sign(key, tenant, "a", method, Target(r), time.Unix(sec, 0)); sig != want {
+			t.Fatalf("accepted %q, but Sign makes %q", sig, want)
+		}
+		if d := at.Sub(time.Unix(sec, 0)); d > MaxSkew || d < -MaxSkew {
+			t.Fatalf("accepted a signature %v off", d)
+		}
+	})
 }
