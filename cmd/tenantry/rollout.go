@@ -59,11 +59,7 @@ func newRolloutCmd(a *app) *cobra.Command {
 					return err
 				}
 			}
-			if a.output == "json" {
-				return a.printJSON(in)
-			}
-			printRollout(a.stdout, in)
-			return nil
+			return a.showRollout(in, nil)
 		},
 	}
 	f := start.Flags()
@@ -91,15 +87,7 @@ func newRolloutCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			in, err := c.Rollout(cmd.Context(), args[0], events)
-			if err != nil {
-				return err
-			}
-			if a.output == "json" {
-				return a.printJSON(in)
-			}
-			printRollout(a.stdout, in)
-			return nil
+			return a.showRollout(c.Rollout(cmd.Context(), args[0], events))
 		},
 	}
 	status.Flags().BoolVar(&events, "events", false, "include the workflow's event log (json)")
@@ -142,15 +130,7 @@ func newRolloutCmd(a *app) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				in, err := c.RolloutCommand(cmd.Context(), args[0], name)
-				if err != nil {
-					return err
-				}
-				if a.output == "json" {
-					return a.printJSON(in)
-				}
-				printRollout(a.stdout, in)
-				return nil
+				return a.showRollout(c.RolloutCommand(cmd.Context(), args[0], name))
 			},
 		}
 	}
@@ -160,6 +140,18 @@ func newRolloutCmd(a *app) *cobra.Command {
 		command(rollout.SignalCutback, "During the hold: all traffic back to the old stack"),
 		command(rollout.SignalRetire, "During the hold: stop the old stack now (unless another route uses it)"))
 	return cmd
+}
+
+// showRollout prints a rollout (or returns err).
+func (a *app) showRollout(in *rollout.Info, err error) error {
+	if err != nil {
+		return err
+	}
+	if a.output == "json" {
+		return a.printJSON(in)
+	}
+	printRollout(a.stdout, in)
+	return nil
 }
 
 // waitRollout polls until the rollout holds the old stack or ends.
