@@ -1,8 +1,13 @@
 package platform
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -170,5 +175,204 @@ func TestRollout_ErrorsRollBack(t *testing.T) {
 		if code != "500 "+oms.CodeInjectedFault {
 			t.Errorf("a failure not injected by the bad version: %s", code)
 		}
+	}
+}
+
+// TestRollout_LatencyRollsBack: a version that adds 200 ms is rolled back
+// on p99, with no failed request.
+func TestRollout_LatencyRollsBack(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	runMoves(t)
+	const tenant, slow = "ro-latency", "ro-slow"
+	fx := newTenant(t, ctx, tenant, 0)
+	deployStack(t, ctx, slow, tenant, oms.Faults{Latency: 200 * time.Millisecond, After: 50})
+	lr := startLoad(t, ctx, 100, fx)
+	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: slow, Params: testRolloutParams(50, 100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return false })
+	lr.finish(t)
+	logVerdicts(t, in)
+	if in.Status != workflow.StatusRolledBack {
+		t.Fatalf("rollout %s, want rolled back: %s", in.Status, in.Error)
+	}
+	last := in.Data.Intervals[len(in.Data.Intervals)-1]
+	if last.Pass || !slices.Contains(last.Reasons, rollout.ReasonP99) || slices.Contains(last.Reasons, rollout.ReasonErrorRate) {
+		t.Errorf("last interval %+v, want failed on p99 only", last)
+	}
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
+		t.Errorf("route after the rollback: %+v", b)
+	}
+}
+
+// TestRollout_NoTrafficJudgedFromProbes: a route without traffic is judged
+// from probes through the preview, and promotes.
+func TestRollout_NoTrafficJudgedFromProbes(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	runMoves(t)
+	const tenant, quiet = "ro-quiet", "ro-quiet-green"
+	newTenant(t, ctx, tenant, 0)
+	deployStack(t, ctx, quiet, tenant, oms.Faults{})
+	p := testRolloutParams(100)
+	p.Interval, p.Grace, p.MinRequests = rollout.Duration(500*time.Millisecond), rollout.Duration(time.Second), 10
+	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: quiet, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return false })
+	logVerdicts(t, in)
+	if in.Status != workflow.StatusSucceeded {
+		t.Fatalf("rollout %s: %s", in.Status, in.Error)
+	}
+	if len(in.Data.Intervals) < 2 {
+		t.Fatalf("%d intervals judged, want at least 2", len(in.Data.Intervals))
+	}
+	for _, v := range in.Data.Intervals {
+		if v.Probes == 0 || v.New.Requests < int64(p.MinRequests) || !v.Pass {
+			t.Errorf("interval %+v: want judged on probes and passed", v)
+		}
+	}
+}
+
+// TestRollout_ControlPlaneKilled: the control-plane replica running a
+// rollout is killed (SIGKILL) during the analysis; another replica takes it
+// over at once and ends it consistently, with no failed request; the
+// temporary preview key the dead replica made is revoked.
+func TestRollout_ControlPlaneKilled(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	const tenant, green = "ro-killed", "ro-killed-green"
+	fx := newTenant(t, ctx, tenant, 0)
+	deployStack(t, ctx, green, tenant, oms.Faults{})
+	lr := startLoad(t, ctx, 100, fx)
+	p := testRolloutParams(50, 100)
+	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: green, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A second replica in a child process runs it (this process's runner
+	// is stopped), and is killed once it has judged an interval.
+	cmd := exec.Command(testBin, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envWorker+"="+plat.Local.Dir, envCrashAt+"=none", envMarker+"="+filepath.Join(t.TempDir(), "unused"))
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	before := waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return len(i.Data.Intervals) >= 1 })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	killed := time.Now()
+	if before.Status != workflow.StatusRunning {
+		t.Fatalf("rollout ended before the kill: %s %s\nworker output:\n%s", before.Status, before.Error, out.String())
+	}
+	t.Logf("worker killed at %s with %d intervals judged", before.Data.Phase, len(before.Data.Intervals))
+
+	runMoves(t)
+	in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return false })
+	lr.finish(t)
+	logVerdicts(t, in)
+	t.Logf("ended %v after the kill", time.Since(killed).Round(time.Millisecond))
+	if in.Status != workflow.StatusSucceeded || len(in.Data.Intervals) <= len(before.Data.Intervals) {
+		t.Fatalf("rollout %s with %d intervals (before the kill %d): %s", in.Status, len(in.Data.Intervals), len(before.Data.Intervals), in.Error)
+	}
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != green {
+		t.Errorf("route after the rollout: %+v", b)
+	}
+	keys, err := plat.Store.APIKeys(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.RevokedAt == nil && k.ID != fx.target.APIKey[len(registry.APIKeyPrefix):len(registry.APIKeyPrefix)+16] {
+			t.Errorf("a preview key left in force: %s", k.ID)
+		}
+	}
+}
+
+// TestRollout_BadInput: refused requests answer a clear 4xx with a stable
+// code and change nothing; a second rollout of a route is refused with the
+// running one's id; commands that do not fit the phase are refused.
+func TestRollout_BadInput(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	const tenant, green = "ro-input", "ro-input-green"
+	newTenant(t, ctx, tenant, 0)
+	deployStack(t, ctx, green, tenant, oms.Faults{})
+	c := rolloutClient()
+	version := func() int64 {
+		v, err := plat.Store.Version(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	v0 := version()
+	for _, tc := range []struct {
+		name string
+		req  rollout.StartRequest
+		want error
+	}{
+		{"unknown tenant", rollout.StartRequest{Route: "nobody", To: green}, registry.ErrNotFound},
+		{"malformed route", rollout.StartRequest{Route: "Bad Route", To: green}, registry.ErrInvalid},
+		{"unknown stack", rollout.StartRequest{Route: tenant, To: "nope"}, registry.ErrNotFound},
+		{"to the current stack", rollout.StartRequest{Route: tenant, To: SharedStack}, registry.ErrInvalid},
+		{"steps not ending at 100", rollout.StartRequest{Route: tenant, To: green, Params: rollout.Params{Steps: []int{10, 50}}}, registry.ErrInvalid},
+		{"error rate out of range", rollout.StartRequest{Route: tenant, To: green, Params: rollout.Params{MaxErrorRate: 2}}, registry.ErrInvalid},
+		{"p99 ratio out of range", rollout.StartRequest{Route: tenant, To: green, Params: rollout.Params{MaxP99Ratio: 0.5}}, registry.ErrInvalid},
+		{"interval too short", rollout.StartRequest{Route: tenant, To: green, Params: rollout.Params{Interval: rollout.Duration(time.Millisecond)}}, registry.ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := c.StartRollout(ctx, tc.req)
+			var ae *control.APIError
+			if !errors.Is(err, tc.want) || !errors.As(err, &ae) || ae.Status >= 500 {
+				t.Fatalf("got %v, want %v as a 4xx", err, tc.want)
+			}
+		})
+	}
+	if v := version(); v != v0 {
+		t.Errorf("registry version %d after refused requests, was %d", v, v0)
+	}
+	if rs, err := c.Rollouts(ctx, tenant); err != nil || len(rs) != 0 {
+		t.Fatalf("rollouts after refused requests: %v %v", rs, err)
+	}
+
+	// Not started by a runner: it stays in its pre-check.
+	in, err := c.StartRollout(ctx, rollout.StartRequest{Route: tenant, To: green})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.StartRollout(ctx, rollout.StartRequest{Route: tenant, To: green})
+	var ae *control.APIError
+	if !errors.Is(err, workflow.ErrActive) || !errors.As(err, &ae) || ae.Details["existing_id"] != in.ID {
+		t.Errorf("second rollout: %v, want active with existing id %s", err, in.ID)
+	}
+	for _, cmd := range []string{rollout.SignalPromote, rollout.SignalCutback, rollout.SignalRetire} {
+		if _, err := c.RolloutCommand(ctx, in.ID, cmd); !errors.Is(err, rollout.ErrWrongState) {
+			t.Errorf("%s in the pre-check: %v, want wrong state", cmd, err)
+		}
+	}
+	if _, err := c.RolloutCommand(ctx, in.ID, "explode"); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("unknown command: %v", err)
+	}
+	runMoves(t)
+	ab, err := c.RolloutCommand(ctx, in.ID, rollout.SignalAbort)
+	if err != nil || ab.Status != workflow.StatusRolledBack || !strings.Contains(ab.Data.Reason, "aborted") {
+		t.Fatalf("abort: %v %+v", err, ab)
+	}
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
+		t.Errorf("route after the abort: %+v", b)
+	}
+
+	res, err := c.Smoke(ctx, green, tenant)
+	if err != nil || !res.Pass || len(res.Checks) != 8 {
+		t.Errorf("smoke through the preview: %v %+v", err, res)
+	}
+	if _, err := c.Smoke(ctx, "nope", tenant); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("smoke of an unknown stack: %v", err)
 	}
 }
