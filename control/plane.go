@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/backup"
+	"tenantry/dashboard"
 	"tenantry/httpedge"
 	"tenantry/jsonapi"
 	"tenantry/move"
@@ -74,7 +75,7 @@ type PlaneConfig struct {
 
 // Plane is a running control-plane replica: the registry store, the
 // operations (Service), the workflow runner with the move workflow, and the
-// HTTP API with /metrics. `tenantry control` runs one anywhere; `tenantry
+// HTTP API with /metrics and the operator dashboard (/ui/, DashboardURL). `tenantry control` runs one anywhere; `tenantry
 // up` runs one as part of the local platform.
 type Plane struct {
 	Store *registry.Store
@@ -88,6 +89,8 @@ type Plane struct {
 	Rollouts *rollout.Service
 	// URL is the API's base URL ("http://127.0.0.1:PORT").
 	URL string
+	// Dashboard is the operator dashboard, served at URL + dashboard.Prefix.
+	Dashboard *dashboard.Dashboard
 
 	gatewayURL atomic.Pointer[string]
 
@@ -146,6 +149,11 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	p.API.EnableMoves(p.Moves)
 	p.API.EnableStacks(p.stacks(), p.Store)
 	p.API.EnableRollouts(p.Rollouts)
+	if p.Dashboard, err = dashboard.New(dashboard.Config{Registry: p.Store, Operations: p.Runner, Moves: p.Moves,
+		Secret: cfg.Secret, AdminToken: cfg.AdminToken, ErrorText: ErrorText, Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	p.API.Mount(dashboard.Prefix, p.Dashboard)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("control plane listen: %w", err)
@@ -219,6 +227,9 @@ func (p *Plane) startRunner(ctx context.Context) error {
 // which hands its leases back so another replica takes over at once, and
 // closes the store. Safe on a partly started Plane.
 func (p *Plane) Stop(ctx context.Context) {
+	if p.Dashboard != nil {
+		p.Dashboard.Close()
+	}
 	if p.srv != nil {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = p.srv.Shutdown(sctx)

@@ -67,6 +67,18 @@ func NewServer(svc *Service, token string) (*Server, error) {
 	return s, nil
 }
 
+// Mount serves h for every path under prefix (a pattern ending in "/"),
+// without the admin token check: h authenticates its own requests (the
+// dashboard, with its session cookie).
+func (s *Server) Mount(prefix string, h http.Handler) { s.mux.Handle(prefix, h) }
+
+// ErrorText is how the API shows an error to the CLI: its message and
+// stable code. The dashboard shows a refused action the same way.
+func ErrorText(err error) string {
+	_, code := statusOf(err)
+	return (&APIError{Code: code, Message: err.Error()}).Error()
+}
+
 // HandlerFunc is an API handler: it returns the status and body to send, or
 // an error that the one error table turns into a status and code.
 type HandlerFunc func(r *http.Request) (int, any, error)

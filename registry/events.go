@@ -65,18 +65,30 @@ type EventFilter struct {
 	Subject string
 	// AfterID pages forwards: only events with a larger id.
 	AfterID int64
+	// Kind, when set, selects events of that kind, or of kinds under it
+	// ("tenant" selects "tenant.created" and the other "tenant." kinds).
+	Kind string
 	// Limit defaults to 100 and is at most 1000.
 	Limit int
+	// Newest returns the last Limit matching events (newest first) instead
+	// of the first ones.
+	Newest bool
 }
 
-// Events returns the events matching f, oldest first.
+// Events returns the events matching f, oldest first (newest first with
+// f.Newest).
 func (s *Store) Events(ctx context.Context, f EventFilter) ([]Event, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
 	f.Limit = min(f.Limit, 1000)
+	order := "id"
+	if f.Newest {
+		order = "id DESC"
+	}
 	rows, _ := s.pool.Query(ctx, `SELECT id, at, kind, subject, message, data FROM events
-		WHERE ($1 = '' OR subject = $1) AND id > $2 ORDER BY id LIMIT $3`, f.Subject, f.AfterID, f.Limit)
+		WHERE ($1 = '' OR subject = $1) AND id > $2 AND ($4 = '' OR kind = $4 OR starts_with(kind, $4 || '.'))
+		ORDER BY `+order+` LIMIT $3`, f.Subject, f.AfterID, f.Limit, f.Kind)
 	evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Event, error) {
 		var e Event
 		var data []byte

@@ -91,4 +91,16 @@ func TestStore_AddEvent(t *testing.T) {
 	if len(next) != 1 || next[0].ID != evs[1].ID {
 		t.Fatalf("events after %d = %+v", evs[0].ID, next)
 	}
+	must(t, s.AddEvent(ctx, "clusterx", "c9", "", nil))
+	// Kind selects a kind and the kinds under it, not others it prefixes.
+	byKind, err := s.Events(ctx, registry.EventFilter{Kind: "cluster"})
+	must(t, err)
+	if len(byKind) != 2 || byKind[0].Kind != "cluster.registered" || byKind[1].Kind != "cluster.checked" {
+		t.Fatalf("events of kind cluster = %+v", byKind)
+	}
+	newest, err := s.Events(ctx, registry.EventFilter{Subject: "c9", Limit: 2, Newest: true})
+	must(t, err)
+	if len(newest) != 2 || newest[0].Kind != "clusterx" || newest[1].Kind != "cluster.checked" {
+		t.Fatalf("newest two events = %+v", newest)
+	}
 }

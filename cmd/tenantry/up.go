@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tenantry/dashboard"
 	"tenantry/httpedge"
 	"tenantry/platform"
 )
@@ -60,7 +61,7 @@ func printUp(a *app, r *platform.Running, tenant, key string) error {
 	st := r.Local.State
 	if a.output == "json" {
 		// Secrets (admin token, database credentials) stay in platform.json.
-		return a.printJSON(map[string]any{"api_url": r.APIURL, "state_file": filepath.Join(r.Local.Dir, platform.StateFile),
+		return a.printJSON(map[string]any{"api_url": r.APIURL, "dashboard_url": r.APIURL + dashboard.Prefix, "state_file": filepath.Join(r.Local.Dir, platform.StateFile),
 			"data_dir": r.Local.Dir, "gateway_url": st.GatewayURL, "gateway_admin_url": st.GatewayAdminURL,
 			"sample_tenant": tenant, "sample_api_key": key})
 	}
@@ -75,6 +76,7 @@ func printUp(a *app, r *platform.Running, tenant, key string) error {
 		}
 	}
 	fmt.Fprintf(a.stdout, "  control plane     %s (admin token in %s/platform.json)\n", r.APIURL, r.Local.Dir)
+	fmt.Fprintf(a.stdout, "  dashboard         %s%s (log in with the admin token)\n", r.APIURL, dashboard.Prefix)
 	if st.GatewayURL != "" {
 		fmt.Fprintf(a.stdout, "  gateway           %s (metrics: %s/metrics)\n", st.GatewayURL, st.GatewayAdminURL)
 	}

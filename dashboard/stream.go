@@ -1,0 +1,66 @@
+package dashboard
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// keepAlive is how often an idle stream sends a comment, so that proxies
+// and the browser keep the connection.
+const keepAlive = 15 * time.Second
+
+// stream serves a live view as server-sent events: it renders the view's
+// fragment every StreamInterval and sends it (event "update", the HTML as
+// data) when it changed. It ends when the client goes away. A render error
+// is sent as event "error" and ends the stream; the browser reconnects.
+func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request, render func() ([]byte, error)) error {
+	b, err := render()
+	if err != nil {
+		return err // before any byte is sent: a plain error status
+	}
+	rc := http.NewResponseController(w)
+	// The API's write timeout bounds requests, not this stream.
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	tick := time.NewTicker(d.cfg.StreamInterval)
+	defer tick.Stop()
+	var last []byte
+	idle := time.Now()
+	for {
+		if err != nil {
+			fmt.Fprintf(w, "event: error\ndata: %s\n\n", bytes.ReplaceAll([]byte(err.Error()), []byte("\n"), []byte(" ")))
+			return rc.Flush()
+		}
+		if !bytes.Equal(b, last) {
+			writeEvent(w, "update", b)
+			last, idle = b, time.Now()
+		} else if time.Since(idle) > keepAlive {
+			fmt.Fprint(w, ": keep-alive\n\n")
+			idle = time.Now()
+		}
+		if err := rc.Flush(); err != nil {
+			return nil // the client went away
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-d.closed:
+			return nil
+		case <-tick.C:
+		}
+		b, err = render()
+	}
+}
+
+// writeEvent writes one event; each line of data becomes a data field.
+func writeEvent(w http.ResponseWriter, name string, data []byte) {
+	fmt.Fprintf(w, "event: %s\n", name)
+	for line := range bytes.SplitSeq(bytes.TrimRight(data, "\n"), []byte("\n")) {
+		fmt.Fprintf(w, "data: %s\n", line)
+	}
+	fmt.Fprint(w, "\n")
+}
