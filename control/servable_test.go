@@ -48,6 +48,7 @@ func TestService_CreateTenantWaitsForRouters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Logf("tenant create answered in %v (ready %v)", took.Round(time.Millisecond), nt.Ready)
 			if nt.Ready != tc.wantReady || !slices.Equal(nt.PendingRouters, tc.wantPending) {
 				t.Fatalf("ready %v, pending %v; want %v, %v", nt.Ready, nt.PendingRouters, tc.wantReady, tc.wantPending)
 			}

@@ -337,9 +337,10 @@ type NewTenant struct {
 	KeyID  string           `json:"key_id"`
 	// Ready reports that every live router routes by a registry version
 	// that has the tenant. When false, PendingRouters are the live routers
-	// that had not caught up within Config.ServeWait; they still serve the
-	// tenant (a router refreshes before it says "not found"), a little
-	// later on its first request.
+	// seen behind when Config.ServeWait ran out (none named: the registry
+	// could not be read to tell); they still serve the tenant (a router
+	// refreshes before it says "not found"), a little later on its first
+	// request.
 	Ready          bool     `json:"ready"`
 	PendingRouters []string `json:"pending_routers,omitempty"`
 }
@@ -379,11 +380,7 @@ func (s *Service) CreateTenant(ctx context.Context, id, alias string) (*NewTenan
 		return nil, err
 	}
 	nt := &NewTenant{Tenant: t, APIKey: key, KeyID: k.ID}
-	nt.PendingRouters, err = s.waitServable(ctx)
-	if err != nil {
-		return nil, err
-	}
-	nt.Ready = len(nt.PendingRouters) == 0
+	nt.Ready, nt.PendingRouters = s.waitServable(ctx)
 	s.log.Info("tenant created", "tenant", id, "alias", alias, "ready", nt.Ready, "pending_routers", nt.PendingRouters)
 	return nt, nil
 }
@@ -392,21 +389,24 @@ func (s *Service) CreateTenant(ctx context.Context, id, alias string) (*NewTenan
 // (heartbeat within RouterLive) reports routing by the current registry
 // version, which has what the caller just wrote. Routers report their
 // version with every heartbeat and beat at once after a new snapshot, so
-// this takes milliseconds when they are healthy. It returns the routers
-// that had not caught up in time; an error only when the registry cannot
-// be read.
-func (s *Service) waitServable(ctx context.Context) ([]string, error) {
+// this takes milliseconds when they are healthy. It reports whether that
+// was seen, and the routers seen behind when it gave up. It never fails the
+// create — the tenant exists — so a registry it cannot read leaves the
+// answer unconfirmed (not ready, no routers named).
+func (s *Service) waitServable(ctx context.Context) (ready bool, pending []string) {
 	v, err := s.cfg.Store.Version(ctx)
 	if err != nil {
-		return nil, err
+		s.log.Warn("tenant create: cannot read the registry version to wait for routers", "err", err)
+		return false, nil
 	}
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.ServeWait)
 	defer cancel()
 	behind, err := s.cfg.Store.WaitRouters(wctx, v, s.cfg.RouterLive)
-	if err != nil && ctx.Err() == nil && wctx.Err() != nil {
-		return behind, nil
+	if err != nil {
+		s.log.Warn("tenant create: routers not seen at the new registry version", "version", v, "routers", behind, "err", err)
+		return false, behind
 	}
-	return behind, err
+	return true, nil
 }
 
 // Status summarises the platform.

@@ -70,10 +70,16 @@ func (s *Store) WaitRouters(ctx context.Context, version int64, within time.Dura
 		rows, err := s.pool.Query(ctx, `SELECT id FROM routers
 			WHERE heartbeat > now() - $2::bigint * interval '1 microsecond' AND version < $1 ORDER BY id`,
 			version, within.Microseconds())
+		var now []string
 		if err == nil {
-			behind, err = pgx.CollectRows(rows, pgx.RowTo[string])
+			now, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		}
+		if err == nil {
+			behind = now
 		}
 		if ctx.Err() != nil {
+			// behind is the last complete answer: a read cut short by ctx
+			// says nothing.
 			return behind, fmt.Errorf("wait for routers at registry version %d: %w", version, ctx.Err())
 		}
 		if err != nil {

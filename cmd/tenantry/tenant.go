@@ -32,9 +32,12 @@ func newTenantCmd(a *app) *cobra.Command {
 			}
 			fmt.Fprintf(a.stdout, "tenant %s created on alias %s (epoch %d)\napi key (shown once): %s\n",
 				nt.Tenant.ID, nt.Tenant.Alias, nt.Tenant.Epoch, nt.APIKey)
-			if !nt.Ready {
+			switch {
+			case !nt.Ready && len(nt.PendingRouters) > 0:
 				fmt.Fprintf(a.stderr, "note: routers %s had not yet seen the tenant; they look it up on its first request\n",
 					strings.Join(nt.PendingRouters, ", "))
+			case !nt.Ready:
+				fmt.Fprintln(a.stderr, "note: could not confirm that every router has seen the tenant; routers look it up on its first request")
 			}
 			return nil
 		},
