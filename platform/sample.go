@@ -52,7 +52,7 @@ func (r *Running) WaitGateway(ctx context.Context) error {
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if gatewayVersion(ctx, client, r.GatewayURL) >= v {
+		if GatewayVersion(ctx, client, r.GatewayURL) >= v {
 			return nil
 		}
 		select {
@@ -63,8 +63,9 @@ func (r *Running) WaitGateway(ctx context.Context) error {
 	}
 }
 
-// gatewayVersion is the registry version the gateway at url serves, or -1.
-func gatewayVersion(ctx context.Context, c *http.Client, url string) int64 {
+// GatewayVersion is the registry version the gateway at url serves (its
+// /healthz), or -1.
+func GatewayVersion(ctx context.Context, c *http.Client, url string) int64 {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/healthz", nil)
 	if err != nil {
 		return -1
