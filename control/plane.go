@@ -62,6 +62,10 @@ type PlaneConfig struct {
 	// PollInterval of the workflow runner; default 200 ms. It bounds how
 	// long a dead replica's workflows wait for another one.
 	PollInterval time.Duration
+	// ReaderRole, when set, is granted what gateways and application
+	// instances need of the registry (registry.Store.GrantReader) on every
+	// start: they connect as it, never as the registry's owner.
+	ReaderRole string
 	// ManualRunner creates the runner but does not start it: the caller
 	// starts (and may stop and start again) Plane.Runner. Tests use it.
 	ManualRunner bool
@@ -138,6 +142,11 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	}
 	if err := p.startRunner(ctx); err != nil {
 		return nil, err
+	}
+	if cfg.ReaderRole != "" {
+		if err := p.Store.GrantReader(ctx, cfg.ReaderRole); err != nil {
+			return nil, err
+		}
 	}
 	if p.Service, err = NewService(Config{Store: p.Store, Secret: cfg.Secret, Credentials: p.Vault, PrepareDatabase: PrepareDatabase,
 		Provisioner: cfg.Provisioner, Workflows: p.Runner, Logger: cfg.Logger}); err != nil {

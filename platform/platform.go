@@ -42,10 +42,17 @@ type State struct {
 	// Passwords of the clusters' superusers, by cluster name ("control" for
 	// the control cluster): kept here (mode 0600) and nowhere else, and
 	// handed to the control plane as each cluster's admin credential.
-	Passwords  map[string]string `json:"cluster_passwords,omitempty"`
-	APIURL     string            `json:"api_url,omitempty"`
-	GatewayURL string            `json:"gateway_url,omitempty"`
-	ControlDSN string            `json:"control_dsn,omitempty"`
+	Passwords map[string]string `json:"cluster_passwords,omitempty"`
+	// RolePasswords are the passwords of the registry's roles
+	// (RegistryOwner, RegistryReader) on the control cluster.
+	RolePasswords map[string]string `json:"registry_role_passwords,omitempty"`
+	// ReaderDSN is the control database as RegistryReader: what the gateway
+	// and the stack instances get. ControlDSN is the control plane's, as
+	// RegistryOwner.
+	ReaderDSN  string `json:"reader_dsn,omitempty"`
+	APIURL     string `json:"api_url,omitempty"`
+	GatewayURL string `json:"gateway_url,omitempty"`
+	ControlDSN string `json:"control_dsn,omitempty"`
 	// SampleAPIKey is the API key of the sample tenant (local platform only).
 	SampleAPIKey string `json:"sample_api_key,omitempty"`
 	// GatewayAdminURL is the gateway's admin listener (/metrics).
@@ -120,7 +127,9 @@ func OpenLocal(ctx context.Context, dir string, log *slog.Logger) (*Local, error
 	if err := l.ensureControlDB(ctx); err != nil {
 		return nil, err
 	}
-	st.ControlDSN = l.Control.DSN(ControlDatabase)
+	if err := l.ensureRegistryRoles(ctx); err != nil {
+		return nil, err
+	}
 	for name, dirs := range st.Clusters {
 		for _, d := range dirs {
 			c, err := localpg.Open(d)

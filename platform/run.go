@@ -3,6 +3,7 @@ package platform
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"tenantry/control"
 	"tenantry/move"
+	"tenantry/provision"
 	"tenantry/registry"
 	"tenantry/stack"
 	"tenantry/tenantsig"
@@ -92,7 +94,7 @@ type Running struct {
 func PlaneConfig(dir string, st *State, opts MoveOptions, log *slog.Logger) control.PlaneConfig {
 	return control.PlaneConfig{ControlDSN: st.ControlDSN, Secret: []byte(st.Secret), AdminToken: st.AdminToken,
 		BackupDir: control.DefaultBackupDir(dir), Move: opts.Config, LeaseTTL: opts.LeaseTTL,
-		ManualRunner: opts.Manual, Logger: log, GatewayURL: st.GatewayURL}
+		ReaderRole: RegistryReader, ManualRunner: opts.Manual, Logger: log, GatewayURL: st.GatewayURL}
 }
 
 // Run opens (or creates) the local platform in opts.Dir: the control
@@ -122,12 +124,12 @@ func Run(ctx context.Context, opts Options) (_ *Running, err error) {
 	r.Stacks = &stack.LocalProvider{
 		Binary: opts.Binary,
 		Dir:    filepath.Join(l.Dir, "stacks"),
-		Env:    []string{"TENANTRY_CONTROL_DSN=" + st.ControlDSN, "TENANTRY_SECRET=" + st.Secret},
-		// Each stack's instances hold only their own tenant-header key.
-		StackEnv: func(stack string) []string {
-			return []string{"TENANTRY_HEADER_KEY=" + hex.EncodeToString(tenantsig.StackKey(headerRoot(st), stack))}
-		},
-		Logger: log,
+		// The instances (and the gateway) read the registry as its reader
+		// role; no superuser or registry-owner credential, no platform
+		// secret reaches them.
+		Env:      []string{"TENANTRY_CONTROL_DSN=" + st.ReaderDSN},
+		StackEnv: func(spec stack.Spec) []string { return stackEnv(st, spec) },
+		Logger:   log,
 	}
 	cfg := PlaneConfig(l.Dir, st, opts.Moves, log)
 	cfg.Listen = opts.APIListen
@@ -213,4 +215,20 @@ func (r *Running) Close(ctx context.Context) {
 	}
 	r.Local.Stop(ctx)
 	r.unlock()
+}
+
+// stackEnv is what only one stack's instances hold: their own tenant-header
+// key and the credentials of their tenants — the tenant-password key for a
+// shared stack, only its tenants' passwords for a dedicated one.
+func stackEnv(st *State, spec stack.Spec) []string {
+	env := []string{"TENANTRY_HEADER_KEY=" + hex.EncodeToString(tenantsig.StackKey(headerRoot(st), spec.Name))}
+	if len(spec.Tenants) == 0 {
+		return append(env, "TENANTRY_TENANT_KEY="+hex.EncodeToString(provision.TenantKey([]byte(st.Secret))))
+	}
+	pws := make(map[string]string, len(spec.Tenants))
+	for _, t := range spec.Tenants {
+		pws[t] = provision.Password([]byte(st.Secret), t)
+	}
+	b, _ := json.Marshal(pws) // a map of strings always encodes
+	return append(env, "TENANTRY_TENANT_PASSWORDS="+string(b))
 }

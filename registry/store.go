@@ -26,20 +26,33 @@ type Store struct {
 // OpenStore connects to the control database at dsn and applies the
 // registry's schema migrations. A nil logger discards.
 func OpenStore(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
+	s, err := ConnectStore(ctx, dsn, logger)
+	if err != nil {
+		return nil, err
+	}
+	applied, err := schema.Apply(ctx, s.pool)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("migrate control database: %w", err)
+	}
+	if applied > 0 {
+		s.logger.Info("registry migrations applied", "count", applied, "schema_version", schema.Latest())
+	}
+	return s, nil
+}
+
+// ConnectStore connects to the control database at dsn without migrating
+// it: for the processes that only route — gateways and application
+// instances — which connect as a reader role (GrantReader) that may not
+// change the schema. The registry must have been migrated (by the control
+// plane's OpenStore). A nil logger discards.
+func ConnectStore(ctx context.Context, dsn string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open control database: %w", err)
-	}
-	applied, err := schema.Apply(ctx, pool)
-	if err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("migrate control database: %w", err)
-	}
-	if applied > 0 {
-		logger.Info("registry migrations applied", "count", applied, "schema_version", schema.Latest())
 	}
 	return &Store{pool: pool, logger: logger}, nil
 }

@@ -54,8 +54,9 @@ type LocalProvider struct {
 	Env []string
 	// StackEnv, when set, returns environment added for the instances of
 	// one stack only (after Env): what only that stack may hold, such as
-	// its tenant-header key (TENANTRY_HEADER_KEY).
-	StackEnv func(stack string) []string
+	// its tenant-header key (TENANTRY_HEADER_KEY) and the credentials of
+	// its tenants (all of them, or a dedicated stack's Spec.Tenants).
+	StackEnv func(spec Spec) []string
 	// Store records the stacks. Required.
 	Store StackStore
 	// Logger receives operator logs; nil discards them.
@@ -207,7 +208,6 @@ func (p *LocalProvider) instanceSpec(bin string, spec Spec, i int) localproc.Spe
 	}
 }
 
-
 func instanceName(stack string, i int) string { return fmt.Sprintf("%s-%d", stack, i) }
 
 func (p *LocalProvider) recordPath(stack string, i int) string {
@@ -258,7 +258,7 @@ func instancesOf(procs []*localproc.Process) []registry.Instance {
 func (p *LocalProvider) env(spec Spec) []string {
 	env := slices.Clone(p.Env)
 	if p.StackEnv != nil {
-		env = append(env, p.StackEnv(spec.Name)...)
+		env = append(env, p.StackEnv(spec)...)
 	}
 	if spec.Production {
 		env = append(env, oms.EnvProduction+"=1")

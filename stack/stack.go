@@ -39,6 +39,10 @@ type Spec struct {
 	// added latency), to show a rollout's rollback; LocalProvider passes
 	// them in the instances' environment. Refused with Production.
 	Faults oms.Faults `json:"faults,omitzero"`
+	// Tenants, when set, makes a dedicated stack: its instances receive the
+	// database credentials of these tenants only (LocalProvider.StackEnv
+	// decides how), so nothing in them opens another tenant's data.
+	Tenants []string `json:"tenants,omitempty"`
 }
 
 // Provider deploys and stops stacks.
@@ -104,6 +108,11 @@ func (s *Spec) Validate() error {
 	}
 	if s.Production && s.Faults.Enabled() {
 		return fmt.Errorf("%w: stack %s: %v", registry.ErrInvalid, s.Name, oms.ErrFaultsInProduction)
+	}
+	for _, t := range s.Tenants {
+		if err := registry.ValidateTenantID(t); err != nil {
+			return fmt.Errorf("stack %s: %w", s.Name, err)
+		}
 	}
 	return nil
 }

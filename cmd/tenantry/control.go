@@ -29,6 +29,7 @@ type controlCmd struct {
 	addrFile   string
 	leaseTTL   time.Duration
 	gatewayURL string
+	readerRole string
 }
 
 func newControlCmd(a *app) *cobra.Command {
@@ -54,6 +55,7 @@ database's password from $TENANTRY_CONTROL_DSN, $PGPASSWORD or ~/.pgpass.`,
 	f.StringVar(&c.tokenFile, "token-file", "", "file holding the admin token (else $TENANTRY_ADMIN_TOKEN)")
 	f.StringVar(&c.backupDir, "backup-dir", "backups", "directory for the backups moves take")
 	f.StringVar(&c.addrFile, "addr-file", "", "write the API's URL to this file once it listens")
+	f.StringVar(&c.readerRole, "reader-role", "", "database role the gateways and application instances read the registry as: granted what they need on every start")
 	f.DurationVar(&c.leaseTTL, "lease-ttl", 10*time.Second, "workflow lease; bounds takeover from a replica that hangs (a dead one is taken over at once)")
 	f.StringVar(&c.gatewayURL, "gateway-url", "", "a gateway's URL, for rollout and smoke previews")
 	return cmd
@@ -75,7 +77,7 @@ func (c *controlCmd) Run(ctx context.Context) error {
 	}
 	log := c.a.log.With("component", "control")
 	cfg := control.PlaneConfig{ControlDSN: dsn, Secret: []byte(secret), AdminToken: token, Listen: c.listen, GatewayURL: c.gatewayURL,
-		BackupDir: c.backupDir, LeaseTTL: c.leaseTTL, Logger: log}
+		BackupDir: c.backupDir, LeaseTTL: c.leaseTTL, ReaderRole: c.readerRole, Logger: log}
 	cfg.Move.Hook = failpoint()
 	p, err := control.StartPlane(ctx, cfg)
 	if err != nil {

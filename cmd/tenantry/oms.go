@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 
 	"github.com/spf13/cobra"
 
 	"tenantry/httpedge"
 	"tenantry/oms/instance"
+	"tenantry/provision"
 	"tenantry/registry"
 )
 
@@ -20,8 +22,10 @@ func newOMSCmd(a *app) *cobra.Command {
 		Short: "Serve the reference order-management service (OMS) API",
 		Long: `Serves the OMS API as one instance of stack --stack. Secrets come from the environment
 or files, never from flag values: the stack's tenant-header key ($TENANTRY_HEADER_KEY or
---header-key-file, hex; ` + "`tenantry header-key STACK`" + ` prints it) and the platform secret, which
-derives tenant database passwords ($TENANTRY_SECRET or --secret-file).`,
+--header-key-file, hex; ` + "`tenantry header-key STACK`" + ` prints it) and what opens tenant
+databases: $TENANTRY_TENANT_PASSWORDS (JSON {"tenant": "password"}: a dedicated stack's only
+tenants), else the tenant-password key ($TENANTRY_TENANT_KEY, hex), else the platform secret
+($TENANTRY_SECRET or --secret-file), from which that key is derived.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.ControlDSN == "" {
@@ -30,14 +34,14 @@ derives tenant database passwords ($TENANTRY_SECRET or --secret-file).`,
 			if err := registry.ValidateName("stack", cfg.Stack); err != nil {
 				return usageErr("--stack: %v", err)
 			}
-			secret, err := secretFrom(secretFile, "TENANTRY_SECRET", "--secret-file")
-			if err != nil {
+			if err := tenantSecrets(&cfg, secretFile); err != nil {
 				return err
 			}
+			var err error
 			if cfg.HeaderKey, err = hexSecretFrom(keyFile, "TENANTRY_HEADER_KEY", "--header-key-file"); err != nil {
 				return err
 			}
-			cfg.Secret, cfg.Logger = []byte(secret), a.log.With("service", "oms", "name", name, "stack", cfg.Stack)
+			cfg.Logger = a.log.With("service", "oms", "name", name, "stack", cfg.Stack)
 			return instance.Run(cmd.Context(), cfg)
 		},
 	}
@@ -51,4 +55,26 @@ derives tenant database passwords ($TENANTRY_SECRET or --secret-file).`,
 	f.StringVar(&name, "name", "", "instance name (a label in logs)")
 	f.StringVar(&cfg.Stack, "stack", "", "the stack this instance belongs to: only tenant headers signed for it are accepted (required)")
 	return cmd
+}
+
+// tenantSecrets sets what opens tenant databases: $TENANTRY_TENANT_PASSWORDS,
+// else $TENANTRY_TENANT_KEY, else the key derived from the platform secret.
+func tenantSecrets(cfg *instance.Config, secretFile string) error {
+	if js := os.Getenv("TENANTRY_TENANT_PASSWORDS"); js != "" {
+		if err := json.Unmarshal([]byte(js), &cfg.TenantPasswords); err != nil || cfg.TenantPasswords == nil {
+			return usageErr("$TENANTRY_TENANT_PASSWORDS: want a JSON object of tenant passwords")
+		}
+		return nil
+	}
+	if os.Getenv("TENANTRY_TENANT_KEY") != "" {
+		var err error
+		cfg.TenantKey, err = hexSecretFrom("", "TENANTRY_TENANT_KEY", "$TENANTRY_TENANT_KEY")
+		return err
+	}
+	secret, err := secretFrom(secretFile, "TENANTRY_SECRET", "--secret-file")
+	if err != nil {
+		return usageErr("tenant credentials: $TENANTRY_TENANT_PASSWORDS, $TENANTRY_TENANT_KEY, $TENANTRY_SECRET or --secret-file is required")
+	}
+	cfg.TenantKey = provision.TenantKey([]byte(secret))
+	return nil
 }

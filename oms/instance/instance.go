@@ -32,11 +32,17 @@ const ShutdownTimeout = 30 * time.Second
 type Config struct {
 	// ControlDSN is the registry's control database; the router follows
 	// placements there, and registers, heartbeats and acknowledges epochs.
-	// Required.
+	// A reader role (registry.Store.GrantReader) is enough; the registry is
+	// not migrated from here. Required.
 	ControlDSN string
-	// Secret is the platform secret: it derives each tenant's database
-	// password. Required.
-	Secret []byte
+	// TenantKey derives each tenant's database password
+	// (provision.TenantKey of the platform secret): the instances of a
+	// shared stack hold it. TenantPasswords instead lists the passwords of
+	// the only tenants this instance may serve (a dedicated stack): others
+	// get no password, so their roles cannot log in from here. One of the
+	// two is required.
+	TenantKey       []byte
+	TenantPasswords map[string]string
 	// HeaderKey is the tenant-header key of Stack (tenantsig.StackKey):
 	// only headers signed with it for Stack are accepted. Required.
 	HeaderKey []byte
@@ -55,8 +61,8 @@ var ErrInvalidConfig = errors.New("invalid OMS instance config")
 // Run serves the OMS until ctx ends, then drains in-flight requests (up to
 // ShutdownTimeout).
 func Run(ctx context.Context, cfg Config) error {
-	if cfg.ControlDSN == "" || len(cfg.Secret) == 0 || len(cfg.HeaderKey) == 0 || cfg.Stack == "" {
-		return fmt.Errorf("%w: the control DSN, the secret, the header key and the stack are required", ErrInvalidConfig)
+	if cfg.ControlDSN == "" || (len(cfg.TenantKey) == 0 && cfg.TenantPasswords == nil) || len(cfg.HeaderKey) == 0 || cfg.Stack == "" {
+		return fmt.Errorf("%w: the control DSN, the tenant key or passwords, the header key and the stack are required", ErrInvalidConfig)
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -69,7 +75,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if faults.Enabled() {
 		log.Warn("test-only faults injected", "error_rate", faults.ErrorRate, "latency", faults.Latency)
 	}
-	store, err := registry.OpenStore(ctx, cfg.ControlDSN, log)
+	store, err := registry.ConnectStore(ctx, cfg.ControlDSN, log)
 	if err != nil {
 		return fmt.Errorf("open registry: %w", err)
 	}
@@ -83,13 +89,11 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	router, err := route.New(route.Config{
-		Source:   watcher,
-		Registry: store,
-		Credentials: func(t string) (string, string) {
-			return provision.RoleName(t), provision.Password(cfg.Secret, t)
-		},
-		Logger:     log,
-		Registerer: reg,
+		Source:      watcher,
+		Registry:    store,
+		Credentials: cfg.credentials,
+		Logger:      log,
+		Registerer:  reg,
 	})
 	if err != nil {
 		return err
@@ -124,4 +128,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log.Info("oms drained")
 	return nil
+}
+
+// credentials is the router's Credentials: the tenant's role and password
+// (none for a tenant a dedicated stack was not given).
+func (cfg *Config) credentials(tenant string) (string, string) {
+	if cfg.TenantPasswords != nil {
+		return provision.RoleName(tenant), cfg.TenantPasswords[tenant]
+	}
+	return provision.RoleName(tenant), provision.KeyedPassword(cfg.TenantKey, tenant)
 }

@@ -1,0 +1,63 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// readerTables are what routing needs of the registry: the snapshot's
+// tables. Not cluster_credentials, events, or any workflow table.
+var readerTables = []string{"registry_version", "clusters", "members", "aliases", "tenants", "stacks", "routes", "api_keys"}
+
+// routerTables are the routers' own rows: registration, heartbeats and
+// epoch acknowledgements.
+var routerTables = []string{"routers", "router_acks"}
+
+// GrantReader gives role exactly what the processes that route (gateways,
+// application instances) need of the registry: CONNECT on the control
+// database, SELECT on the snapshot's tables, and SELECT, INSERT, UPDATE,
+// DELETE on the routers' tables; LISTEN needs no grant. It revokes
+// everything else the role could have on the registry's and the workflow's
+// tables, and CONNECT and TEMPORARY from PUBLIC. The store must connect as
+// the registry's owner (the control plane's role); idempotent, run after
+// every migration (Plane does).
+//
+// All routers share the role: the database cannot tell one router's rows
+// from another's, so a holder of the reader credential can rewrite any
+// router's heartbeat or acknowledgements — but no placement, route, key,
+// stack, cluster or credential.
+func (s *Store) GrantReader(ctx context.Context, role string) error {
+	if err := ValidateName("role", role); err != nil {
+		return err
+	}
+	r := pgx.Identifier{role}.Sanitize()
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var db string
+		if err := tx.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
+			return err
+		}
+		d := pgx.Identifier{db}.Sanitize()
+		stmts := []string{
+			"REVOKE CONNECT, TEMPORARY ON DATABASE " + d + " FROM PUBLIC",
+			"GRANT CONNECT ON DATABASE " + d + " TO " + r,
+			"REVOKE TEMPORARY ON DATABASE " + d + " FROM " + r,
+			"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM " + r,
+			"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM " + r,
+			"GRANT USAGE ON SCHEMA public TO " + r,
+		}
+		for _, t := range readerTables {
+			stmts = append(stmts, "GRANT SELECT ON "+pgx.Identifier{t}.Sanitize()+" TO "+r)
+		}
+		for _, t := range routerTables {
+			stmts = append(stmts, "GRANT SELECT, INSERT, UPDATE, DELETE ON "+pgx.Identifier{t}.Sanitize()+" TO "+r)
+		}
+		for _, q := range stmts {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("grant registry reader %s: %s: %w", role, q, err)
+			}
+		}
+		return nil
+	})
+}
