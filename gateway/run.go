@@ -52,7 +52,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	}
 	defer w.Stop()
 	// The store receives this gateway's per-stack stats (stack_stats).
-	store, err := registry.OpenStore(ctx, cfg.ControlDSN, log)
+	store, err := registry.ConnectStore(ctx, cfg.ControlDSN, log)
 	if err != nil {
 		return fmt.Errorf("open registry: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -334,6 +335,15 @@ func testBroken(t *testing.T, ca, cb *localpg.Cluster) {
 	}
 	if err := logrepl.CreateSubscription(ctx, b.db, n.Forward.Subscription, a.ep, n.Forward.Publication, logrepl.SubOpts{Enabled: true}); err != nil {
 		t.Fatal(err)
+	}
+	// The subscription connects with the source cluster's TLS settings and
+	// its credential (dbconn.Config.String), never libpq's defaults.
+	var conninfo string
+	if err := b.db.QueryRow(ctx, "SELECT subconninfo FROM pg_subscription WHERE subname = $1", n.Forward.Subscription).Scan(&conninfo); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(conninfo, "sslmode='disable'") || !strings.Contains(conninfo, "user='postgres'") || !strings.Contains(conninfo, "password=") {
+		t.Fatalf("subscription conninfo %q lacks the endpoint's TLS settings or credential", conninfo)
 	}
 	// A row already on the target makes the next insert fail there.
 	mustExec(t, b.db, `INSERT INTO orders (tenant_id, id, note) VALUES ('xx', 999999, 'conflict')`)

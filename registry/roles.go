@@ -8,26 +8,31 @@ import (
 )
 
 // readerTables are what routing needs of the registry: the snapshot's
-// tables. Not cluster_credentials, events, or any workflow table.
-var readerTables = []string{"registry_version", "clusters", "members", "aliases", "tenants", "stacks", "routes", "api_keys"}
+// tables. Not cluster_credentials, events, or any workflow table. A table
+// added to the snapshot must be added here (TestStore_GrantReader reads a
+// snapshot as the reader).
+var readerTables = []string{"registry_version", "clusters", "members", "aliases", "tenants", "stacks", "routes",
+	"api_keys", "tenant_limits"}
 
-// routerTables are the routers' own rows: registration, heartbeats and
-// epoch acknowledgements.
-var routerTables = []string{"routers", "router_acks"}
+// writerTables are the rows routing processes write of their own: routers'
+// registration, heartbeats and epoch acknowledgements, gateways' per-stack
+// request outcomes.
+var writerTables = []string{"routers", "router_acks", "stack_stats"}
 
 // GrantReader gives role exactly what the processes that route (gateways,
 // application instances) need of the registry: CONNECT on the control
 // database, SELECT on the snapshot's tables, and SELECT, INSERT, UPDATE,
-// DELETE on the routers' tables; LISTEN needs no grant. It revokes
+// DELETE on the routers' and the gateways' stats tables; LISTEN needs no
+// grant. It revokes
 // everything else the role could have on the registry's and the workflow's
 // tables, and CONNECT and TEMPORARY from PUBLIC. The store must connect as
 // the registry's owner (the control plane's role); idempotent, run after
 // every migration (Plane does).
 //
-// All routers share the role: the database cannot tell one router's rows
-// from another's, so a holder of the reader credential can rewrite any
-// router's heartbeat or acknowledgements — but no placement, route, key,
-// stack, cluster or credential.
+// All routers and gateways share the role: the database cannot tell one
+// router's rows from another's, so a holder of the reader credential can
+// rewrite any router's heartbeat or acknowledgements and any gateway's stats
+// — but no placement, route, key, limit, stack, cluster or credential.
 func (s *Store) GrantReader(ctx context.Context, role string) error {
 	if err := ValidateName("role", role); err != nil {
 		return err
@@ -50,7 +55,7 @@ func (s *Store) GrantReader(ctx context.Context, role string) error {
 		for _, t := range readerTables {
 			stmts = append(stmts, "GRANT SELECT ON "+pgx.Identifier{t}.Sanitize()+" TO "+r)
 		}
-		for _, t := range routerTables {
+		for _, t := range writerTables {
 			stmts = append(stmts, "GRANT SELECT, INSERT, UPDATE, DELETE ON "+pgx.Identifier{t}.Sanitize()+" TO "+r)
 		}
 		for _, q := range stmts {

@@ -52,9 +52,10 @@ func TestStore_GrantReader(t *testing.T) {
 		t.Fatalf("reader snapshot misses the registry: %+v", snap)
 	}
 	must(t, reader.RegisterRouter(ctx, "r1"))
-	must(t, reader.Heartbeat(ctx, "r1"))
+	must(t, reader.Heartbeat(ctx, "r1", 1))
 	must(t, reader.AckEpoch(ctx, "r1", "acme", 1))
 	must(t, reader.DeregisterRouter(ctx, "r1"))
+	must(t, reader.WriteStackStats(ctx, "g1", map[string]registry.StackStats{"blue": {Requests: 3}}))
 
 	denied := func(what string, err error) {
 		t.Helper()
@@ -63,6 +64,7 @@ func TestStore_GrantReader(t *testing.T) {
 			t.Errorf("%s as the reader: %v, want permission denied", what, err)
 		}
 	}
+	denied("set limits", reader.SetTenantLimits(ctx, "acme", registry.Limits{Rate: 1}))
 	_, err = reader.SetPlacement(ctx, "acme", 1, "pool-1", registry.StatePaused)
 	denied("set placement", err)
 	_, _, err = reader.CreateAPIKey(ctx, "acme")
