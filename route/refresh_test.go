@@ -128,7 +128,9 @@ func TestRouter_RegistersAgainAfterExpiry(t *testing.T) {
 	t.Cleanup(store.Close)
 	src := &fakeSource{}
 	src.publish(&registry.Snapshot{Version: 7})
-	r := newRouter(t, src, store, func(c *Config) { c.ID = "r-stalled" })
+	// Heartbeats only when a new snapshot is applied, so that none comes
+	// between the test's stall and the expiry.
+	r := newRouter(t, src, store, func(c *Config) { c.ID, c.HeartbeatInterval = "r-stalled", time.Hour })
 	eventually(t, 10*time.Second, "the router registered", func() bool {
 		rs, err := store.Routers(ctx)
 		return err == nil && len(rs) == 1 && rs[0].Version == 7
@@ -141,8 +143,9 @@ func TestRouter_RegistersAgainAfterExpiry(t *testing.T) {
 	if err != nil || len(expired) != 1 || expired[0] != r.ID() {
 		t.Fatalf("expired %v, %v; want [%s]", expired, err, r.ID())
 	}
+	src.publish(&registry.Snapshot{Version: 8}) // the next heartbeat
 	eventually(t, 10*time.Second, "the router registered again", func() bool {
 		rs, err := store.LiveRouters(ctx, 5*time.Second)
-		return err == nil && len(rs) == 1 && rs[0].ID == r.ID() && rs[0].Version == 7
+		return err == nil && len(rs) == 1 && rs[0].ID == r.ID() && rs[0].Version == 8
 	})
 }
