@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"tenantry/ha"
 	"tenantry/move"
 	"tenantry/registry"
 )
@@ -85,6 +86,24 @@ func (c *Client) Clusters(ctx context.Context) ([]*registry.Cluster, error) {
 		Clusters []*registry.Cluster `json:"clusters"`
 	}
 	return out.Clusters, c.Do(ctx, http.MethodGet, "/v1/clusters", nil, &out)
+}
+
+// ClusterStatus returns a cluster with each member's probe and each
+// standby's replay lag.
+func (c *Client) ClusterStatus(ctx context.Context, name string) (*ClusterStatus, error) {
+	var st ClusterStatus
+	return &st, c.Do(ctx, http.MethodGet, "/v1/clusters/"+url.PathEscape(name), nil, &st)
+}
+
+// AddStandby adds a streaming standby to a cluster (local clusters).
+func (c *Client) AddStandby(ctx context.Context, cluster string, req AddStandbyRequest) (*registry.Member, error) {
+	var m registry.Member
+	return &m, c.Do(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/standbys", req, &m)
+}
+
+// RemoveStandby removes a standby of a cluster.
+func (c *Client) RemoveStandby(ctx context.Context, cluster, member string) error {
+	return c.Do(ctx, http.MethodDelete, "/v1/clusters/"+url.PathEscape(cluster)+"/standbys/"+url.PathEscape(member), nil, nil)
 }
 
 // Aliases lists aliases.
@@ -237,4 +256,17 @@ func (c *Client) Events(ctx context.Context, subject string, after int64) ([]reg
 		q.Set("after", strconv.FormatInt(after, 10))
 	}
 	return out.Events, c.Do(ctx, http.MethodGet, "/v1/events?"+q.Encode(), nil, &out)
+}
+
+// Switchover starts a switchover of cluster to its standby to (empty: the
+// least behind).
+func (c *Client) Switchover(ctx context.Context, cluster, to string) (*ha.Info, error) {
+	var in ha.Info
+	return &in, c.Do(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/switchover", ha.SwitchoverRequest{To: to}, &in)
+}
+
+// SwitchoverInfo returns a switchover.
+func (c *Client) SwitchoverInfo(ctx context.Context, id string) (*ha.Info, error) {
+	var in ha.Info
+	return &in, c.Do(ctx, http.MethodGet, "/v1/switchovers/"+url.PathEscape(id), nil, &in)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"tenantry/ha"
 	"tenantry/move"
 	"tenantry/registry"
 	"tenantry/rollout"
@@ -44,6 +45,8 @@ var errorCodes = []struct {
 	{move.ErrAborted, http.StatusConflict, "aborted"},
 	{rollout.ErrWrongState, http.StatusConflict, "rollout_wrong_state"},
 	{rollout.ErrNoGateway, http.StatusServiceUnavailable, "no_gateway"},
+	{ha.ErrPrecheck, http.StatusConflict, "ha_precheck_failed"},
+	{ha.ErrNotSupported, http.StatusNotImplemented, "ha_not_supported"},
 	{stack.ErrRunning, http.StatusConflict, "stack_running"},
 	{stack.ErrNotRunning, http.StatusNotFound, "stack_not_running"},
 	{ErrClusterCheck, http.StatusUnprocessableEntity, "cluster_check_failed"},

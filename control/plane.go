@@ -17,6 +17,7 @@ import (
 
 	"tenantry/backup"
 	"tenantry/dashboard"
+	"tenantry/ha"
 	"tenantry/httpedge"
 	"tenantry/jsonapi"
 	"tenantry/move"
@@ -91,6 +92,10 @@ type Plane struct {
 	Moves   *move.Service
 	// Rollouts runs blue/green rollouts (package rollout).
 	Rollouts *rollout.Service
+	// HA runs switchovers; its Servers are the Provisioner's when it
+	// implements ha.Servers (local clusters), else switchovers answer
+	// ha.ErrNotSupported.
+	HA *ha.Service
 	// URL is the API's base URL ("http://127.0.0.1:PORT").
 	URL string
 	// Dashboard is the operator dashboard, served at URL + dashboard.Prefix.
@@ -156,6 +161,7 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 		return nil, err
 	}
 	p.API.EnableMoves(p.Moves)
+	p.API.EnableHA(p.HA)
 	p.API.EnableStacks(p.stacks(), p.Store)
 	p.API.EnableRollouts(p.Rollouts)
 	if p.Dashboard, err = dashboard.New(dashboard.Config{Registry: p.Store, Operations: p.Runner, Moves: p.Moves,
@@ -192,7 +198,8 @@ func (p *Plane) stacks() stack.Provider {
 	return p.cfg.Stacks
 }
 
-// startRunner makes the workflow runner with the move workflow and, unless
+// startRunner makes the workflow runner with the move, rollout and
+// switchover workflows and, unless
 // ManualRunner, starts it.
 func (p *Plane) startRunner(ctx context.Context) error {
 	pool := p.Store.Pool()
@@ -223,6 +230,11 @@ func (p *Plane) startRunner(ctx context.Context) error {
 	}
 	if p.Rollouts, err = rollout.NewService(rollout.Config{Store: p.Store, Stacks: p.stacks(), Logger: p.cfg.Logger,
 		Gateway: func() string { return *p.gatewayURL.Load() }}, runner); err != nil {
+		return err
+	}
+	servers, _ := p.cfg.Provisioner.(ha.Servers)
+	if p.HA, err = ha.NewService(ha.Config{Registry: p.Store, Connect: memberConnector(p.Vault), Servers: servers,
+		AckTimeout: mc.AckTimeout, RouterLive: mc.RouterLive, Logger: p.cfg.Logger}, runner); err != nil {
 		return err
 	}
 	p.Runner = runner

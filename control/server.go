@@ -55,6 +55,9 @@ func NewServer(svc *Service, token string) (*Server, error) {
 	s.Handle("GET /v1/clusters", s.listClusters)
 	s.Handle("POST /v1/clusters", s.createCluster)
 	s.Handle("POST /v1/clusters/register", s.registerCluster)
+	s.Handle("GET /v1/clusters/{name}", s.clusterStatus)
+	s.Handle("POST /v1/clusters/{name}/standbys", s.addStandby)
+	s.Handle("DELETE /v1/clusters/{name}/standbys/{member}", s.removeStandby)
 	s.Handle("GET /v1/aliases", s.listAliases)
 	s.Handle("POST /v1/aliases", s.createAlias)
 	s.Handle("GET /v1/tenants", s.listTenants)
@@ -304,4 +307,29 @@ func (s *Server) registerCluster(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusCreated, c, nil
+}
+
+func (s *Server) clusterStatus(r *http.Request) (int, any, error) {
+	st, err := s.svc.ClusterStatus(r.Context(), r.PathValue("name"))
+	return http.StatusOK, st, err
+}
+
+func (s *Server) addStandby(r *http.Request) (int, any, error) {
+	var req AddStandbyRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		return 0, nil, err
+	}
+	m, err := s.svc.AddStandby(r.Context(), r.PathValue("name"), req)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, m, nil
+}
+
+func (s *Server) removeStandby(r *http.Request) (int, any, error) {
+	name, member := r.PathValue("name"), r.PathValue("member")
+	if err := s.svc.RemoveStandby(r.Context(), name, member); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]string{"cluster": name, "removed": member}, nil
 }

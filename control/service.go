@@ -23,6 +23,8 @@ import (
 // Store is the part of the registry the control plane writes.
 type Store interface {
 	Snapshot(ctx context.Context) (*registry.Snapshot, error)
+	AddMember(ctx context.Context, cluster string, m registry.Member) error
+	RemoveMember(ctx context.Context, cluster, member string) error
 	CreateAlias(ctx context.Context, a registry.Alias) error
 	CreateTenant(ctx context.Context, id, alias string) (*registry.Tenant, error)
 	CreateAPIKey(ctx context.Context, tenant string) (string, *registry.APIKey, error)
@@ -174,11 +176,26 @@ func (s *Service) AdminConnect(ctx context.Context, c *registry.Cluster, db stri
 	if !ok {
 		return nil, fmt.Errorf("cluster %s has no primary: %w", c.Name, registry.ErrNotFound)
 	}
-	cred, err := s.cfg.Credentials.ClusterCredential(ctx, c.Name)
-	if err != nil {
-		return nil, err
+	return s.ConnectMember(ctx, c, m, db)
+}
+
+// ConnectMember opens an admin connection to database db on member m of
+// cluster c, with the cluster's credential; failing to connect is
+// ErrUnavailable.
+func (s *Service) ConnectMember(ctx context.Context, c *registry.Cluster, m registry.Member, db string) (*pgx.Conn, error) {
+	return memberConnector(s.cfg.Credentials)(ctx, c, m, db)
+}
+
+// memberConnector opens admin connections to members with the credentials
+// creds keeps.
+func memberConnector(creds registry.ClusterCredentials) func(ctx context.Context, c *registry.Cluster, m registry.Member, db string) (*pgx.Conn, error) {
+	return func(ctx context.Context, c *registry.Cluster, m registry.Member, db string) (*pgx.Conn, error) {
+		cred, err := creds.ClusterCredential(ctx, c.Name)
+		if err != nil {
+			return nil, err
+		}
+		return connectMember(ctx, c.MemberConfig(m, db, cred))
 	}
-	return connectMember(ctx, c.MemberConfig(m, db, cred))
 }
 
 // connectMember opens an admin connection; failing to is ErrUnavailable.

@@ -497,6 +497,10 @@ func (c *Cluster) standBy(primary *Cluster) error {
 	return chownToRunner(sig)
 }
 
+// IsPrimary reports whether c was made or promoted a primary (it streams
+// from no other cluster).
+func (c *Cluster) IsPrimary() bool { return c.Primary == 0 }
+
 func (c *Cluster) postmasterPID() (int, bool) {
 	b, err := os.ReadFile(filepath.Join(c.DataDir(), "postmaster.pid"))
 	if err != nil {

@@ -198,7 +198,13 @@ type tenantFixture struct {
 // of orders (seeded straight into its database).
 func newTenant(t *testing.T, ctx context.Context, id string, orders int) tenantFixture {
 	t.Helper()
-	nt, err := plat.Service.CreateTenant(ctx, id, PooledAlias)
+	return newTenantOn(t, ctx, id, PooledAlias, orders)
+}
+
+// newTenantOn is newTenant on another alias.
+func newTenantOn(t *testing.T, ctx context.Context, id, alias string, orders int) tenantFixture {
+	t.Helper()
+	nt, err := plat.Service.CreateTenant(ctx, id, alias)
 	if err != nil {
 		t.Fatalf("create tenant %s: %v", id, err)
 	}

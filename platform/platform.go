@@ -328,21 +328,12 @@ func (l *Local) RemoveCluster(ctx context.Context, name string) error {
 	return errors.Join(errs...)
 }
 
-// AddStandby adds one more streaming standby to a local cluster.
-func (l *Local) AddStandby(ctx context.Context, name string) (registry.Cluster, error) {
-	n := len(l.Cluster(name))
-	if n == 0 {
-		return registry.Cluster{}, fmt.Errorf("local cluster %q: %w", name, registry.ErrNotFound)
-	}
-	return l.provisionCluster(ctx, name, n)
-}
-
 func describe(name string, members []*localpg.Cluster) registry.Cluster {
 	// Loopback only: no TLS.
 	rc := registry.Cluster{Name: name, Local: true, TLS: dbconn.TLS{Mode: dbconn.SSLDisable}}
-	for i, m := range members {
+	for _, m := range members {
 		role := registry.RoleStandby
-		if i == 0 {
+		if m.IsPrimary() {
 			role = registry.RolePrimary
 		}
 		rc.Members = append(rc.Members, registry.Member{Name: m.Name, Host: m.Host, Port: m.Port,

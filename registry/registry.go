@@ -134,6 +134,16 @@ func (c *Cluster) Primary() (Member, bool) {
 	return Member{}, false
 }
 
+// Member returns the member called name.
+func (c *Cluster) Member(name string) (Member, bool) {
+	for _, m := range c.Members {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return Member{}, false
+}
+
 // Alias is a named database reference: a cluster and a database on it.
 // Tenants point at aliases, never at hosts.
 type Alias struct {

@@ -107,22 +107,26 @@ func (s *Store) SetPrimary(ctx context.Context, cluster, newPrimary string, oldR
 		return fmt.Errorf("%w: old primary role %q (want standby or fenced)", ErrInvalid, oldRole)
 	}
 	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
-		what := fmt.Sprintf("set primary of cluster %s to %s", cluster, newPrimary)
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM members WHERE cluster = $1 AND name = $2)",
-			cluster, newPrimary).Scan(&exists); err != nil {
-			return dbErr(what, err)
-		}
-		if !exists {
-			return fmt.Errorf("%s: member: %w", what, ErrNotFound)
-		}
-		if _, err := tx.Exec(ctx, "UPDATE members SET role = $3 WHERE cluster = $1 AND role = 'primary' AND name <> $2",
-			cluster, newPrimary, string(oldRole)); err != nil {
-			return dbErr(what, err)
-		}
-		_, err := tx.Exec(ctx, "UPDATE members SET role = 'primary' WHERE cluster = $1 AND name = $2", cluster, newPrimary)
-		return dbErr(what, err)
+		return setPrimary(ctx, tx, cluster, newPrimary, oldRole)
 	})
+}
+
+func setPrimary(ctx context.Context, tx pgx.Tx, cluster, newPrimary string, oldRole Role) error {
+	what := fmt.Sprintf("set primary of cluster %s to %s", cluster, newPrimary)
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM members WHERE cluster = $1 AND name = $2)",
+		cluster, newPrimary).Scan(&exists); err != nil {
+		return dbErr(what, err)
+	}
+	if !exists {
+		return fmt.Errorf("%s: member: %w", what, ErrNotFound)
+	}
+	if _, err := tx.Exec(ctx, "UPDATE members SET role = $3 WHERE cluster = $1 AND role = 'primary' AND name <> $2",
+		cluster, newPrimary, string(oldRole)); err != nil {
+		return dbErr(what, err)
+	}
+	_, err := tx.Exec(ctx, "UPDATE members SET role = 'primary' WHERE cluster = $1 AND name = $2", cluster, newPrimary)
+	return dbErr(what, err)
 }
 
 // DeleteCluster deletes a cluster and its members. ErrConflict if an alias

@@ -21,7 +21,7 @@ func newClusterCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "PostgreSQL clusters and their members"}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "list",
-		Short: "List clusters with their members and roles",
+		Short: "List clusters with their members, roles, zones and each standby's replay lag",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -32,19 +32,37 @@ func newClusterCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if a.output == "json" {
-				return a.printJSON(map[string]any{"clusters": cs})
-			}
-			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "CLUSTER\tMEMBER\tROLE\tADDRESS\tZONE")
+			sts := make([]*control.ClusterStatus, 0, len(cs))
 			for _, cl := range cs {
-				for _, m := range cl.Members {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s:%d\t%s\n", cl.Name, m.Name, m.Role, m.Host, m.Port, m.Zone)
+				st, err := c.ClusterStatus(cmd.Context(), cl.Name)
+				if err != nil {
+					return err
 				}
+				sts = append(sts, st)
 			}
-			return w.Flush()
+			return a.printClusters(sts)
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "show CLUSTER",
+		Short: "Show a cluster's members with their probes and each standby's replay lag",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			st, err := c.ClusterStatus(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(st)
+			}
+			return a.printClusters([]*control.ClusterStatus{st})
+		},
+	})
+	addHACmds(a, cmd)
 	var standbys int
 	create := &cobra.Command{
 		Use:   "create NAME [--standbys N]",

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"tenantry/control"
+	"tenantry/ha"
+	"tenantry/workflow"
+)
+
+// addHACmds adds the standby and switchover subcommands of `cluster`.
+func addHACmds(a *app, cmd *cobra.Command) {
+	var zone string
+	add := &cobra.Command{
+		Use:   "add-standby CLUSTER [--zone Z]",
+		Short: "Add a streaming standby to a cluster (local clusters: pg_basebackup from the primary)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if a.output != "json" {
+				fmt.Fprintf(a.stderr, "copying the primary of cluster %s (pg_basebackup, streaming)...\n", args[0])
+			}
+			m, err := c.AddStandby(cmd.Context(), args[0], control.AddStandbyRequest{Zone: zone})
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(m)
+			}
+			fmt.Fprintf(a.stdout, "cluster %s standby %s at %s:%d, zone %s\n", args[0], m.Name, m.Host, m.Port, m.Zone)
+			return nil
+		},
+	}
+	add.Flags().StringVar(&zone, "zone", "", "zone of the new standby (default: the provider's, \"local\")")
+	cmd.AddCommand(add)
+	cmd.AddCommand(&cobra.Command{
+		Use:   "remove-standby CLUSTER MEMBER",
+		Short: "Remove a standby (or a fenced former primary) of a cluster",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveStandby(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]string{"cluster": args[0], "removed": args[1]})
+			}
+			fmt.Fprintf(a.stdout, "cluster %s: standby %s removed\n", args[0], args[1])
+			return nil
+		},
+	})
+	var to string
+	sw := &cobra.Command{
+		Use:   "switchover CLUSTER [--to MEMBER]",
+		Short: "Make a standby the primary with no failed request: pause, catch up, stop, promote, repoint, resume, rejoin",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			in, err := c.Switchover(cmd.Context(), args[0], to)
+			if err != nil {
+				return err
+			}
+			if a.output != "json" {
+				fmt.Fprintf(a.stderr, "switchover %s of cluster %s: %s -> %s\n", in.ID, args[0], in.Data.From, in.Data.To)
+			}
+			for in.Status == workflow.StatusRunning {
+				select {
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				case <-time.After(100 * time.Millisecond):
+				}
+				if in, err = c.SwitchoverInfo(cmd.Context(), in.ID); err != nil {
+					return err
+				}
+			}
+			if a.output == "json" {
+				if err := a.printJSON(in); err != nil {
+					return err
+				}
+			} else {
+				printSwitchover(a, in)
+			}
+			if in.Status != workflow.StatusSucceeded {
+				return fmt.Errorf("switchover %s %s: %s", in.ID, in.Status, in.Error)
+			}
+			return nil
+		},
+	}
+	sw.Flags().StringVar(&to, "to", "", "the standby to promote (default: the one with the least replay lag)")
+	cmd.AddCommand(sw)
+}
+
+func printSwitchover(a *app, in *ha.Info) {
+	d := in.Data
+	fmt.Fprintf(a.stdout, "switchover %s: %s; primary of cluster %s is %s (was %s)\n", in.ID, in.Status, d.Cluster, d.To, d.From)
+	if d.PauseMS > 0 {
+		fmt.Fprintf(a.stdout, "  %d tenants paused %.1f ms (ms into the pause: acks %.1f, catchup %.1f, stop %.1f, promote %.1f, repoint %.1f)\n",
+			len(d.Paused), d.PauseMS, d.Parts["acks"], d.Parts["catchup"], d.Parts["stop"], d.Parts["promote"], d.Parts["repoint"])
+	}
+	if d.Rejoined {
+		fmt.Fprintf(a.stdout, "  %s rejoined as a standby of %s\n", d.From, d.To)
+	}
+}
+
+// printClusters prints clusters with their members' probes and lag.
+func (a *app) printClusters(sts []*control.ClusterStatus) error {
+	if a.output == "json" {
+		return a.printJSON(map[string]any{"clusters": sts})
+	}
+	w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "CLUSTER\tMEMBER\tROLE\tADDRESS\tZONE\tSTATE\tLAG BYTES\tLAG S")
+	for _, cl := range sts {
+		for _, m := range cl.Members {
+			state, lagB, lagS := "unreachable", "-", "-"
+			if m.Reachable {
+				state = "up"
+				if m.Replication != "" {
+					state = m.Replication
+				} else if m.InRecovery != nil && *m.InRecovery {
+					state = "not streaming"
+				}
+			}
+			if m.LagBytes != nil {
+				lagB = fmt.Sprint(*m.LagBytes)
+			}
+			if m.LagSeconds != nil {
+				lagS = fmt.Sprintf("%.3f", *m.LagSeconds)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s:%d\t%s\t%s\t%s\t%s\n", cl.Name, m.Name, m.Role, m.Host, m.Port, m.Zone, state, lagB, lagS)
+		}
+	}
+	return w.Flush()
+}

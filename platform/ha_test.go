@@ -1,0 +1,206 @@
+package platform
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"tenantry/control"
+	"tenantry/ha"
+	"tenantry/registry"
+	"tenantry/workflow"
+)
+
+func apiClient() *control.Client {
+	return &control.Client{BaseURL: plat.APIURL, Token: plat.Local.State.AdminToken}
+}
+
+// TestCluster_AddRemoveStandby adds a standby in a zone of its own through
+// the API, sees it streaming with its lag, refuses bad requests, and
+// removes it again: gone from the registry and from disk.
+func TestCluster_AddRemoveStandby(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	c := apiClient()
+	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: "standbys-1"}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.AddStandby(ctx, "standbys-1", control.AddStandbyRequest{Zone: "zone-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Role != registry.RoleStandby || m.Zone != "zone-b" || m.Name != "standbys-1-1" {
+		t.Fatalf("new standby %+v, want standbys-1-1, standby, zone-b", m)
+	}
+	var st *control.ClusterStatus
+	err = poll(ctx, "standby streaming", func() (bool, error) {
+		st, err = c.ClusterStatus(ctx, "standbys-1")
+		if err != nil {
+			return false, err
+		}
+		for _, ms := range st.Members {
+			if ms.Name == m.Name {
+				return ms.Replication == "streaming" && ms.LagBytes != nil && ms.LagSeconds != nil, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("cluster status: %+v", st.Members)
+
+	for _, tc := range []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"bad zone", func() error {
+			_, err := c.AddStandby(ctx, "standbys-1", control.AddStandbyRequest{Zone: "Bad Zone"})
+			return err
+		}, registry.ErrInvalid},
+		{"no such cluster", func() error {
+			_, err := c.AddStandby(ctx, "nope-1", control.AddStandbyRequest{})
+			return err
+		}, registry.ErrNotFound},
+		{"remove the primary", func() error { return c.RemoveStandby(ctx, "standbys-1", "standbys-1-0") }, registry.ErrConflict},
+		{"remove no such member", func() error { return c.RemoveStandby(ctx, "standbys-1", "standbys-1-7") }, registry.ErrNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.do(); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+
+	// Every local cluster bounds the WAL its slots may hold.
+	conn, err := plat.Local.Cluster("standbys-1")[1].Connect(ctx, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keep string
+	err = conn.QueryRow(ctx, "SHOW max_slot_wal_keep_size").Scan(&keep)
+	conn.Close(ctx)
+	if err != nil || keep != "2GB" {
+		t.Fatalf("max_slot_wal_keep_size on the standby = %q (%v), want 2GB", keep, err)
+	}
+
+	dir := m.DataDir
+	if err := c.RemoveStandby(ctx, "standbys-1", m.Name); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := snap.Clusters["standbys-1"].Member(m.Name); ok {
+		t.Errorf("the registry still has %s", m.Name)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("standby directory %s still there (%v)", dir, err)
+	}
+	if n := len(plat.Local.Cluster("standbys-1")); n != 1 {
+		t.Errorf("local cluster has %d members, want 1", n)
+	}
+}
+
+// TestSwitchover_UnderLoad switches a cluster over to its standby and back
+// while load runs on two of its tenants and a bystander on another
+// cluster: no request fails, the checker passes, the old primary follows
+// the new one each time.
+func TestSwitchover_UnderLoad(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	runMoves(t)
+	c := apiClient()
+	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: "switch-1", Standbys: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(ctx, registry.Alias{Name: "switch", Cluster: "switch-1"}); err != nil {
+		t.Fatal(err)
+	}
+	fs := []tenantFixture{newTenantOn(t, ctx, "switch-a", "switch", 500), newTenantOn(t, ctx, "switch-b", "switch", 0),
+		newTenant(t, ctx, "switch-bystander", 0)}
+	lr := startLoad(t, ctx, 60, fs...)
+	settle(ctx, time.Second)
+
+	for i, want := range []string{"switch-1-1", "switch-1-0"} {
+		in := switchover(t, ctx, c, "switch-1", "")
+		if in.Data.To != want {
+			t.Errorf("switchover %d promoted %s, want %s", i, in.Data.To, want)
+		}
+		t.Logf("switchover %d: %s -> %s, %d tenants paused %.1f ms, parts %v", i, in.Data.From, in.Data.To,
+			len(in.Data.Paused), in.Data.PauseMS, in.Data.Parts)
+		if len(in.Data.Paused) != 2 || !in.Data.Rejoined {
+			t.Errorf("switchover %d paused %v, rejoined %v; want the two tenants of switch-1, rejoined", i, in.Data.Paused, in.Data.Rejoined)
+		}
+		wantRoles(t, ctx, c, "switch-1", want)
+		for _, f := range fs[:2] {
+			if p := placement(t, ctx, f.target.Tenant); p.State != registry.StateActive || p.Alias != "switch" {
+				t.Errorf("tenant %s is %s on %s after the switchover", f.target.Tenant, p.State, p.Alias)
+			}
+		}
+		settle(ctx, time.Second)
+	}
+	lr.finish(t)
+	lr.check(t, ctx)
+
+	t.Run("refused", func(t *testing.T) {
+		_, err := c.Switchover(ctx, "switch-1", "switch-1-0") // the primary
+		if !errors.Is(err, ha.ErrPrecheck) {
+			t.Errorf("switchover to the primary: %v, want ErrPrecheck", err)
+		}
+		_, err = c.Switchover(ctx, "nope-1", "")
+		if !errors.Is(err, registry.ErrNotFound) {
+			t.Errorf("switchover of no cluster: %v, want ErrNotFound", err)
+		}
+		_, err = c.Switchover(ctx, "dedicated-1", "") // no standby
+		if !errors.Is(err, ha.ErrPrecheck) {
+			t.Errorf("switchover without a standby: %v, want ErrPrecheck", err)
+		}
+	})
+}
+
+// switchover runs a switchover through the API and waits for it to end.
+func switchover(t *testing.T, ctx context.Context, c *control.Client, cluster, to string) *ha.Info {
+	t.Helper()
+	in, err := c.Switchover(ctx, cluster, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = poll(ctx, "switchover "+in.ID, func() (bool, error) {
+		in, err = c.SwitchoverInfo(ctx, in.ID)
+		return err == nil && in.Status != workflow.StatusRunning, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Status != workflow.StatusSucceeded {
+		t.Fatalf("switchover %s: %s at %s: %s", in.ID, in.Status, in.Step, in.Error)
+	}
+	return in
+}
+
+// wantRoles waits until primary is the cluster's only primary, in the
+// registry and in fact, and every other member streams from it.
+func wantRoles(t *testing.T, ctx context.Context, c *control.Client, cluster, primary string) {
+	t.Helper()
+	var st *control.ClusterStatus
+	err := poll(ctx, "roles of "+cluster, func() (bool, error) {
+		var err error
+		if st, err = c.ClusterStatus(ctx, cluster); err != nil {
+			return false, err
+		}
+		for _, m := range st.Members {
+			isPrimary := m.Name == primary
+			if (m.Role == registry.RolePrimary) != isPrimary || m.InRecovery == nil || *m.InRecovery == isPrimary ||
+				!isPrimary && m.Replication != "streaming" {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("%v; status %+v", err, st)
+	}
+}

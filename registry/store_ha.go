@@ -1,0 +1,92 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Event kinds of standbys, switchovers and failovers.
+const (
+	EventStandbyAdded   = "cluster.standby_added"
+	EventStandbyRemoved = "cluster.standby_removed"
+	EventSwitchover     = "cluster.switchover"
+	EventFailover       = "cluster.failover"
+)
+
+// PauseTenants pauses several tenants in one transaction (one registry
+// version, so routers see them paused together): each tenant whose epoch
+// equals want[tenant] becomes paused on its alias at epoch+1. If any epoch
+// differs, nothing changes and the error is ErrConflict. It returns the
+// paused epochs.
+func (s *Store) PauseTenants(ctx context.Context, want map[string]int64) (map[string]int64, error) {
+	ids := slices.Sorted(maps.Keys(want))
+	for _, id := range ids {
+		if err := ValidateTenantID(id); err != nil {
+			return nil, err
+		}
+	}
+	got := make(map[string]int64, len(want))
+	err := s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		for _, id := range ids {
+			var epoch int64
+			err := tx.QueryRow(ctx, `UPDATE tenants SET state = 'paused', epoch = epoch + 1
+				WHERE id = $1 AND epoch = $2 RETURNING epoch`, id, want[id]).Scan(&epoch)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("pause tenant %s: %w: its epoch is no longer %d", id, ErrConflict, want[id])
+			}
+			if err != nil {
+				return dbErr("pause tenant "+id, err)
+			}
+			got[id] = epoch
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return got, nil
+}
+
+// Switch makes newPrimary the cluster's primary (the old primary gets
+// oldRole, RoleStandby or RoleFenced) and, in the same transaction, makes
+// active again every tenant of resume still paused at the epoch given
+// (epoch+1): routers see the new primary and the end of the pause in one
+// snapshot. A tenant no longer at that epoch is left as it is (a re-run
+// after a crash finds the tenants already resumed).
+func (s *Store) Switch(ctx context.Context, cluster, newPrimary string, oldRole Role, resume map[string]int64) error {
+	if err := validateNames("cluster", cluster, "member", newPrimary); err != nil {
+		return err
+	}
+	if oldRole != RoleStandby && oldRole != RoleFenced {
+		return fmt.Errorf("%w: old primary role %q (want standby or fenced)", ErrInvalid, oldRole)
+	}
+	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		if err := setPrimary(ctx, tx, cluster, newPrimary, oldRole); err != nil {
+			return err
+		}
+		return resumeTenants(ctx, tx, resume)
+	})
+}
+
+// ResumeTenants makes active again every tenant of resume still paused at
+// the epoch given, in one transaction; others are left as they are.
+func (s *Store) ResumeTenants(ctx context.Context, resume map[string]int64) error {
+	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		return resumeTenants(ctx, tx, resume)
+	})
+}
+
+func resumeTenants(ctx context.Context, tx pgx.Tx, resume map[string]int64) error {
+	for _, id := range slices.Sorted(maps.Keys(resume)) {
+		if _, err := tx.Exec(ctx, `UPDATE tenants SET state = 'active', epoch = epoch + 1
+			WHERE id = $1 AND epoch = $2 AND state = 'paused'`, id, resume[id]); err != nil {
+			return dbErr("resume tenant "+id, err)
+		}
+	}
+	return nil
+}
