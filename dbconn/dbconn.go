@@ -8,9 +8,11 @@
 package dbconn
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -210,4 +212,47 @@ func (c Config) Pool(ctx context.Context, maxConns int32) (*pgxpool.Pool, error)
 		return nil, fmt.Errorf("connect %s as %s: %w", c.Target(), c.User, err)
 	}
 	return p, nil
+}
+
+// ReadCredentialFile reads a credential from a file of `user=NAME` and
+// `password=SECRET` lines (blank lines and # comments allowed; the password
+// is taken verbatim, spaces included). The file must not be readable by
+// group or others. Errors name the file and line, never its text.
+func ReadCredentialFile(path string) (Credential, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Credential{}, fmt.Errorf("credential file: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Credential{}, fmt.Errorf("credential file: %w", err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return Credential{}, fmt.Errorf("credential file %s is readable by others (mode %04o): chmod 600 it", path, st.Mode().Perm())
+	}
+	var cred Credential
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if t := strings.TrimSpace(line); t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		switch {
+		case ok && strings.TrimSpace(k) == "user":
+			cred.User = strings.TrimSpace(v)
+		case ok && strings.TrimSpace(k) == "password":
+			cred.Password = v
+		default:
+			return Credential{}, fmt.Errorf("credential file %s line %d: want user=NAME or password=SECRET", path, n)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return Credential{}, fmt.Errorf("credential file %s: %w", path, err)
+	}
+	if cred.User == "" {
+		return Credential{}, fmt.Errorf("credential file %s has no user= line", path)
+	}
+	return cred, nil
 }

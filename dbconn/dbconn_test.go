@@ -2,6 +2,8 @@ package dbconn_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -62,5 +64,41 @@ func TestTLS_Validate(t *testing.T) {
 		if (err == nil) != tc.ok || (err != nil && !errors.Is(err, dbconn.ErrInvalid)) {
 			t.Errorf("%+v: %v, want ok=%v", tc.tls, err, tc.ok)
 		}
+	}
+}
+
+func TestReadCredentialFile(t *testing.T) {
+	type Credential = dbconn.Credential
+	write := func(t *testing.T, text string, mode os.FileMode) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "cred")
+		if err := os.WriteFile(p, []byte(text), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, text string
+		mode       os.FileMode
+		want       Credential
+		errHas     string
+	}{
+		{name: "ok", text: "# admin\nuser=postgres\npassword= s3cret \n", mode: 0o600, want: Credential{User: "postgres", Password: " s3cret "}},
+		{name: "readable by others", text: "user=postgres\npassword=x\n", mode: 0o644, errHas: "readable by others"},
+		{name: "no user", text: "password=x\n", mode: 0o600, errHas: "no user= line"},
+		{name: "stray line names no secret", text: "user=postgres\nhunter2\n", mode: 0o600, errHas: "line 2"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := dbconn.ReadCredentialFile(write(t, tc.text, tc.mode))
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) || strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("err = %v, want one mentioning %q and no secret", err, tc.errHas)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
 	}
 }

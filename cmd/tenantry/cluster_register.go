@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -60,7 +56,7 @@ func (c *clusterRegisterCmd) Run(ctx context.Context, name string) error {
 	}
 	roles := false
 	for _, s := range c.members {
-		m, err := parseMember(s)
+		m, err := registry.ParseMemberSpec(s)
 		if err != nil {
 			return err
 		}
@@ -97,86 +93,19 @@ func (c *clusterRegisterCmd) Run(ctx context.Context, name string) error {
 	return nil
 }
 
-// parseMember parses NAME=HOST:PORT[,role=R][,zone=Z].
-func parseMember(s string) (registry.Member, error) {
-	head, opts, _ := strings.Cut(s, ",")
-	name, addr, ok := strings.Cut(head, "=")
-	if !ok {
-		return registry.Member{}, usageErr("--member %q: want NAME=HOST:PORT[,role=primary|standby][,zone=Z]", s)
-	}
-	host, portText, err := net.SplitHostPort(addr)
-	if err != nil {
-		return registry.Member{}, usageErr("--member %q: address: %v", s, err)
-	}
-	port, err := strconv.Atoi(portText)
-	if err != nil {
-		return registry.Member{}, usageErr("--member %q: port %q is not a number", s, portText)
-	}
-	m := registry.Member{Name: name, Host: host, Port: port}
-	if opts != "" {
-		for _, kv := range strings.Split(opts, ",") {
-			k, v, _ := strings.Cut(kv, "=")
-			switch k {
-			case "role":
-				if v != string(registry.RolePrimary) && v != string(registry.RoleStandby) {
-					return registry.Member{}, usageErr("--member %q: role %q (want primary or standby)", s, v)
-				}
-				m.Role = registry.Role(v)
-			case "zone":
-				m.Zone = v
-			default:
-				return registry.Member{}, usageErr("--member %q: unknown option %q (want role= or zone=)", s, k)
-			}
-		}
-	}
-	return m, nil
-}
-
 // credential reads the admin credential from --credential-file, else from
 // the environment.
 func (c *clusterRegisterCmd) credential() (dbconn.Credential, error) {
-	if c.credFile == "" {
-		cred := dbconn.Credential{User: os.Getenv("TENANTRY_CLUSTER_USER"), Password: os.Getenv("TENANTRY_CLUSTER_PASSWORD")}
-		if cred.User == "" {
-			return cred, usageErr("no credential: pass --credential-file or set $TENANTRY_CLUSTER_USER and $TENANTRY_CLUSTER_PASSWORD")
+	if c.credFile != "" {
+		cred, err := dbconn.ReadCredentialFile(c.credFile)
+		if err != nil {
+			return cred, usageErr("%v", err)
 		}
 		return cred, nil
 	}
-	f, err := os.Open(c.credFile)
-	if err != nil {
-		return dbconn.Credential{}, usageErr("credential file: %v", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return dbconn.Credential{}, err
-	}
-	if st.Mode().Perm()&0o077 != 0 {
-		return dbconn.Credential{}, usageErr("credential file %s is readable by others (mode %04o): chmod 600 it", c.credFile, st.Mode().Perm())
-	}
-	var cred dbconn.Credential
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimRight(sc.Text(), "\r")
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		switch {
-		case ok && strings.TrimSpace(k) == "user":
-			cred.User = strings.TrimSpace(v)
-		case ok && strings.TrimSpace(k) == "password":
-			cred.Password = v // verbatim: a password may start or end with spaces
-		default:
-			// The line may hold a password: name the line, not its text.
-			return dbconn.Credential{}, usageErr("credential file %s line %d: want user=NAME or password=SECRET", c.credFile, n)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return dbconn.Credential{}, err
-	}
+	cred := dbconn.Credential{User: os.Getenv("TENANTRY_CLUSTER_USER"), Password: os.Getenv("TENANTRY_CLUSTER_PASSWORD")}
 	if cred.User == "" {
-		return dbconn.Credential{}, usageErr("credential file %s has no user= line", c.credFile)
+		return cred, usageErr("no credential: pass --credential-file or set $TENANTRY_CLUSTER_USER and $TENANTRY_CLUSTER_PASSWORD")
 	}
 	return cred, nil
 }

@@ -78,7 +78,7 @@ func (c *controlCmd) Run(ctx context.Context) error {
 	log := c.a.log.With("component", "control")
 	cfg := control.PlaneConfig{ControlDSN: dsn, Secret: []byte(secret), AdminToken: token, Listen: c.listen, GatewayURL: c.gatewayURL,
 		BackupDir: c.backupDir, LeaseTTL: c.leaseTTL, ReaderRole: c.readerRole, Logger: log}
-	cfg.Move.Hook = failpoint()
+	cfg.Move.Hook = control.MoveFailpoint(os.Getenv("TENANTRY_FAILPOINT"), os.Getenv("TENANTRY_FAILPOINT_FILE"))
 	p, err := control.StartPlane(ctx, cfg)
 	if err != nil {
 		return err
@@ -146,30 +146,4 @@ func hexSecretFrom(file, env, flag string) ([]byte, error) {
 		return nil, usageErr("%s ($%s): not a hex key", flag, env)
 	}
 	return b, nil
-}
-
-// failpoint returns the move hook of $TENANTRY_FAILPOINT ("move:POINT"),
-// for tests that kill a replica at a chosen point of a move (as etcd's
-// failpoints do): at POINT the replica writes $TENANTRY_FAILPOINT_FILE and
-// blocks until it is killed. It fires once per file: a replica that finds
-// the file already written goes on. Nil when unset.
-func failpoint() func(ctx context.Context, point string) error {
-	at, ok := strings.CutPrefix(os.Getenv("TENANTRY_FAILPOINT"), "move:")
-	file := os.Getenv("TENANTRY_FAILPOINT_FILE")
-	if !ok || at == "" || file == "" {
-		return nil
-	}
-	return func(ctx context.Context, point string) error {
-		if point != at {
-			return nil
-		}
-		f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if err != nil {
-			return nil // fired already (in this or another replica)
-		}
-		fmt.Fprintf(f, "%d\n", os.Getpid())
-		f.Close()
-		<-ctx.Done()
-		return ctx.Err()
-	}
 }
