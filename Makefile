@@ -22,7 +22,7 @@ up: postgres build
 # Fuzz targets: package and target name. `make test` runs each for
 # FUZZTIME_TEST after the unit tests (seed corpora in each package's
 # testdata/fuzz run with the unit tests already); `make fuzz` for FUZZTIME.
-FUZZ_TARGETS := registry:FuzzValidateName tenantsig:FuzzVerify oms:FuzzDecodeRequest jsonapi:FuzzDecode gateway:FuzzGateway_ServeHTTP
+FUZZ_TARGETS := registry:FuzzValidateName registry:FuzzParseMemberSpec tenantsig:FuzzVerify oms:FuzzDecodeRequest jsonapi:FuzzDecode gateway:FuzzGateway_ServeHTTP
 FUZZTIME_TEST ?= 3s
 FUZZTIME ?= 2m
 
