@@ -29,6 +29,13 @@ finish() {
 	if [[ -n "$up_pid" ]] && kill -0 "$up_pid" 2>/dev/null; then
 		say "# stopping the platform (Ctrl-C to bin/tenantry up)"
 		kill -INT "$up_pid"
+		local deadline=$((SECONDS + 120))
+		while kill -0 "$up_pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 1; done
+		if kill -0 "$up_pid" 2>/dev/null; then
+			say "quickstart: bin/tenantry up did not stop within 2 minutes of Ctrl-C"
+			kill -TERM "$up_pid"
+			ok=0
+		fi
 		wait "$up_pid"
 	fi
 	if [[ $ok == 1 && "${KEEP:-0}" != 1 ]]; then
@@ -36,6 +43,7 @@ finish() {
 	else
 		echo "work directory kept: $work (transcript.txt, up.log, load.log)" >&2
 	fi
+	[[ $ok == 1 ]] || exit 1
 }
 trap finish EXIT
 
@@ -72,7 +80,9 @@ for line in "${lines[@]}"; do
 	fi
 	if [[ "$cmd" == "bin/tenantry up"* ]]; then
 		say "\$ $cmd    # in the background"
-		eval "$cmd" >"$work/up.log" 2>&1 &
+		# exec: the background job is bin/tenantry itself, so that the
+		# Ctrl-C sent at the end reaches it.
+		eval "exec $cmd" >"$work/up.log" 2>&1 &
 		up_pid=$!
 		wait_up
 		continue
@@ -110,4 +120,4 @@ if grep -nE 'map\[|^ +copy +[^ ]+ +[idfsr] ' "$transcript"; then
 	fail "the lines above are not plain"
 fi
 ok=1
-say "quickstart: every line of the README's Quick start ran"
+say "quickstart: every line of the README's Quick start ran, in ${SECONDS} s"

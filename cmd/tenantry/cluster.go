@@ -164,8 +164,8 @@ func newStatusCmd(a *app) *cobra.Command {
 			if a.output == "json" {
 				return a.printJSON(st)
 			}
-			fmt.Fprintf(a.stdout, "registry version %d: %d clusters, %d aliases, %d tenants, %d stacks, %d routers\n",
-				st.Version, st.Clusters, st.Aliases, st.Tenants, st.Stacks, len(st.Routers))
+			fmt.Fprintf(a.stdout, "registry version %d: %s, %s, %s, %s, %s\n", st.Version, things(st.Clusters, "cluster"),
+				things(st.Aliases, "alias"), things(st.Tenants, "tenant"), things(st.Stacks, "stack"), things(len(st.Routers), "router"))
 			for _, r := range st.Routers {
 				fmt.Fprintf(a.stdout, "  router %s  last seen %.1f s ago (%s)\n", r.ID, r.LastSeenSeconds, r.Heartbeat.Local().Format("15:04:05"))
 			}
@@ -175,4 +175,15 @@ func newStatusCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// things is n of a thing in plain English: "1 cluster", "2 aliases".
+func things(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	if strings.HasSuffix(thing, "s") {
+		return fmt.Sprintf("%d %ses", n, thing)
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

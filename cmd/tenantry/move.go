@@ -296,7 +296,7 @@ func printMove(w io.Writer, m *move.Info) {
 	if !d.HypercareEnds.IsZero() && m.Status == workflow.StatusRunning {
 		fmt.Fprintf(w, "  hypercare until %s\n", d.HypercareEnds.Format(time.RFC3339))
 	}
-	if next := nextCommands(m); next != "" {
+	if next := nextCommands(m, selfCommand()); next != "" {
 		fmt.Fprintf(w, "  next: %s\n", next)
 	}
 	if len(m.Events) > 0 {
@@ -308,19 +308,20 @@ func printMove(w io.Writer, m *move.Info) {
 	}
 }
 
-// nextCommands names what the operator can run next on a waiting move.
-func nextCommands(m *move.Info) string {
+// nextCommands names what the operator can run next on a waiting move, as
+// self (this binary as the user types it) commands.
+func nextCommands(m *move.Info, self string) string {
 	if m.Status != workflow.StatusRunning {
 		return ""
 	}
 	switch m.Data.Phase {
 	case move.PhaseReady:
-		return fmt.Sprintf("tenantry move promote %s (or cancel)", m.Data.Tenant)
+		return fmt.Sprintf("%s move promote %s (or cancel)", self, m.Data.Tenant)
 	case move.PhaseHypercare:
 		if m.Data.On == m.Data.Target {
-			return fmt.Sprintf("tenantry move complete %s (purges the copy on %s), or cutback", m.Data.Tenant, m.Data.Source)
+			return fmt.Sprintf("%s move complete %s (purges the copy on %s), or cutback", self, m.Data.Tenant, m.Data.Source)
 		}
-		return fmt.Sprintf("tenantry move complete %s (purges the copy on %s), promote again, or cancel", m.Data.Tenant, m.Data.Target)
+		return fmt.Sprintf("%s move complete %s (purges the copy on %s), promote again, or cancel", self, m.Data.Tenant, m.Data.Target)
 	}
 	return ""
 }

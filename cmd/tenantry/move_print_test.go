@@ -43,7 +43,7 @@ func TestPrintMove(t *testing.T) {
 			m.Data.Phase = move.PhaseReady
 			m.Step = "ready"
 			m.Data.Copy = []logrepl.TableSync{{Table: "public.orders", State: logrepl.SyncReady, Rows: 956}, {Table: "public.products", State: logrepl.SyncReady}}
-		}), []string{"copy public.orders          copied, 956 rows", "copy public.products        copied, 0 rows", "next: tenantry move promote acme"},
+		}), []string{"copy public.orders          copied, 956 rows", "copy public.products        copied, 0 rows", " move promote acme (or cancel)"},
 			[]string{"956 of 935", "956 / 935", " r "}},
 		{"promoted", with(func(m *move.Info) {
 			m.Step, m.Data.Phase, m.Data.On = "hypercare", move.PhaseHypercare, "acme-dedicated"
@@ -53,14 +53,14 @@ func TestPrintMove(t *testing.T) {
 			"promote: acme is served from acme-dedicated (was pool-1); paused 240 ms (acks 21 ms, fence 60 ms, apply 30 ms, counts 5 ms, sequences 20 ms, flip 4 ms)",
 			"promote pool-1 -> acme-dedicated at 2026-11-30T01:02:03Z: pause 240 ms (acks 21 ms,",
 			"its copy on pool-1 is kept in sync, so the flip can be undone",
-			"next: tenantry move complete acme (purges the copy on pool-1)",
+			" move complete acme (purges the copy on pool-1), or cutback",
 		}, []string{"map[", "copy public.orders"}},
 		{"cut back", with(func(m *move.Info) {
 			m.Step, m.Data.Phase = "hypercare", move.PhaseHypercare
 			m.Data.Flips = []move.FlipRecord{promote, cutback}
 		}), []string{
 			"cutback: acme is served from pool-1 (was acme-dedicated); paused 98 ms (acks 12 ms, fence 40 ms, apply 30 ms, sequences 10 ms, flip 6 ms)",
-			"next: tenantry move complete acme (purges the copy on acme-dedicated)",
+			" move complete acme (purges the copy on acme-dedicated), promote again, or cancel",
 		}, []string{"map["}},
 		{"completed after promote", with(func(m *move.Info) {
 			m.Status, m.Step, m.Data.Phase, m.Data.On, m.Data.Purged = workflow.StatusSucceeded, "", move.PhaseDone, "acme-dedicated", 1935
@@ -128,5 +128,17 @@ func TestCopyLabel(t *testing.T) {
 					label, current, total, done, tc.label, tc.current, tc.total, tc.done)
 			}
 		})
+	}
+}
+
+func TestThings(t *testing.T) {
+	for _, tc := range []struct {
+		n     int
+		thing string
+		want  string
+	}{{0, "cluster", "0 clusters"}, {1, "cluster", "1 cluster"}, {1, "alias", "1 alias"}, {2, "alias", "2 aliases"}, {3, "router", "3 routers"}} {
+		if got := things(tc.n, tc.thing); got != tc.want {
+			t.Errorf("things(%d, %q) = %q, want %q", tc.n, tc.thing, got, tc.want)
+		}
 	}
 }
