@@ -54,7 +54,13 @@ func transition(def *Def, cur cursor, next string, err error) decision {
 	}
 	switch act {
 	case actionWait:
+		// Waiting is a run that went well: the retries of the step's next
+		// run count from zero. Counting every wake-up as an attempt failed
+		// a step that parks once per interval (a rollout's analysis, a
+		// move's hypercare) on its first transient error after MaxAttempts
+		// wake-ups.
 		d := same(cur, StateWaiting)
+		d.Attempt = 0
 		d.Park, d.WaitUntil = true, se.until
 		d.EventKind, d.Message = EventInfo, "waiting for a signal"
 		if cur.State == StateRollback {
