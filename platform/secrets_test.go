@@ -71,6 +71,23 @@ func TestProcesses_NoSuperuserCredential(t *testing.T) {
 		return env
 	}
 	check("gateway", plat.Gateway.PID())
+	// Nor do their logs.
+	logs, _ := filepath.Glob(filepath.Join(plat.Local.Dir, "stacks", "*.log"))
+	gwLogs, _ := filepath.Glob(filepath.Join(plat.Local.Dir, "gateway", "*.log"))
+	if len(logs) == 0 || len(gwLogs) == 0 {
+		t.Fatalf("no logs found: %d stack logs, %d gateway logs", len(logs), len(gwLogs))
+	}
+	for _, f := range append(logs, gwLogs...) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, secret := range forbidden {
+			if secret != "" && bytes.Contains(b, []byte(secret)) {
+				t.Errorf("log %s holds the %s", f, name)
+			}
+		}
+	}
 	snap, err := plat.Store.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
