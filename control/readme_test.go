@@ -29,12 +29,14 @@ func TestErrorCodes_documented(t *testing.T) {
 		documented[string(m[1])] = status
 	}
 	want := map[string]int{
-		"internal":                   http.StatusInternalServerError,
-		jsonapi.CodeNotFound:         http.StatusNotFound,
-		jsonapi.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
-		jsonapi.CodeBadRequest:       http.StatusBadRequest,
-		jsonapi.CodeHeaderTooLarge:   http.StatusRequestHeaderFieldsTooLarge,
-		jsonapi.CodeNotImplemented:   http.StatusNotImplemented,
+		"internal":                      http.StatusInternalServerError,
+		jsonapi.CodeNotFound:            http.StatusNotFound,
+		jsonapi.CodeMethodNotAllowed:    http.StatusMethodNotAllowed,
+		jsonapi.CodeBadRequest:          http.StatusBadRequest,
+		jsonapi.CodeHeaderTooLarge:      http.StatusRequestHeaderFieldsTooLarge,
+		jsonapi.CodeNotImplemented:      http.StatusNotImplemented,
+		jsonapi.CodeExpectationFailed:   http.StatusExpectationFailed,
+		jsonapi.CodeVersionNotSupported: http.StatusHTTPVersionNotSupported,
 	}
 	for _, e := range errorCodes {
 		want[e.code] = e.status

@@ -30,6 +30,11 @@ const (
 	// CodeNotImplemented (501): a transfer encoding net/http does not
 	// implement.
 	CodeNotImplemented = "not_implemented"
+	// CodeExpectationFailed (417): an Expect header other than
+	// "100-continue".
+	CodeExpectationFailed = "expectation_failed"
+	// CodeVersionNotSupported (505): an HTTP version other than 1.x.
+	CodeVersionNotSupported = "version_not_supported"
 )
 
 // Error is the error object of every tenantry server's error body.
@@ -119,16 +124,19 @@ func Unmatched(mux *http.ServeMux) http.HandlerFunc {
 	}
 }
 
-// Listener wraps ln so that the answers net/http writes by itself, before a
+// Listener wraps ln so that the answers net/http gives by itself, before a
 // handler runs, are JSON like every other answer: a request line and
 // headers over the server's MaxHeaderBytes (431 header_too_large), a request
 // it cannot parse (400 bad_request), a transfer encoding it does not
-// implement (501 not_implemented). net/http writes these in text/plain
-// straight to the connection and offers no hook; the wrapper recognises
-// them by their exact form (a status line followed by exactly
-// "Content-Type: text/plain; charset=utf-8", "Connection: close" and a blank
-// line, with no Date header, which every handler's response has) and
-// rewrites them. Everything else passes through untouched.
+// implement (501 not_implemented), an HTTP version other than 1.x (505
+// version_not_supported), an Expect header other than 100-continue (417
+// expectation_failed). net/http offers no hook for them. The first four it
+// writes straight to the connection in text/plain, recognisable by their
+// exact form: a status line followed by exactly "Content-Type: text/plain;
+// charset=utf-8", "Connection: close" and a blank line, with no Date header,
+// which every handler's response has. The 417 is a status line and an empty
+// body, a status no tenantry handler answers. The wrapper rewrites these and
+// passes everything else through untouched.
 func Listener(ln net.Listener) net.Listener { return listener{ln} }
 
 type listener struct{ net.Listener }
@@ -157,8 +165,16 @@ func (c conn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// rewriteCanned turns one of net/http's own text answers into JSON.
+// expectationFailed is how net/http answers an Expect header other than
+// "100-continue", before any handler: a 417 with an empty body.
+var expectationFailed = []byte("HTTP/1.1 417 Expectation Failed\r\n")
+
+// rewriteCanned turns one of net/http's own text (or empty) answers into
+// JSON.
 func rewriteCanned(p []byte) ([]byte, bool) {
+	if bytes.HasPrefix(p, expectationFailed) && bytes.HasSuffix(p, []byte("\r\nContent-Length: 0\r\n\r\n")) {
+		return cannedJSON(http.StatusExpectationFailed, CodeExpectationFailed, "only the expectation 100-continue is supported"), true
+	}
 	rest, ok := bytes.CutPrefix(p, []byte("HTTP/1.1 "))
 	if !ok || len(rest) < 3 {
 		return nil, false
@@ -177,14 +193,21 @@ func rewriteCanned(p []byte) ([]byte, bool) {
 		code = CodeHeaderTooLarge
 	case http.StatusNotImplemented:
 		code = CodeNotImplemented
+	case http.StatusHTTPVersionNotSupported:
+		code = CodeVersionNotSupported
 	}
 	msg := strings.TrimSpace(string(text))
 	if msg == "" {
 		msg = http.StatusText(status)
 	}
+	return cannedJSON(status, code, msg), true
+}
+
+// cannedJSON is a whole response, closing the connection, with the
+// platform's error body.
+func cannedJSON(status int, code, msg string) []byte {
 	body, _ := json.Marshal(map[string]Error{"error": {Code: code, Message: msg}})
 	body = append(body, '\n')
-	out := slices.Concat([]byte("HTTP/1.1 "), []byte(strconv.Itoa(status)+" "+http.StatusText(status)),
+	return slices.Concat([]byte("HTTP/1.1 "), []byte(strconv.Itoa(status)+" "+http.StatusText(status)),
 		[]byte("\r\nContent-Type: application/json\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\nConnection: close\r\n\r\n"), body)
-	return out, true
 }

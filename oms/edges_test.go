@@ -54,6 +54,8 @@ func TestServer_Edges(t *testing.T) {
 		{"oversized header", addr, "GET /healthz HTTP/1.1\r\nHost: oms\r\nX-Big: " + huge + "\r\n\r\n", 431, "header_too_large", ""},
 		{"malformed header", addr, "GET /healthz HTTP/1.1\r\nHost: oms\r\nno colon here\r\n\r\n", 400, "bad_request", ""},
 		{"no Host", addr, "GET /healthz HTTP/1.1\r\n\r\n", 400, "bad_request", ""},
+		{"unknown expectation", addr, "GET /healthz HTTP/1.1\r\nHost: oms\r\nExpect: magic\r\n\r\n", 417, "expectation_failed", ""},
+		{"HTTP/2.0 request line", addr, "GET /healthz HTTP/2.0\r\nHost: oms\r\n\r\n", 505, "version_not_supported", ""},
 		{"unknown transfer encoding", addr, "POST /v1/products HTTP/1.1\r\nHost: oms\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "not_implemented", ""},
 		{"admin: double slash", admin, "GET //metrics HTTP/1.1\r\nHost: oms\r\n\r\n", 404, "not_found", ""},
 		{"admin: wrong method", admin, "POST /metrics HTTP/1.1\r\nHost: oms\r\nContent-Length: 0\r\n\r\n", 405, "method_not_allowed", "GET, HEAD"},
