@@ -13,6 +13,8 @@ import (
 // SmokeRequest asks for the smoke suite on a stack, as a tenant.
 type SmokeRequest struct {
 	Tenant string `json:"tenant"`
+	// Checks extend the built-in suite.
+	Checks []rollout.HTTPCheck `json:"checks,omitempty"`
 }
 
 // SmokeResult is the smoke suite's outcome.
@@ -62,7 +64,7 @@ func (s *Server) EnableRollouts(rs *rollout.Service) {
 			return 0, nil, err
 		}
 		name := r.PathValue("name")
-		checks, err := rs.Smoke(r.Context(), name, req.Tenant)
+		checks, err := rs.Smoke(r.Context(), name, req.Tenant, req.Checks)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -98,7 +100,7 @@ func (c *Client) RolloutCommand(ctx context.Context, id, command string) (*rollo
 }
 
 // Smoke runs the smoke suite on a stack through the gateway's preview.
-func (c *Client) Smoke(ctx context.Context, stack, tenant string) (*SmokeResult, error) {
+func (c *Client) Smoke(ctx context.Context, stack string, req SmokeRequest) (*SmokeResult, error) {
 	var out SmokeResult
-	return &out, c.Do(ctx, http.MethodPost, "/v1/stacks/"+url.PathEscape(stack)+"/smoke", SmokeRequest{Tenant: tenant}, &out)
+	return &out, c.Do(ctx, http.MethodPost, "/v1/stacks/"+url.PathEscape(stack)+"/smoke", req, &out)
 }

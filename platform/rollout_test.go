@@ -368,11 +368,21 @@ func TestRollout_BadInput(t *testing.T) {
 		t.Errorf("route after the abort: %+v", b)
 	}
 
-	res, err := c.Smoke(ctx, green, tenant)
-	if err != nil || !res.Pass || len(res.Checks) != 8 {
+	listOrders := rollout.HTTPCheck{Name: "list orders", Method: "GET", Path: "/v1/orders?limit=1"}
+	res, err := c.Smoke(ctx, green, control.SmokeRequest{Tenant: tenant, Checks: []rollout.HTTPCheck{listOrders}})
+	if err != nil || !res.Pass || len(res.Checks) != 9 {
 		t.Errorf("smoke through the preview: %v %+v", err, res)
 	}
-	if _, err := c.Smoke(ctx, "nope", tenant); !errors.Is(err, registry.ErrNotFound) {
+	missing := rollout.HTTPCheck{Name: "a product that is not there", Method: "GET", Path: "/v1/products/999999999"}
+	res, err = c.Smoke(ctx, green, control.SmokeRequest{Tenant: tenant, Checks: []rollout.HTTPCheck{missing, listOrders}})
+	if err != nil || res.Pass || len(res.Checks) != 10 || res.Checks[8].Pass || res.Checks[8].Status != 404 || !res.Checks[9].Pass {
+		t.Errorf("smoke with a failing check of the operator's: %v %+v", err, res)
+	}
+	if _, err := c.Smoke(ctx, "nope", control.SmokeRequest{Tenant: tenant}); !errors.Is(err, registry.ErrNotFound) {
 		t.Errorf("smoke of an unknown stack: %v", err)
+	}
+	bad := rollout.HTTPCheck{Name: "escape", Method: "GET", Path: "/v1/../admin"}
+	if _, err := c.Smoke(ctx, green, control.SmokeRequest{Tenant: tenant, Checks: []rollout.HTTPCheck{bad}}); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("a check with a non-canonical path: %v", err)
 	}
 }

@@ -74,3 +74,25 @@ func TestBackends(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateChecks(t *testing.T) {
+	good := HTTPCheck{Name: "list", Method: "GET", Path: "/v1/orders?limit=1"}
+	if err := ValidateChecks([]HTTPCheck{good, {Name: "make", Method: "POST", Path: "/v1/products", Body: []byte(`{"sku":"x"}`), Status: 201}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]HTTPCheck{
+		"no name":       {Method: "GET", Path: "/v1/orders"},
+		"bad method":    {Name: "x", Method: "TRACE", Path: "/v1/orders"},
+		"relative path": {Name: "x", Method: "GET", Path: "v1/orders"},
+		"dot segments":  {Name: "x", Method: "GET", Path: "/v1/../admin"},
+		"body not JSON": {Name: "x", Method: "POST", Path: "/v1/orders", Body: []byte("{")},
+		"status":        {Name: "x", Method: "GET", Path: "/v1/orders", Status: 42},
+	} {
+		if err := ValidateChecks([]HTTPCheck{c}); !errors.Is(err, registry.ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", name, err)
+		}
+	}
+	if err := ValidateChecks(make([]HTTPCheck, MaxChecks+1)); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("too many checks: %v", err)
+	}
+}

@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"tenantry/gateway"
+	"tenantry/jsonapi"
 	"tenantry/registry"
 )
 
@@ -106,12 +109,55 @@ type CheckResult struct {
 	Error     string  `json:"error,omitempty"`
 }
 
-// Smoke runs the built-in smoke suite through the preview: create a
-// product, a location, stock, place and fulfil an order, read it back, place
-// another and cancel it. A check whose input a failed check should have made
-// is reported failed too. The entities it creates are the tenant's (named
-// smoke-<random>), like any client's.
-func (p Preview) Smoke(ctx context.Context) []CheckResult {
+// HTTPCheck is an operator's smoke check: one request through the preview
+// and the status it must answer. A file of them (a JSON array) extends the
+// built-in suite (`--checks FILE`).
+type HTTPCheck struct {
+	Name   string          `json:"name"`
+	Method string          `json:"method"`
+	Path   string          `json:"path"`
+	Body   json.RawMessage `json:"body,omitempty"`
+	// Status is the status that passes; 0 means 200.
+	Status int `json:"status,omitempty"`
+}
+
+// MaxChecks bounds the operator's checks of one suite.
+const MaxChecks = 50
+
+// ValidateChecks checks an operator's checks: at most MaxChecks, each named,
+// with a method, a canonical path from the root, a JSON body if any, and a
+// status from 100 to 599.
+func ValidateChecks(cs []HTTPCheck) error {
+	if len(cs) > MaxChecks {
+		return fmt.Errorf("%w: %d smoke checks, at most %d", registry.ErrInvalid, len(cs), MaxChecks)
+	}
+	for i, c := range cs {
+		bad := func(what string) error {
+			return fmt.Errorf("%w: smoke check %d (%q): %s", registry.ErrInvalid, i+1, c.Name, what)
+		}
+		switch {
+		case c.Name == "" || len(c.Name) > 100:
+			return bad("a name of 1 to 100 bytes is required")
+		case !slices.Contains([]string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, c.Method):
+			return bad("method must be GET, POST, PUT, PATCH or DELETE")
+		case !strings.HasPrefix(c.Path, "/") || len(c.Path) > 2000 || !jsonapi.CanonicalPath(strings.SplitN(c.Path, "?", 2)[0]):
+			return bad("path must be a canonical path from the root")
+		case len(c.Body) > 0 && !json.Valid(c.Body):
+			return bad("body must be JSON")
+		case c.Status != 0 && (c.Status < 100 || c.Status > 599):
+			return bad("status must be 100 to 599")
+		}
+	}
+	return nil
+}
+
+// Smoke runs the built-in smoke suite through the preview, then the
+// operator's checks (extra): create a product, a location, stock, place and
+// fulfil an order, read it back, place another and cancel it. A built-in
+// check whose input a failed check should have made is reported failed
+// too. The entities it creates are the tenant's (named smoke-<random>),
+// like any client's.
+func (p Preview) Smoke(ctx context.Context, extra []HTTPCheck) []CheckResult {
 	run := "smoke-" + randomHex(4)
 	var out []CheckResult
 	ids := map[string]int64{}
@@ -176,6 +222,19 @@ func (p Preview) Smoke(ctx context.Context) []CheckResult {
 	check("read order back", http.MethodGet, fmt.Sprintf("/v1/orders/%d", ids["order"]), nil, http.StatusOK, "", status("fulfilled"))
 	check("place order to cancel", http.MethodPost, "/v1/orders", order(), http.StatusCreated, "cancel", nil)
 	check("cancel order", http.MethodPost, fmt.Sprintf("/v1/orders/%d/cancel", ids["cancel"]), nil, http.StatusOK, "", status("cancelled"))
+	failed = false // the operator's checks stand on their own
+	for _, c := range extra {
+		want := c.Status
+		if want == 0 {
+			want = http.StatusOK
+		}
+		var body any
+		if len(c.Body) > 0 {
+			body = c.Body
+		}
+		check(c.Name, c.Method, c.Path, body, want, "", nil)
+		failed = false
+	}
 	return out
 }
 

@@ -201,6 +201,8 @@ type Data struct {
 	From   string `json:"from"`
 	To     string `json:"to"`
 	Params Params `json:"params"`
+	// Checks are the operator's smoke checks, run after the built-in ones.
+	Checks []HTTPCheck `json:"checks,omitempty"`
 	// ProbeTenant is the tenant whose (temporary) API key the smoke suite
 	// and the probes use; KeyID is that key's id (its secret is never
 	// stored).

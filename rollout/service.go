@@ -74,6 +74,8 @@ type StartRequest struct {
 	// tenant's route it is that tenant (and may be left empty), for the
 	// default route one it serves (default: the first by id).
 	Tenant string `json:"tenant,omitempty"`
+	// Checks extend the smoke suite of the pre-check.
+	Checks []HTTPCheck `json:"checks,omitempty"`
 	Params
 }
 
@@ -108,6 +110,9 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*Info, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if err := ValidateChecks(req.Checks); err != nil {
+		return nil, err
+	}
 	if s.cfg.Gateway() == "" {
 		return nil, ErrNoGateway
 	}
@@ -132,7 +137,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*Info, error) {
 	if existing, err := s.runner.List(ctx, workflow.Filter{Kind: Kind, Subject: req.Route, Status: workflow.StatusRunning}); err == nil && len(existing) > 0 {
 		return nil, &workflow.ActiveError{Family: Kind, Subject: req.Route, ExistingID: existing[0].ID}
 	}
-	d := Data{Route: req.Route, From: from, To: req.To, Params: p, ProbeTenant: tenant, Phase: PhasePrecheck}
+	d := Data{Route: req.Route, From: from, To: req.To, Params: p, Checks: req.Checks, ProbeTenant: tenant, Phase: PhasePrecheck}
 	d.note("started", fmt.Sprintf("route %s from %s to %s, steps %v", req.Route, from, req.To, p.Steps))
 	id, err := s.runner.Create(ctx, Kind, req.Route, d)
 	if err != nil {
@@ -320,10 +325,14 @@ func (s *Service) Command(ctx context.Context, id, name string) (*Info, error) {
 	}
 }
 
-// Smoke runs the smoke suite on stack through the gateway's preview, as
-// tenant (with a temporary API key, revoked afterwards).
-func (s *Service) Smoke(ctx context.Context, stackName, tenant string) ([]CheckResult, error) {
+// Smoke runs the smoke suite (and the operator's checks) on stack through
+// the gateway's preview, as tenant (with a temporary API key, revoked
+// afterwards).
+func (s *Service) Smoke(ctx context.Context, stackName, tenant string, checks []HTTPCheck) ([]CheckResult, error) {
 	if err := registry.ValidateName("stack", stackName); err != nil {
+		return nil, err
+	}
+	if err := ValidateChecks(checks); err != nil {
 		return nil, err
 	}
 	if err := registry.ValidateTenantID(tenant); err != nil {
@@ -351,7 +360,7 @@ func (s *Service) Smoke(ctx context.Context, stackName, tenant string) ([]CheckR
 	if err := waitKey(ctx, p); err != nil {
 		return nil, err
 	}
-	return p.Smoke(ctx), nil
+	return p.Smoke(ctx, checks), nil
 }
 
 func (s *Service) preview(key, stackName string) Preview {

@@ -80,7 +80,7 @@ func (s *Service) precheck(ctx context.Context, r *workflow.Run) (string, error)
 		if err != nil {
 			return "", err
 		}
-		d.Smoke = s.preview(key, d.To).Smoke(ctx)
+		d.Smoke = s.preview(key, d.To).Smoke(ctx, d.Checks)
 		if !Passed(d.Smoke) {
 			var failed []string
 			for _, c := range d.Smoke {

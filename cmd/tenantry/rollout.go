@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"tenantry/control"
+	"tenantry/jsonapi"
 	"tenantry/rollout"
 	"tenantry/workflow"
 )
@@ -25,7 +27,7 @@ var errSmokeFailed = errors.New("smoke suite failed")
 func newRolloutCmd(a *app) *cobra.Command {
 	cmd := &cobra.Command{Use: "rollout", Short: "Blue/green rollouts: move a route's traffic to a new stack, judged, with automatic rollback"}
 	var req rollout.StartRequest
-	var steps string
+	var steps, checksFile string
 	var interval, grace, minDelta, hold time.Duration
 	var wait bool
 	start := &cobra.Command{
@@ -36,6 +38,7 @@ func newRolloutCmd(a *app) *cobra.Command {
 			if req.Route == "" || req.To == "" {
 				return usageErr("--route and --to are required")
 			}
+			var err error
 			if steps != "" {
 				for _, s := range strings.Split(steps, ",") {
 					w, err := strconv.Atoi(strings.TrimSpace(s))
@@ -44,6 +47,9 @@ func newRolloutCmd(a *app) *cobra.Command {
 					}
 					req.Steps = append(req.Steps, w)
 				}
+			}
+			if req.Checks, err = readChecks(checksFile); err != nil {
+				return err
 			}
 			req.Interval, req.Grace, req.MinP99Delta, req.Hold = rollout.Duration(interval), rollout.Duration(grace), rollout.Duration(minDelta), rollout.Duration(hold)
 			c, err := a.client()
@@ -75,6 +81,7 @@ func newRolloutCmd(a *app) *cobra.Command {
 	f.DurationVar(&minDelta, "min-p99-delta", 0, "a p99 within this of the old one passes (default 25ms)")
 	f.IntVar(&req.MinRequests, "min-requests", 0, "fewest requests an interval is judged on; probes make up the rest (default 20)")
 	f.DurationVar(&hold, "hold", 0, "how long the old stack is kept after success (default 72h)")
+	f.StringVar(&checksFile, "checks", "", checksUsage)
 	f.BoolVar(&wait, "wait", false, "wait until the rollout holds the old stack or ends")
 
 	var events bool
@@ -212,9 +219,9 @@ func printRollout(w io.Writer, in *rollout.Info) {
 
 // newStackSmokeCmd is `tenantry stack smoke STACK --tenant T`.
 func newStackSmokeCmd(a *app) *cobra.Command {
-	var tenant string
+	var tenant, checksFile string
 	cmd := &cobra.Command{
-		Use:   "smoke STACK --tenant TENANT",
+		Use:   "smoke STACK --tenant TENANT [--checks FILE]",
 		Short: "Run the smoke suite on a stack through the gateway's preview (no tenant traffic routed); exit 1 on a failed check",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -225,7 +232,11 @@ func newStackSmokeCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := c.Smoke(cmd.Context(), args[0], tenant)
+			checks, err := readChecks(checksFile)
+			if err != nil {
+				return err
+			}
+			res, err := c.Smoke(cmd.Context(), args[0], control.SmokeRequest{Tenant: tenant, Checks: checks})
 			if err != nil {
 				return err
 			}
@@ -249,5 +260,28 @@ func newStackSmokeCmd(a *app) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant the suite acts as (it creates a product, a location, stock and orders)")
+	cmd.Flags().StringVar(&checksFile, "checks", "", checksUsage)
 	return cmd
+}
+
+const checksUsage = `a JSON file of more smoke checks: [{"name", "method", "path", "body", "status"}]`
+
+// readChecks reads an operator's smoke checks (strict JSON); none when
+// path is empty.
+func readChecks(path string) ([]rollout.HTTPCheck, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, usageErr("--checks: %v", err)
+	}
+	var cs []rollout.HTTPCheck
+	if err := jsonapi.Decode(b, &cs); err != nil {
+		return nil, usageErr("--checks %s: %v", path, err)
+	}
+	if err := rollout.ValidateChecks(cs); err != nil {
+		return nil, usageErr("--checks %s: %v", path, err)
+	}
+	return cs, nil
 }
