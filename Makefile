@@ -2,7 +2,7 @@
 GO ?= go
 BIN := bin/tenantry
 
-.PHONY: all build demo up test fuzz bench postgres vet clean
+.PHONY: all build demo up test fuzz bench postgres chromium screenshots vet clean
 
 all: build
 
@@ -26,7 +26,11 @@ FUZZ_TARGETS := registry:FuzzValidateName registry:FuzzParseMemberSpec tenantsig
 FUZZTIME_TEST ?= 3s
 FUZZTIME ?= 2m
 
-test: postgres
+# The dashboard's browser tests drive headless Chromium.
+chromium:
+	@./scripts/ensure-chromium.sh >/dev/null
+
+test: postgres chromium
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)
@@ -37,6 +41,10 @@ fuzz:
 		echo "fuzz $$name ($$pkg, $(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done
+
+# Regenerates the README's screenshot of the dashboard's move view.
+screenshots: postgres chromium
+	$(GO) test -count=1 -run 'TestDashboard$$' ./platform -screenshots $(CURDIR)/docs
 
 bench: postgres build
 	./$(BIN) bench route
