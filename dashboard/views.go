@@ -214,13 +214,15 @@ func (d *Dashboard) ago(t time.Time) string {
 	return d.cfg.Now().Sub(t).Round(time.Second).String() + " ago"
 }
 
-// until is the time left until t, or "" once it passed.
+// until is the time left until t in whole minutes ("71h59m"), or "less than
+// a minute": coarse, so that a live view that shows it changes once a
+// minute, not on every render.
 func (d *Dashboard) until(t time.Time) string {
-	left := t.Sub(d.cfg.Now()).Round(time.Second)
-	if t.IsZero() || left <= 0 {
-		return ""
+	left := t.Sub(d.cfg.Now()).Truncate(time.Minute)
+	if left <= 0 {
+		return "less than a minute"
 	}
-	return left.String()
+	return strings.TrimSuffix(left.String(), "0s")
 }
 
 func humanBytes(n int64) string {

@@ -206,10 +206,11 @@ func TestDashboard(t *testing.T) {
 	}
 }
 
-// text is the text of the element with id.
+// text is the text of the element with id, read in one evaluation: a live
+// view may replace the element between a query and a read.
 func text(t *testing.T, b context.Context, id string) string {
 	t.Helper()
-	s, err := chromedp.Run(b, chromedp.Text(chromedp.ID(id)))
+	s, err := chromedp.Run(b, chromedp.Evaluate[string](fmt.Sprintf(`document.getElementById(%q).textContent`, id)))
 	if err != nil {
 		t.Fatalf("text of #%s: %v", id, err)
 	}
