@@ -12,14 +12,18 @@
 // included: the superuser gets a password at initdb (Config.Password, or a
 // generated one), which localpg keeps in memory only (Cluster.Password, never
 // in cluster.json); the caller keeps it where it keeps its own secrets (the
-// local platform: platform.json, mode 0600) and sets it again after Open. A
-// standby's primary_conninfo, inside its data directory (mode 0700, the
-// server user's), holds the password the standby streams with.
+// local platform: platform.json, mode 0600) and sets it again after Open.
+// Standbys stream as Replicator (REPLICATION, not a superuser), whose
+// password — derived from the superuser's, which it does not reveal — is in
+// the standby's primary_conninfo, inside its data directory (mode 0700, the
+// server user's); the superuser's password is in no file localpg writes.
 package localpg
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -55,6 +59,11 @@ var (
 // Superuser is the bootstrap superuser of every local cluster. It connects
 // from loopback only, with its password (scram-sha-256).
 const Superuser = "postgres"
+
+// Replicator is the role standbys stream as (REPLICATION, not a superuser),
+// so that the superuser's password is written into no standby's
+// configuration. Its password is derived from the superuser's.
+const Replicator = "tenantry_replication"
 
 // metaFile records a cluster's settings beside its data directory.
 const metaFile = "cluster.json"
@@ -429,10 +438,13 @@ func (c *Cluster) AddStandby(ctx context.Context, dir, name string) (*Cluster, e
 	if err := prepareDir(dir); err != nil {
 		return nil, fmt.Errorf("add standby %s: %w", name, err)
 	}
+	if err := c.ensureReplicator(ctx); err != nil {
+		return nil, fmt.Errorf("add standby %s: %w", name, err)
+	}
 	// The password reaches pg_basebackup in its environment, not its
 	// arguments (which ps shows to every user).
-	out, err := s.runEnv(ctx, []string{"PGPASSWORD=" + c.Password}, "pg_basebackup", "-D", s.DataDir(), "-X", "stream", "-c", "fast",
-		"-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", Superuser, "--no-sync")
+	out, err := s.runEnv(ctx, []string{"PGPASSWORD=" + c.replicatorPassword()}, "pg_basebackup", "-D", s.DataDir(), "-X", "stream", "-c", "fast",
+		"-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", Replicator, "--no-sync")
 	if err != nil {
 		return nil, fmt.Errorf("pg_basebackup for %s: %w: %s", name, err, out)
 	}
@@ -464,6 +476,9 @@ func (c *Cluster) Follow(ctx context.Context, primary *Cluster) error {
 	if c.Running() {
 		return fmt.Errorf("follow: %s is running; stop it first", c.Name)
 	}
+	if err := primary.ensureReplicator(ctx); err != nil {
+		return fmt.Errorf("follow %s: %w", primary.Name, err)
+	}
 	if err := c.standBy(primary); err != nil {
 		return err
 	}
@@ -474,11 +489,49 @@ func (c *Cluster) Follow(ctx context.Context, primary *Cluster) error {
 	return c.Start(ctx)
 }
 
+// replicatorPassword is Replicator's password: an HMAC of the superuser's
+// (which it does not reveal). Empty for a cluster without a password.
+func (c *Cluster) replicatorPassword() string {
+	if c.Password == "" {
+		return ""
+	}
+	m := hmac.New(sha256.New, []byte(c.Password))
+	m.Write([]byte(Replicator))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// ensureReplicator creates (or resets) Replicator on the running cluster c.
+// Roles are replicated: every member of the cluster has it.
+func (c *Cluster) ensureReplicator(ctx context.Context) error {
+	conn, err := c.Connect(ctx, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", Replicator).Scan(&exists); err != nil {
+		return fmt.Errorf("replication role: %w", err)
+	}
+	verb := "ALTER"
+	if !exists {
+		verb = "CREATE"
+	}
+	var password string
+	if err := conn.QueryRow(ctx, "SELECT format('PASSWORD %L', $1::text)", c.replicatorPassword()).Scan(&password); err != nil {
+		return fmt.Errorf("replication role: %w", err)
+	}
+	if _, err := conn.Exec(ctx, verb+" ROLE "+Replicator+" LOGIN REPLICATION NOSUPERUSER NOCREATEDB NOCREATEROLE "+password); err != nil {
+		return fmt.Errorf("replication role: %w", err)
+	}
+	return nil
+}
+
 // standBy configures c's data directory as a standby of primary: its
-// primary_conninfo (with the password: the file is the server user's, in a
-// 0700 directory) and standby.signal.
+// primary_conninfo (as Replicator, with its password: the file is the
+// server user's, in a 0700 directory) and standby.signal.
 func (c *Cluster) standBy(primary *Cluster) error {
 	info := primary.Config("") // a walreceiver names no database
+	info.Credential = dbconn.Credential{User: Replicator, Password: primary.replicatorPassword()}
 	info.ApplicationName = c.Name
 	conninfo := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(info.String())
 	f, err := os.OpenFile(filepath.Join(c.DataDir(), "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)

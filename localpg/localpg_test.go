@@ -36,6 +36,20 @@ func TestCluster_StandbyPromoteKill(t *testing.T) {
 		t.Fatalf("wal_level = %q, %v; want logical", wl, err)
 	}
 	s := pgtest.MustStandby(t, p)
+	// The standby streams as the replication role: the superuser's password
+	// is in none of its files.
+	for _, f := range []string{"postgresql.auto.conf", "postgresql.conf"} {
+		b, err := os.ReadFile(filepath.Join(s.DataDir(), f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), p.Password) {
+			t.Fatalf("standby's %s holds the superuser's password", f)
+		}
+		if f == "postgresql.auto.conf" && !strings.Contains(string(b), localpg.Replicator) {
+			t.Fatalf("standby's %s does not stream as %s:\n%s", f, localpg.Replicator, b)
+		}
+	}
 	sc, err := s.Connect(ctx, "postgres")
 	if err != nil {
 		t.Fatal(err)
