@@ -236,23 +236,82 @@ func TestRollout_NoTrafficJudgedFromProbes(t *testing.T) {
 }
 
 // TestRollout_ControlPlaneKilled: the control-plane replica running a
-// rollout is killed (SIGKILL) during the analysis; another replica takes it
-// over at once and ends it consistently, with no failed request; the
-// temporary preview key the dead replica made is revoked.
+// rollout is killed (SIGKILL) in each phase — the pre-check, the analysis,
+// the hold —; another replica takes it over at once and ends it
+// consistently, with no failed request; preview keys the dead replica made
+// are revoked.
 func TestRollout_ControlPlaneKilled(t *testing.T) {
-	ctx := testContext(t, 3*time.Minute)
-	const tenant, green = "ro-killed", "ro-killed-green"
-	fx := newTenant(t, ctx, tenant, 0)
-	deployStack(t, ctx, green, tenant, oms.Faults{})
-	lr := startLoad(t, ctx, 100, fx)
-	p := testRolloutParams(50, 100)
-	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: green, Params: p})
-	if err != nil {
-		t.Fatal(err)
-	}
+	for _, tc := range []struct {
+		phase string
+		when  func(*rollout.Info) bool
+		// then is the command sent after the takeover ("" = none), and
+		// want the end it leads to, on stack want.
+		then       string
+		wantStatus workflow.Status
+		onNew      bool
+	}{
+		{"precheck", func(i *rollout.Info) bool { return i.Data.KeyID != "" }, "", workflow.StatusSucceeded, true},
+		{"analysing", func(i *rollout.Info) bool { return len(i.Data.Intervals) >= 1 }, "", workflow.StatusSucceeded, true},
+		{"holding", func(i *rollout.Info) bool { return i.Data.Phase == rollout.PhaseHolding }, rollout.SignalCutback, workflow.StatusRolledBack, false},
+	} {
+		t.Run(tc.phase, func(t *testing.T) {
+			ctx := testContext(t, 3*time.Minute)
+			tenant, green := "ro-kill-"+tc.phase, "ro-kill-"+tc.phase
+			fx := newTenant(t, ctx, tenant, 0)
+			deployStack(t, ctx, green, tenant, oms.Faults{})
+			lr := startLoad(t, ctx, 100, fx)
+			p := testRolloutParams(50, 100)
+			if tc.then != "" {
+				p.Hold = rollout.Duration(time.Hour)
+			}
+			in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: green, Params: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := killWorkerWhen(t, ctx, in.ID, tc.when)
+			killed := time.Now()
+			t.Logf("worker killed in %s with %d intervals judged", before.Data.Phase, len(before.Data.Intervals))
 
-	// A second replica in a child process runs it (this process's runner
-	// is stopped), and is killed once it has judged an interval.
+			runMoves(t)
+			if tc.then != "" {
+				waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return i.Data.Phase == rollout.PhaseHolding })
+				if _, err := rolloutClient().RolloutCommand(ctx, in.ID, tc.then); err != nil {
+					t.Fatalf("%s after the takeover: %v", tc.then, err)
+				}
+			}
+			in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return false })
+			lr.finish(t)
+			logVerdicts(t, in)
+			t.Logf("ended %s %v after the kill", in.Status, time.Since(killed).Round(time.Millisecond))
+			if in.Status != tc.wantStatus || len(in.Data.Intervals) < len(before.Data.Intervals) {
+				t.Fatalf("rollout %s with %d intervals (before the kill %d), want %s: %s", in.Status, len(in.Data.Intervals), len(before.Data.Intervals), tc.wantStatus, in.Error)
+			}
+			want := SharedStack
+			if tc.onNew {
+				want = green
+			}
+			if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != want {
+				t.Errorf("route at the end: %+v, want all on %s", b, want)
+			}
+			keys, err := plat.Store.APIKeys(ctx, tenant)
+			if err != nil {
+				t.Fatal(err)
+			}
+			own := fx.target.APIKey[len(registry.APIKeyPrefix) : len(registry.APIKeyPrefix)+16]
+			for _, k := range keys {
+				if k.RevokedAt == nil && k.ID != own {
+					t.Errorf("a preview key left in force: %s", k.ID)
+				}
+			}
+		})
+	}
+}
+
+// killWorkerWhen runs a second control-plane replica in a child process
+// (this test binary, see runWorker; this process's runner is stopped), lets
+// it run rollout id until cond holds, and kills it with SIGKILL.
+func killWorkerWhen(t *testing.T, ctx context.Context, id string, cond func(*rollout.Info) bool) *rollout.Info {
+	t.Helper()
 	cmd := exec.Command(testBin, "-test.run=^$")
 	cmd.Env = append(os.Environ(), envWorker+"="+plat.Local.Dir, envCrashAt+"=none", envMarker+"="+filepath.Join(t.TempDir(), "unused"))
 	var out bytes.Buffer
@@ -262,37 +321,15 @@ func TestRollout_ControlPlaneKilled(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	before := waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return len(i.Data.Intervals) >= 1 })
+	before := waitRollout(t, ctx, id, cond)
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-exited
-	killed := time.Now()
 	if before.Status != workflow.StatusRunning {
 		t.Fatalf("rollout ended before the kill: %s %s\nworker output:\n%s", before.Status, before.Error, out.String())
 	}
-	t.Logf("worker killed at %s with %d intervals judged", before.Data.Phase, len(before.Data.Intervals))
-
-	runMoves(t)
-	in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return false })
-	lr.finish(t)
-	logVerdicts(t, in)
-	t.Logf("ended %v after the kill", time.Since(killed).Round(time.Millisecond))
-	if in.Status != workflow.StatusSucceeded || len(in.Data.Intervals) <= len(before.Data.Intervals) {
-		t.Fatalf("rollout %s with %d intervals (before the kill %d): %s", in.Status, len(in.Data.Intervals), len(before.Data.Intervals), in.Error)
-	}
-	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != green {
-		t.Errorf("route after the rollout: %+v", b)
-	}
-	keys, err := plat.Store.APIKeys(ctx, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		if k.RevokedAt == nil && k.ID != fx.target.APIKey[len(registry.APIKeyPrefix):len(registry.APIKeyPrefix)+16] {
-			t.Errorf("a preview key left in force: %s", k.ID)
-		}
-	}
+	return before
 }
 
 // TestRollout_BadInput: refused requests answer a clear 4xx with a stable
