@@ -24,6 +24,9 @@ const (
 	TenantPasswords = "tenant-db-passwords"
 	// Backup keys the MAC over backup manifests (backup.Key).
 	Backup = "backup"
+	// TenantHeaders is the tenant-header root key (tenantsig.RootKey),
+	// from which each stack's header key is derived.
+	TenantHeaders = "tenant-headers"
 )
 
 // Size is the length of a derived key in bytes.

@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"tenantry/keys"
 )
 
 // Header names.
@@ -42,18 +44,17 @@ var (
 	ErrExpired = errors.New("tenant header signature expired")
 )
 
-// RootKey derives the tenant-header root key from the platform secret. The
-// gateway holds it and derives every stack's key from it; it opens nothing
-// else (tenant database passwords come from another derivation).
-func RootKey(secret []byte) []byte { return derive(secret, "tenantry tenant-header root v1") }
+// RootKey derives the tenant-header root key from the platform secret
+// (keys.Derive for keys.TenantHeaders). The gateway holds it and derives
+// every stack's key from it; it opens nothing else (tenant database
+// passwords, cluster credentials and backup MACs have keys of their own).
+func RootKey(secret []byte) []byte { return keys.Derive(secret, keys.TenantHeaders) }
 
-// StackKey derives stack's header key from the root key. Only the gateway
-// and the stack's own instances hold it.
-func StackKey(root []byte, stack string) []byte { return derive(root, "stack\x00"+stack) }
-
-func derive(key []byte, purpose string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(purpose))
+// StackKey derives stack's header key from the root key: HMAC-SHA256 of the
+// stack's name. Only the gateway and the stack's own instances hold it.
+func StackKey(root []byte, stack string) []byte {
+	m := hmac.New(sha256.New, root)
+	m.Write([]byte("stack\x00" + stack))
 	return m.Sum(nil)
 }
 
