@@ -96,3 +96,69 @@ func TestService_RegisterCluster(t *testing.T) {
 		t.Fatalf("refusal: %#v, want the problems in the details", err)
 	}
 }
+
+// TestService_RegisterClusterTLS: a cluster registered with sslmode
+// verify-full and its CA is checked, prepared and used over verified TLS; a
+// wrong CA, or a server without TLS under require, is refused by name.
+func TestService_RegisterClusterTLS(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	tc, caFile := pgtest.MustTLSCluster(t, "tls")
+	plain := pgtest.MustCluster(t)
+	_, otherCA := pgtest.MustTLSCluster(t, "tls-other")
+	members := func(c *localpg.Cluster) []registry.Member {
+		return []registry.Member{{Name: "m-0", Host: c.Host, Port: c.Port, Role: registry.RolePrimary}}
+	}
+	for _, bad := range []struct {
+		name string
+		c    *localpg.Cluster
+		tls  dbconn.TLS
+		want string
+	}{
+		{"another CA", tc, dbconn.TLS{Mode: dbconn.SSLVerifyFull, RootCert: otherCA}, "certificate"},
+		{"no TLS on the server", plain, dbconn.TLS{Mode: dbconn.SSLRequire}, "unreachable"},
+	} {
+		_, err := a.client.RegisterCluster(ctx, control.RegisterClusterRequest{Name: "tls-bad", Members: members(bad.c),
+			TLS: bad.tls, Credential: bad.c.Credential()})
+		if !errors.Is(err, control.ErrClusterCheck) || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: %v, want a check failure naming %q", bad.name, err, bad.want)
+		}
+	}
+	verify := dbconn.TLS{Mode: dbconn.SSLVerifyFull, RootCert: caFile}
+	if _, err := a.client.RegisterCluster(ctx, control.RegisterClusterRequest{Name: "tls", Members: members(tc),
+		TLS: verify, Credential: tc.Credential()}); err != nil {
+		t.Fatal(err)
+	}
+	db := pgtest.DBName(t)
+	if _, err := a.client.CreateAlias(ctx, registry.Alias{Name: "tls-db", Cluster: "tls", Database: db}); err != nil {
+		t.Fatal(err)
+	}
+	// What every connection to the cluster is built from: the registry's
+	// endpoint with the cluster's TLS settings.
+	snap, err := a.store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := snap.AliasEndpoint("tls-db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ep.TLS != verify {
+		t.Fatalf("endpoint TLS %+v, want %+v", ep.TLS, verify)
+	}
+	conn, err := ep.Config(tc.Credential()).Connect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var ssl bool
+	var version string
+	if err := conn.QueryRow(ctx, "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl, &version); err != nil || !ssl {
+		t.Fatalf("connection over TLS: %v %s, %v", ssl, version, err)
+	}
+	// The alias's database was made and prepared over that connection.
+	var tables int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").Scan(&tables); err != nil || tables == 0 {
+		t.Fatalf("prepared tables %d, %v", tables, err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tenantry/dbconn"
 	"tenantry/localpg"
 	"tenantry/logrepl"
 	"tenantry/pgtest"
@@ -412,5 +413,41 @@ func TestParseLSN(t *testing.T) {
 	}
 	if _, err := logrepl.ParseLSN("16B374D848"); err == nil {
 		t.Error("ParseLSN accepted a value without /")
+	}
+}
+
+// TestSubscription_VerifiedTLS: a subscription whose publisher's endpoint
+// says sslmode verify-full with a CA file connects from the subscriber's
+// server over verified TLS (the walsender's session is encrypted) and
+// copies the tenant's rows.
+func TestSubscription_VerifiedTLS(t *testing.T) {
+	ctx := context.Background()
+	ca, caFile := pgtest.MustTLSCluster(t, "pub")
+	cb := pgtest.MustNewCluster(t, "sub")
+	a, b := mustSide(t, ca, true), mustSide(t, cb, false)
+	a.ep.TLS = dbconn.TLS{Mode: dbconn.SSLVerifyFull, RootCert: caFile}
+	n, err := logrepl.NamesFor("tls1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := logrepl.CreatePublication(ctx, a.db, n.Forward.Publication, "xx", tables); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := logrepl.CreateSlot(ctx, a.db, n.Forward.Slot); err != nil {
+		t.Fatal(err)
+	}
+	if err := logrepl.CreateSubscription(ctx, b.db, n.Forward.Subscription, a.ep, n.Forward.Publication, logrepl.SubOpts{CopyData: true, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = logrepl.DropLink(context.Background(), a.db, b.db, n.Forward) })
+	if err := logrepl.WaitSynced(ctx, b.db, n.Forward.Subscription, "xx", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustCount(t, b.db, "xx"); got["orders"] != 200 {
+		t.Fatalf("copied %v over TLS, want 200 orders", got)
+	}
+	if n := count(t, a.db, `SELECT count(*) FROM pg_stat_replication r JOIN pg_stat_ssl s ON s.pid = r.pid
+		WHERE r.application_name = $1 AND s.ssl`, n.Forward.Subscription); n != 1 {
+		t.Fatalf("%d encrypted walsenders for the subscription, want 1", n)
 	}
 }
