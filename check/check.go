@@ -153,7 +153,7 @@ func Check(ctx context.Context, ledger io.Reader, dbs Databases, opts Options) (
 		if err := tc.run(ctx); err != nil {
 			return nil, fmt.Errorf("check tenant %s: %w", tenant, err)
 		}
-		log.Info("tenant checked", "tenant", tenant, "orders", len(th.orders), "violations", len(rep.Violations)+rep.Omitted)
+		log.Debug("tenant checked", "tenant", tenant, "orders", len(th.orders), "violations", len(rep.Violations)+rep.Omitted)
 	}
 	return rep, nil
 }

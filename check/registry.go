@@ -65,7 +65,7 @@ func (d *RegistryDatabases) poolConfig(ctx context.Context, tenant string) (*pgx
 		return nil, "", err
 	}
 	if d.Logger != nil {
-		d.Logger.Info("tenant resolved", "tenant", tenant, "alias", ep.Alias, "host", ep.Host, "port", ep.Port, "database", ep.Database)
+		d.Logger.Debug("tenant resolved", "tenant", tenant, "alias", ep.Alias, "host", ep.Host, "port", ep.Port, "database", ep.Database)
 	}
 	if d.Credentials == nil {
 		return nil, "", fmt.Errorf("tenant %s: no credentials for cluster %s", tenant, ep.Cluster)
