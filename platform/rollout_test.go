@@ -423,3 +423,55 @@ func TestRollout_BadInput(t *testing.T) {
 		t.Errorf("a check with a non-canonical path: %v", err)
 	}
 }
+
+// TestRollout_DefaultRoute: the default route rolls out like a tenant's,
+// previewed as a tenant it serves; a cutback during the hold puts it back.
+func TestRollout_DefaultRoute(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	runMoves(t)
+	const tenant, green = "ro-default", "ro-default-green"
+	fx := newTenant(t, ctx, tenant, 0)
+	deployStack(t, ctx, green, tenant, oms.Faults{})
+	t.Cleanup(func() { // before the stack stops, whatever happened
+		def := registry.Route{Tenant: registry.DefaultRoute, Backends: []registry.Backend{{Stack: SharedStack, Weight: 100}}}
+		if err := plat.Store.SetRoute(context.Background(), def, 0); err != nil {
+			t.Errorf("restore the default route: %v", err)
+		}
+	})
+	p := testRolloutParams(100)
+	p.Interval, p.Grace, p.MinRequests, p.Hold = rollout.Duration(500*time.Millisecond), rollout.Duration(time.Second), 10, rollout.Duration(time.Hour)
+	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: rollout.DefaultRouteName, Tenant: tenant, To: green, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Data.From != SharedStack || in.Data.ProbeTenant != tenant {
+		t.Fatalf("rollout of the default route from %s as %s", in.Data.From, in.Data.ProbeTenant)
+	}
+	in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return i.Data.Phase == rollout.PhaseHolding })
+	if b := routeOf(t, ctx, tenant); in.Status != workflow.StatusRunning || len(b) != 1 || b[0].Stack != green {
+		t.Fatalf("rollout %s (%s), default route %+v", in.Status, in.Error, b)
+	}
+	_, since, err := plat.Store.StackStats(ctx, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr := startLoad(t, ctx, 50, fx) // served by the new stack, then cut back under load
+	if err := poll(ctx, "load served by "+green, func() (bool, error) {
+		st, _, err := plat.Store.StackStats(ctx, []string{green}, since)
+		return st[green].Requests >= 10, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	in, err = rolloutClient().RolloutCommand(ctx, in.ID, rollout.SignalCutback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lr.finish(t)
+	logVerdicts(t, in)
+	if in.Status != workflow.StatusRolledBack || !strings.Contains(in.Data.Reason, "cut back") {
+		t.Errorf("after the cutback: %s, reason %q", in.Status, in.Data.Reason)
+	}
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
+		t.Errorf("default route after the cutback: %+v", b)
+	}
+}
