@@ -120,12 +120,27 @@ func (c *Client) CreateAlias(ctx context.Context, a registry.Alias) (*registry.A
 	return &out, c.Do(ctx, http.MethodPost, "/v1/aliases", a, &out)
 }
 
-// Tenants lists tenants.
+// Tenants lists every tenant, following the pages of GET /v1/tenants.
 func (c *Client) Tenants(ctx context.Context) ([]*registry.Tenant, error) {
-	var out struct {
-		Tenants []*registry.Tenant `json:"tenants"`
+	var all []*registry.Tenant
+	for after := ""; ; {
+		var page struct {
+			Tenants   []*registry.Tenant `json:"tenants"`
+			NextAfter *string            `json:"next_after"`
+		}
+		path := fmt.Sprintf("/v1/tenants?limit=%d", MaxTenantPage)
+		if after != "" {
+			path += "&after=" + url.QueryEscape(after)
+		}
+		if err := c.Do(ctx, http.MethodGet, path, nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Tenants...)
+		if page.NextAfter == nil {
+			return all, nil
+		}
+		after = *page.NextAfter
 	}
-	return out.Tenants, c.Do(ctx, http.MethodGet, "/v1/tenants", nil, &out)
 }
 
 // CreateTenant creates a tenant on alias and returns its API key.

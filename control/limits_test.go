@@ -2,8 +2,11 @@ package control_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 
 	"tenantry/registry"
@@ -52,5 +55,55 @@ func TestServer_TenantLimits(t *testing.T) {
 	}
 	if _, err := a.client.SetTenantLimits(ctx, "nobody", registry.Limits{Rate: 1}); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("unknown tenant through the client: %v, want ErrNotFound", err)
+	}
+}
+
+// TestServer_TenantPages: GET /v1/tenants answers pages of at most limit
+// tenants with a cursor; the client follows them.
+func TestServer_TenantPages(t *testing.T) {
+	a := newAPI(t)
+	ctx := context.Background()
+	var want []string
+	for i := range 5 {
+		id := fmt.Sprintf("page-%d", i)
+		if _, err := a.client.CreateTenant(ctx, id, testAlias); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, id)
+	}
+	auth := "Bearer " + testToken
+	var got []string
+	for after, pages := "", 0; ; pages++ {
+		path := "/v1/tenants?limit=2"
+		if after != "" {
+			path += "&after=" + after
+		}
+		ans := a.send(t, http.MethodGet, path, auth, nil)
+		var page struct {
+			Tenants   []registry.Tenant `json:"tenants"`
+			NextAfter *string           `json:"next_after"`
+		}
+		if ans.status != http.StatusOK || json.Unmarshal([]byte(ans.body), &page) != nil || len(page.Tenants) > 2 || pages > 3 {
+			t.Fatalf("%s: %d %s", path, ans.status, ans.body)
+		}
+		for _, tn := range page.Tenants {
+			got = append(got, tn.ID)
+		}
+		if page.NextAfter == nil {
+			break
+		}
+		after = *page.NextAfter
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages listed %v, want %v", got, want)
+	}
+	all, err := a.client.Tenants(ctx)
+	if err != nil || len(all) != len(want) {
+		t.Fatalf("client.Tenants = %d tenants, %v", len(all), err)
+	}
+	for _, q := range []string{"limit=0", "limit=1001", "limit=x", "after=Bad_Id"} {
+		if ans := a.send(t, http.MethodGet, "/v1/tenants?"+q, auth, nil); ans.status != http.StatusBadRequest {
+			t.Errorf("?%s: %d %s, want 400", q, ans.status, ans.body)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -230,17 +231,48 @@ func (s *Server) createAlias(r *http.Request) (int, any, error) {
 	return http.StatusCreated, a, nil
 }
 
+// Tenant pages of GET /v1/tenants.
+const (
+	DefaultTenantPage = 500
+	MaxTenantPage     = 1000
+)
+
+// listTenants lists tenants in id order, a page at a time: ?limit=N
+// (default DefaultTenantPage, at most MaxTenantPage) after ?after=ID; the
+// answer's next_after is the cursor of the next page, null on the last.
 func (s *Server) listTenants(r *http.Request) (int, any, error) {
+	q := r.URL.Query()
+	limit := DefaultTenantPage
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxTenantPage {
+			return 0, nil, fmt.Errorf("%w: limit must be an integer from 1 to %d, not %q", registry.ErrInvalid, MaxTenantPage, v)
+		}
+		limit = n
+	}
+	after := q.Get("after")
+	if after != "" {
+		if err := registry.ValidateTenantID(after); err != nil {
+			return 0, nil, err
+		}
+	}
 	snap, err := s.snapshot(r.Context())
 	if err != nil {
 		return 0, nil, err
 	}
-	out := make([]*registry.Tenant, 0, len(snap.Tenants))
+	out := make([]*registry.Tenant, 0, min(limit, len(snap.Tenants)))
 	for _, t := range snap.Tenants {
-		out = append(out, t)
+		if t.ID > after {
+			out = append(out, t)
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return http.StatusOK, map[string]any{"tenants": out}, nil
+	var next *string
+	if len(out) > limit {
+		out = out[:limit]
+		next = &out[limit-1].ID
+	}
+	return http.StatusOK, map[string]any{"tenants": out, "next_after": next}, nil
 }
 
 type createTenantRequest struct {

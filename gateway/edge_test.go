@@ -163,3 +163,17 @@ func TestGateway_HeaderLimit(t *testing.T) {
 		t.Fatalf("got %d %s, want 431", code, raw)
 	}
 }
+
+// TestGateway_ResponseHeaderTimeout: an instance that does not answer in
+// Config.ResponseHeaderTimeout is answered 504 gateway_timeout, and the
+// gateway's own request ends instead of waiting for it.
+func TestGateway_ResponseHeaderTimeout(t *testing.T) {
+	a := newBackend(t, "a")
+	src := &fakeSource{}
+	src.publish(snapshot(1, map[string][]string{"a": {a.srv.URL}}, route(registry.DefaultRoute, "a", 1)))
+	_, gw, _ := newGateway(t, src, func(cfg *Config) { cfg.ResponseHeaderTimeout = 300 * time.Millisecond })
+	code, _, raw := newClient(t, gw.URL).mustDo("GET", "/slow", keyAcme, nil, nil)
+	if code != http.StatusGatewayTimeout || !strings.Contains(raw, `"code":"gateway_timeout"`) {
+		t.Fatalf("got %d %s, want 504 gateway_timeout", code, raw)
+	}
+}
