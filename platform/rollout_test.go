@@ -438,8 +438,8 @@ func TestRollout_DefaultRoute(t *testing.T) {
 			t.Errorf("restore the default route: %v", err)
 		}
 	})
-	p := testRolloutParams(100)
-	p.Interval, p.Grace, p.MinRequests, p.Hold = rollout.Duration(500*time.Millisecond), rollout.Duration(time.Second), 10, rollout.Duration(time.Hour)
+	p := testRolloutParams(10, 100)
+	p.Interval, p.Grace, p.MinRequests, p.Hold = rollout.Duration(500*time.Millisecond), rollout.Duration(time.Hour), 10, rollout.Duration(time.Hour)
 	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: rollout.DefaultRouteName, Tenant: tenant, To: green, Params: p})
 	if err != nil {
 		t.Fatal(err)
@@ -447,7 +447,14 @@ func TestRollout_DefaultRoute(t *testing.T) {
 	if in.Data.From != SharedStack || in.Data.ProbeTenant != tenant {
 		t.Fatalf("rollout of the default route from %s as %s", in.Data.From, in.Data.ProbeTenant)
 	}
-	in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return i.Data.Phase == rollout.PhaseHolding })
+	// An hour's grace at 10 %: promote skips it and the step to 100.
+	in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return len(i.Data.Intervals) >= 1 })
+	if in, err = rolloutClient().RolloutCommand(ctx, in.ID, rollout.SignalPromote); err != nil {
+		t.Fatal(err)
+	}
+	if in.Data.Phase != rollout.PhaseHolding || in.Data.Weight != 100 {
+		t.Fatalf("after promote: phase %s at %d%%", in.Data.Phase, in.Data.Weight)
+	}
 	if b := routeOf(t, ctx, tenant); in.Status != workflow.StatusRunning || len(b) != 1 || b[0].Stack != green {
 		t.Fatalf("rollout %s (%s), default route %+v", in.Status, in.Error, b)
 	}

@@ -36,7 +36,7 @@ const Kind = "rollout"
 
 // Signals (operator commands) a rollout takes.
 const (
-	SignalPromote = "promote" // skip the remaining steps: all traffic to the new stack
+	SignalPromote = "promote" // all traffic to the new stack now, then the hold
 	SignalAbort   = "abort"   // roll back now
 	SignalCutback = "cutback" // during the hold: traffic back to the old stack
 	SignalRetire  = "retire"  // during the hold: stop the old stack now

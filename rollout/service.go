@@ -312,7 +312,7 @@ func (s *Service) Command(ctx context.Context, id, name string) (*Info, error) {
 		}
 		done := in.Status != workflow.StatusRunning
 		if name == SignalPromote {
-			done = done || in.Data.Weight == 100
+			done = done || in.Data.Phase == PhaseHolding
 		}
 		if done {
 			return in, nil

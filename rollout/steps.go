@@ -128,10 +128,15 @@ func (s *Service) analyse(ctx context.Context, r *workflow.Run) (string, error) 
 			return "", fail(d, fmt.Errorf("%w: aborted at %d%%", ErrAborted, d.Weight))
 		}
 		if sig, ok := signal(r, SignalPromote); ok {
+			// All traffic to the new stack now, and the hold: the remaining
+			// steps and their analysis are skipped.
 			r.Consume(sig)
-			d.note("promote", "remaining steps skipped by the operator")
-			d.Step = len(d.Params.Steps) - 1
-			return stepShift, nil
+			if err := s.cfg.Store.SetRoute(ctx, registry.Route{Tenant: routeTenant(d.Route), Backends: backends(d.From, d.To, 100)}, 0); err != nil {
+				return "", err
+			}
+			d.Step, d.Weight = len(d.Params.Steps)-1, 100
+			d.note("promote", fmt.Sprintf("by the operator: %s 100%%, remaining steps skipped", d.To))
+			return stepHold, nil
 		}
 		now := time.Now()
 		if now.Before(d.WindowEnd) {
