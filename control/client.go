@@ -285,3 +285,9 @@ func (c *Client) SwitchoverInfo(ctx context.Context, id string) (*ha.Info, error
 	var in ha.Info
 	return &in, c.Do(ctx, http.MethodGet, "/v1/switchovers/"+url.PathEscape(id), nil, &in)
 }
+
+// Rejoin rebuilds a fenced former primary (or a standby) of cluster as a
+// streaming standby of its primary.
+func (c *Client) Rejoin(ctx context.Context, cluster, member string) error {
+	return c.Do(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/members/"+url.PathEscape(member)+"/rejoin", nil, nil)
+}

@@ -24,4 +24,11 @@ func (s *Server) EnableHA(hs *ha.Service) {
 		in, err := hs.Get(r.Context(), r.PathValue("id"))
 		return http.StatusOK, in, err
 	})
+	s.Handle("POST /v1/clusters/{name}/members/{member}/rejoin", func(r *http.Request) (int, any, error) {
+		name, member := r.PathValue("name"), r.PathValue("member")
+		if err := hs.Rejoin(r.Context(), name, member); err != nil {
+			return 0, nil, err
+		}
+		return http.StatusOK, map[string]string{"cluster": name, "rejoined": member}, nil
+	})
 }

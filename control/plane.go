@@ -67,6 +67,9 @@ type PlaneConfig struct {
 	// instances need of the registry (registry.Store.GrantReader) on every
 	// start: they connect as it, never as the registry's owner.
 	ReaderRole string
+	// Failover tunes the failover monitor, which runs when the Provisioner
+	// implements ha.Servers (local clusters).
+	Failover ha.MonitorConfig
 	// ManualRunner creates the runner but does not start it: the caller
 	// starts (and may stop and start again) Plane.Runner. Tests use it.
 	ManualRunner bool
@@ -96,6 +99,9 @@ type Plane struct {
 	// implements ha.Servers (local clusters), else switchovers answer
 	// ha.ErrNotSupported.
 	HA *ha.Service
+	// Monitor fails over dead primaries of the clusters HA's Servers run;
+	// nil without Servers.
+	Monitor *ha.Monitor
 	// URL is the API's base URL ("http://127.0.0.1:PORT").
 	URL string
 	// Dashboard is the operator dashboard, served at URL + dashboard.Prefix.
@@ -237,6 +243,10 @@ func (p *Plane) startRunner(ctx context.Context) error {
 		AckTimeout: mc.AckTimeout, RouterLive: mc.RouterLive, Logger: p.cfg.Logger}, runner); err != nil {
 		return err
 	}
+	if servers != nil {
+		p.Monitor = p.HA.NewMonitor(pool, p.cfg.Failover)
+		p.Monitor.Start()
+	}
 	p.Runner = runner
 	if !p.cfg.ManualRunner {
 		runner.Start(context.Background())
@@ -256,6 +266,9 @@ func (p *Plane) Stop(ctx context.Context) {
 		_ = p.srv.Shutdown(sctx)
 		cancel()
 		<-p.serve
+	}
+	if p.Monitor != nil {
+		p.Monitor.Stop()
 	}
 	if p.Runner != nil {
 		p.Runner.Stop()

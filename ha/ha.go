@@ -34,6 +34,10 @@ type Servers interface {
 	// FollowMember makes a member that was stopped cleanly before primary
 	// was promoted a streaming standby of primary, and starts it.
 	FollowMember(ctx context.Context, cluster, member, primary string) error
+	// RebuildMember replaces a member's data with a fresh base backup of
+	// primary and starts it as primary's streaming standby (a fenced
+	// former primary, whose WAL may have diverged).
+	RebuildMember(ctx context.Context, cluster, member, primary string) error
 }
 
 // Registry is the part of the registry ha reads and writes;
@@ -44,6 +48,7 @@ type Registry interface {
 	ResumeTenants(ctx context.Context, resume map[string]int64) error
 	WaitAcks(ctx context.Context, tenant string, epoch int64, within time.Duration) error
 	Switch(ctx context.Context, cluster, newPrimary string, oldRole registry.Role, resume map[string]int64) error
+	SetMemberRole(ctx context.Context, cluster, member string, role registry.Role) error
 	AddEvent(ctx context.Context, kind, subject, message string, data any) error
 }
 

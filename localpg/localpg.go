@@ -434,30 +434,53 @@ func (c *Cluster) AddStandby(ctx context.Context, dir, name string) (*Cluster, e
 	if name == "" {
 		name = filepath.Base(dir)
 	}
-	s := &Cluster{Name: name, Dir: dir, BinDir: c.BinDir, Host: c.Host, Port: port, Primary: c.Port, Password: c.Password}
+	s := &Cluster{Name: name, Dir: dir, BinDir: c.BinDir, Host: c.Host, Port: port, Password: c.Password}
 	if err := prepareDir(dir); err != nil {
 		return nil, fmt.Errorf("add standby %s: %w", name, err)
 	}
-	if err := c.ensureReplicator(ctx); err != nil {
-		return nil, fmt.Errorf("add standby %s: %w", name, err)
+	return s, s.copyFrom(ctx, c)
+}
+
+// Rebuild makes a stopped (or dead) cluster a fresh streaming standby of
+// primary, on its own port: its data directory is replaced by a base
+// backup of primary. It is how a fenced former primary, whose WAL may have
+// diverged, rejoins its cluster.
+func (c *Cluster) Rebuild(ctx context.Context, primary *Cluster) error {
+	if c.Running() {
+		if err := c.Stop(ctx); err != nil {
+			return err
+		}
+	}
+	if err := os.RemoveAll(c.DataDir()); err != nil {
+		return fmt.Errorf("rebuild %s: %w", c.Name, err)
+	}
+	return c.copyFrom(ctx, primary)
+}
+
+// copyFrom fills c's (empty) data directory with a base backup of primary,
+// configures it as primary's standby on c's port and starts it.
+func (c *Cluster) copyFrom(ctx context.Context, primary *Cluster) error {
+	if err := primary.ensureReplicator(ctx); err != nil {
+		return fmt.Errorf("copy %s from %s: %w", c.Name, primary.Name, err)
 	}
 	// The password reaches pg_basebackup in its environment, not its
 	// arguments (which ps shows to every user).
-	out, err := s.runEnv(ctx, []string{"PGPASSWORD=" + c.replicatorPassword()}, "pg_basebackup", "-D", s.DataDir(), "-X", "stream", "-c", "fast",
-		"-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", Replicator, "--no-sync")
+	out, err := c.runEnv(ctx, []string{"PGPASSWORD=" + primary.replicatorPassword()}, "pg_basebackup", "-D", c.DataDir(), "-X", "stream", "-c", "fast",
+		"-h", primary.Host, "-p", strconv.Itoa(primary.Port), "-U", Replicator, "--no-sync")
 	if err != nil {
-		return nil, fmt.Errorf("pg_basebackup for %s: %w: %s", name, err, out)
+		return fmt.Errorf("pg_basebackup for %s: %w: %s", c.Name, err, out)
 	}
-	if err := s.standBy(c); err != nil {
-		return nil, err
+	if err := c.standBy(primary); err != nil {
+		return err
 	}
-	if err := appendConf(s.DataDir(), map[string]string{"port": strconv.Itoa(port)}); err != nil {
-		return nil, err
+	if err := appendConf(c.DataDir(), map[string]string{"port": strconv.Itoa(c.Port)}); err != nil {
+		return err
 	}
-	if err := s.save(); err != nil {
-		return nil, err
+	c.Primary = primary.Port
+	if err := c.save(); err != nil {
+		return err
 	}
-	return s, s.Start(ctx)
+	return c.Start(ctx)
 }
 
 // Promote ends recovery on a standby and waits until it accepts writes.

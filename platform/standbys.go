@@ -126,11 +126,7 @@ func (l *Local) PromoteMember(ctx context.Context, cluster, member string) error
 // promoted (a switchover's old primary) a streaming standby of primary, and
 // starts it. A member that already follows primary is only started.
 func (l *Local) FollowMember(ctx context.Context, cluster, member, primary string) error {
-	m, err := l.member(cluster, member)
-	if err != nil {
-		return err
-	}
-	p, err := l.member(cluster, primary)
+	m, p, err := l.memberAndPrimary(cluster, member, primary)
 	if err != nil {
 		return err
 	}
@@ -159,6 +155,16 @@ func (l *Local) member(cluster, name string) (*localpg.Cluster, error) {
 	return nil, fmt.Errorf("member %s of local cluster %s: %w", name, cluster, registry.ErrNotFound)
 }
 
+// memberAndPrimary returns two members of a local cluster.
+func (l *Local) memberAndPrimary(cluster, member, primary string) (*localpg.Cluster, *localpg.Cluster, error) {
+	m, err := l.member(cluster, member)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := l.member(cluster, primary)
+	return m, p, err
+}
+
 // setMembers replaces a cluster's members with edit's result and saves the
 // state; on a failed save the members stay as they were.
 func (l *Local) setMembers(cluster string, edit func([]*localpg.Cluster) []*localpg.Cluster) error {
@@ -181,4 +187,16 @@ func (l *Local) setMembers(cluster string, edit func([]*localpg.Cluster) []*loca
 		return err
 	}
 	return nil
+}
+
+// RebuildMember replaces a member's data with a fresh base backup of
+// primary and starts it as primary's streaming standby, on its own port:
+// how a fenced former primary, whose WAL may have diverged, rejoins.
+func (l *Local) RebuildMember(ctx context.Context, cluster, member, primary string) error {
+	m, p, err := l.memberAndPrimary(cluster, member, primary)
+	if err != nil {
+		return err
+	}
+	l.log.Info("rebuilding member as a standby", "cluster", cluster, "member", member, "primary", primary)
+	return m.Rebuild(ctx, p)
 }

@@ -16,6 +16,7 @@ const (
 	EventStandbyRemoved = "cluster.standby_removed"
 	EventSwitchover     = "cluster.switchover"
 	EventFailover       = "cluster.failover"
+	EventRejoined       = "cluster.member_rejoined"
 )
 
 // PauseTenants pauses several tenants in one transaction (one registry

@@ -108,6 +108,14 @@ func retryable(err error) bool {
 	if errors.Is(err, ErrNotPrimary) {
 		return true
 	}
+	// A server that cannot be reached (a primary killed, until the control
+	// plane fails it over) was sent nothing: retryable, so clients retry
+	// across a failover. Refusals by the server (a bad password) carry a
+	// PgError and were answered above.
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
 	// A bare loss of the connection is not classified: during COMMIT its
 	// outcome is unknown. Terminated sessions carry 57P01 above.
 	return pgconn.SafeToRetry(err)

@@ -386,3 +386,23 @@ func TestRouter_SessionTimeouts(t *testing.T) {
 		t.Fatalf("a 5 s statement: %v, want canceled by statement_timeout", err)
 	}
 }
+
+// A tenant whose primary cannot be reached (killed, not yet failed over)
+// gets a retryable error: nothing was sent.
+func TestRouter_UnreachablePrimaryIsRetryable(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "a")
+	port, err := localpg.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := *c
+	dead.Port = port // nothing listens there
+	src := &fakeSource{}
+	src.publish(newTopo().cluster("c1", &dead).alias("a", "c1", db).tenant("gone", "a", registry.StateActive, 1).snap())
+	r := newRouter(t, src, nil, nil)
+	_, err = readV(context.Background(), r, "gone")
+	if !errors.Is(err, ErrTenantPaused) {
+		t.Fatalf("err = %v, want retryable ErrTenantPaused", err)
+	}
+}

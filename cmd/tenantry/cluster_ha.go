@@ -59,6 +59,25 @@ func addHACmds(a *app, cmd *cobra.Command) {
 			return nil
 		},
 	})
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rejoin CLUSTER MEMBER",
+		Short: "Rebuild a fenced former primary as a streaming standby of the primary (fresh base backup)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Rejoin(cmd.Context(), args[0], args[1]); err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(map[string]string{"cluster": args[0], "rejoined": args[1]})
+			}
+			fmt.Fprintf(a.stdout, "cluster %s: %s rebuilt as a streaming standby\n", args[0], args[1])
+			return nil
+		},
+	})
 	var to string
 	sw := &cobra.Command{
 		Use:   "switchover CLUSTER [--to MEMBER]",

@@ -1,0 +1,427 @@
+package ha
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tenantry/registry"
+	"tenantry/workflow"
+)
+
+// monitorLockKey is the advisory lock (on the control database) held by
+// the one control-plane replica whose monitor acts.
+const monitorLockKey int64 = 0x7465_6e61_6e74_6861 // "tenantha"
+
+// MonitorConfig configures the failover monitor. Zero values mean the
+// documented defaults: detection takes about Interval × FailAfter after
+// the primary's last good probe (2 s with the defaults).
+type MonitorConfig struct {
+	// Interval between probes of each primary; default 500 ms.
+	Interval time.Duration
+	// FailAfter consecutive failed probes declare a primary dead; default 4.
+	FailAfter int
+	// ProbeTimeout bounds one probe (connect and a query); default 1 s.
+	ProbeTimeout time.Duration
+}
+
+func (c *MonitorConfig) setDefaults() {
+	if c.Interval == 0 {
+		c.Interval = 500 * time.Millisecond
+	}
+	if c.FailAfter == 0 {
+		c.FailAfter = 4
+	}
+	if c.ProbeTimeout == 0 {
+		c.ProbeTimeout = time.Second
+	}
+}
+
+// FailoverRecord is one failover the monitor carried out (also the data of
+// its cluster.failover event).
+type FailoverRecord struct {
+	Cluster string `json:"cluster"`
+	// Old is the dead primary, now fenced; New the promoted standby.
+	Old string `json:"old"`
+	New string `json:"new"`
+	// LastOK is the old primary's last good probe; DetectedAt when it was
+	// declared dead; PromotedAt when the new primary took writes; RepointedAt
+	// when the registry named it primary and resumed the tenants.
+	LastOK      time.Time `json:"last_ok"`
+	DetectedAt  time.Time `json:"detected_at"`
+	PromotedAt  time.Time `json:"promoted_at"`
+	RepointedAt time.Time `json:"repointed_at"`
+	// LSN the promoted standby had received.
+	LSN     string   `json:"lsn"`
+	Tenants []string `json:"tenants,omitempty"`
+}
+
+// Monitor probes the primary of every cluster whose servers this control
+// plane runs and fails a dead one over: the most advanced streaming
+// standby is promoted, the old primary fenced in the registry (no router
+// connects to it again, even when it comes back writable) and the cluster
+// repointed. Only the replica holding the monitor's advisory lock acts.
+// Start/Stop run Tick every Interval; tests may call Tick themselves.
+type Monitor struct {
+	h    *Service
+	cfg  MonitorConfig
+	pool *pgxpool.Pool
+
+	mu        sync.Mutex
+	lock      *pgx.Conn // holds the advisory lock; nil when not held
+	health    map[string]*primaryHealth
+	failovers []FailoverRecord
+	stop      context.CancelFunc
+	done      chan struct{}
+}
+
+type primaryHealth struct {
+	member string
+	fails  int
+	lastOK time.Time
+}
+
+// NewMonitor returns a monitor for h's clusters that takes its lock on the
+// control database through pool.
+func (h *Service) NewMonitor(pool *pgxpool.Pool, cfg MonitorConfig) *Monitor {
+	cfg.setDefaults()
+	return &Monitor{h: h, cfg: cfg, pool: pool, health: map[string]*primaryHealth{}}
+}
+
+// Start runs the monitor until Stop.
+func (m *Monitor) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	m.stop, m.done = cancel, make(chan struct{})
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(m.cfg.Interval)
+		defer t.Stop()
+		for {
+			if err := m.Tick(ctx); err != nil && ctx.Err() == nil {
+				m.h.log.Warn("failover monitor", "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+}
+
+// Stop ends the monitor and gives its lock back.
+func (m *Monitor) Stop() {
+	if m.stop == nil {
+		return
+	}
+	m.stop()
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lock != nil {
+		_ = m.lock.Close(context.Background())
+		m.lock = nil
+	}
+}
+
+// Failovers returns the failovers this monitor carried out.
+func (m *Monitor) Failovers() []FailoverRecord {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]FailoverRecord(nil), m.failovers...)
+}
+
+// Tick is one step: take (or keep) the lock, probe every primary once,
+// fail over those that failed FailAfter probes in a row.
+func (m *Monitor) Tick(ctx context.Context) error {
+	held, err := m.holdLock(ctx)
+	if err != nil || !held {
+		return err
+	}
+	snap, err := m.h.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	var errs []error
+	var emu sync.Mutex
+	for _, c := range snap.Clusters {
+		p, ok := c.Primary()
+		if !ok || !c.Local {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.check(ctx, c, p); err != nil {
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("cluster %s: %w", c.Name, err))
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// holdLock takes the monitor's advisory lock on a connection of its own,
+// or checks that the connection holding it is alive.
+func (m *Monitor) holdLock(ctx context.Context) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lock != nil {
+		if err := m.lock.Ping(ctx); err == nil {
+			return true, nil
+		}
+		_ = m.lock.Close(context.Background())
+		m.lock = nil
+		m.health = map[string]*primaryHealth{}
+	}
+	pc, err := m.pool.Acquire(ctx)
+	if err != nil {
+		return false, err
+	}
+	conn := pc.Hijack()
+	var ok bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", monitorLockKey).Scan(&ok); err != nil || !ok {
+		_ = conn.Close(context.Background())
+		return false, err
+	}
+	m.lock = conn
+	return true, nil
+}
+
+// check probes c's primary p and fails c over when p has failed FailAfter
+// probes in a row.
+func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Member) error {
+	perr := m.probe(ctx, c, p)
+	m.mu.Lock()
+	hs := m.health[c.Name]
+	if hs == nil || hs.member != p.Name {
+		hs = &primaryHealth{member: p.Name, lastOK: time.Now()}
+		m.health[c.Name] = hs
+	}
+	if perr == nil {
+		hs.fails, hs.lastOK = 0, time.Now()
+	} else {
+		hs.fails++
+	}
+	fails, lastOK := hs.fails, hs.lastOK
+	m.mu.Unlock()
+	if fails < m.cfg.FailAfter {
+		return nil
+	}
+	busy, err := m.h.switchoverRunning(ctx, c.Name)
+	if err != nil || busy {
+		return err // a switchover stops the primary on purpose
+	}
+	rec, err := m.h.failover(ctx, c, p, lastOK)
+	if err != nil {
+		return fmt.Errorf("fail over (primary %s unreachable: %v): %w", p.Name, perr, err)
+	}
+	m.mu.Lock()
+	m.failovers = append(m.failovers, *rec)
+	delete(m.health, c.Name)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *Monitor) probe(ctx context.Context, c *registry.Cluster, p registry.Member) error {
+	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
+	defer cancel()
+	conn, err := m.h.cfg.Connect(pctx, c, p, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	_, err = conn.Exec(pctx, "SELECT 1")
+	return err
+}
+
+func (h *Service) switchoverRunning(ctx context.Context, cluster string) (bool, error) {
+	ws, err := h.runner.List(ctx, workflow.Filter{Kind: SwitchoverKind, Subject: cluster, Status: workflow.StatusRunning, Limit: 1})
+	return len(ws) > 0, err
+}
+
+// failover promotes the most advanced standby of c in place of the dead
+// primary old: the cluster's tenants are paused at once (routers buffer
+// their new transactions rather than fail them on the dead primary), old
+// is stopped if it can be, the standby promoted, and in one registry
+// transaction it becomes the primary, old is fenced and the tenants
+// resume.
+func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registry.Member, lastOK time.Time) (*FailoverRecord, error) {
+	rec := &FailoverRecord{Cluster: c.Name, Old: old.Name, LastOK: lastOK, DetectedAt: time.Now()}
+	to, lsn, err := h.mostAdvanced(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	rec.New, rec.LSN = to.Name, lsn
+	paused, err := h.pauseCluster(ctx, c.Name)
+	if err != nil {
+		return nil, err
+	}
+	for id := range paused {
+		rec.Tenants = append(rec.Tenants, id)
+	}
+	// The old primary is unreachable; if its server still runs here, stop
+	// it, so that nothing reaches it (the registry fences it regardless).
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	_ = h.cfg.Servers.StopMember(sctx, c.Name, old.Name)
+	cancel()
+	if err := h.cfg.Servers.PromoteMember(ctx, c.Name, to.Name); err != nil {
+		return nil, errors.Join(err, h.cfg.Registry.ResumeTenants(context.WithoutCancel(ctx), paused))
+	}
+	rec.PromotedAt = time.Now()
+	if err := h.cfg.Registry.Switch(ctx, c.Name, to.Name, registry.RoleFenced, paused); err != nil {
+		return nil, err
+	}
+	rec.RepointedAt = time.Now()
+	msg := fmt.Sprintf("failover of cluster %s: primary %s unreachable, %s promoted (detected %.2f s after the last good probe, promoted %.2f s later); %s fenced",
+		c.Name, old.Name, to.Name, rec.DetectedAt.Sub(lastOK).Seconds(), rec.PromotedAt.Sub(rec.DetectedAt).Seconds(), old.Name)
+	if err := h.cfg.Registry.AddEvent(ctx, registry.EventFailover, c.Name, msg, rec); err != nil {
+		h.log.Warn("record failover event", "cluster", c.Name, "err", err)
+	}
+	h.log.Warn("failover", "cluster", c.Name, "old", old.Name, "new", to.Name, "lsn", lsn)
+	return rec, nil
+}
+
+// pauseCluster pauses every active tenant on the cluster's aliases in one
+// registry transaction, without waiting for acknowledgements: their
+// transactions on the dead primary cannot commit anyway.
+func (h *Service) pauseCluster(ctx context.Context, cluster string) (map[string]int64, error) {
+	for attempt := 0; ; attempt++ {
+		snap, err := h.cfg.Registry.Snapshot(ctx)
+		if err != nil {
+			return nil, err
+		}
+		want := map[string]int64{}
+		for _, t := range tenantsOn(snap, cluster) {
+			if t.State == registry.StateActive {
+				want[t.ID] = t.Epoch
+			}
+		}
+		paused, err := h.cfg.Registry.PauseTenants(ctx, want)
+		if !errors.Is(err, registry.ErrConflict) || attempt == 3 {
+			return paused, err
+		}
+	}
+}
+
+// mostAdvanced picks the standby to promote: one already promoted (a
+// failover cut short), else the reachable standby that has received the
+// most WAL.
+func (h *Service) mostAdvanced(ctx context.Context, c *registry.Cluster) (registry.Member, string, error) {
+	var (
+		best    registry.Member
+		bestLSN string
+		bestPos uint64
+		found   bool
+		errs    []error
+	)
+	for _, m := range c.Members {
+		if m.Role != registry.RoleStandby {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rec, lsn, err := h.received(pctx, c, m)
+		cancel()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("standby %s: %w", m.Name, err))
+			continue
+		}
+		if !rec {
+			return m, lsn, nil
+		}
+		pos, err := parseLSN(lsn)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !found || pos > bestPos {
+			best, bestLSN, bestPos, found = m, lsn, pos, true
+		}
+	}
+	if !found && len(errs) == 0 {
+		return registry.Member{}, "", fmt.Errorf("cluster %s has no standby to promote", c.Name)
+	}
+	if !found {
+		return registry.Member{}, "", fmt.Errorf("no healthy standby to promote: %w", errors.Join(errs...))
+	}
+	return best, bestLSN, nil
+}
+
+// received reports whether m is in recovery and the WAL position it has
+// received (replayed, when it receives nothing), or its current position
+// when it is no longer in recovery.
+func (h *Service) received(ctx context.Context, c *registry.Cluster, m registry.Member) (bool, string, error) {
+	conn, err := h.cfg.Connect(ctx, c, m, "postgres")
+	if err != nil {
+		return false, "", err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var (
+		rec bool
+		lsn string
+	)
+	err = conn.QueryRow(ctx, `SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery()
+		THEN greatest(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::text
+		ELSE pg_current_wal_lsn()::text END`).Scan(&rec, &lsn)
+	return rec, lsn, err
+}
+
+// parseLSN parses PostgreSQL's "X/Y" WAL position.
+func parseLSN(s string) (uint64, error) {
+	hi, lo, ok := strings.Cut(s, "/")
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad LSN %q", s)
+	}
+	return h<<32 | l, nil
+}
+
+// Rejoin rebuilds a fenced former primary (or any standby) of cluster as a
+// streaming standby of the current primary, from a fresh base backup, and
+// records it as a standby. The primary cannot be rejoined (ErrPrecheck).
+func (h *Service) Rejoin(ctx context.Context, cluster, member string) error {
+	if err := registry.ValidateName("cluster", cluster); err != nil {
+		return err
+	}
+	if err := registry.ValidateName("member", member); err != nil {
+		return err
+	}
+	if h.cfg.Servers == nil {
+		return fmt.Errorf("rejoin in cluster %s: %w", cluster, ErrNotSupported)
+	}
+	snap, err := h.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	c, ok := snap.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, registry.ErrNotFound)
+	}
+	m, ok := c.Member(member)
+	if !ok {
+		return fmt.Errorf("member %s of cluster %s: %w", member, cluster, registry.ErrNotFound)
+	}
+	p, ok := c.Primary()
+	if !ok || m.Role == registry.RolePrimary || !c.Local {
+		return fmt.Errorf("%w: %s is the primary of cluster %s, or the cluster has none, or its servers are not run here", ErrPrecheck, member, cluster)
+	}
+	if err := h.cfg.Servers.RebuildMember(ctx, cluster, member, p.Name); err != nil {
+		return fmt.Errorf("rebuild %s: %w", member, err)
+	}
+	if err := h.cfg.Registry.SetMemberRole(ctx, cluster, member, registry.RoleStandby); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("member %s of cluster %s rebuilt as a standby of %s", member, cluster, p.Name)
+	return h.cfg.Registry.AddEvent(ctx, registry.EventRejoined, cluster, msg, map[string]string{"member": member, "primary": p.Name})
+}
