@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"tenantry/ha"
+	"tenantry/isolate"
 	"tenantry/move"
 	"tenantry/registry"
 	"tenantry/rollout"
@@ -44,6 +45,8 @@ var errorCodes = []struct {
 	{move.ErrPrecheck, http.StatusConflict, "precheck_failed"},
 	{move.ErrAborted, http.StatusConflict, "aborted"},
 	{rollout.ErrWrongState, http.StatusConflict, "rollout_wrong_state"},
+	{isolate.ErrGate, http.StatusConflict, "gate_refused"},
+	{isolate.ErrWrongState, http.StatusConflict, "isolation_wrong_state"},
 	{rollout.ErrNoGateway, http.StatusServiceUnavailable, "no_gateway"},
 	{ha.ErrPrecheck, http.StatusConflict, "ha_precheck_failed"},
 	{ha.ErrNotSupported, http.StatusNotImplemented, "ha_not_supported"},

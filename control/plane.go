@@ -19,6 +19,7 @@ import (
 	"tenantry/dashboard"
 	"tenantry/ha"
 	"tenantry/httpedge"
+	"tenantry/isolate"
 	"tenantry/jsonapi"
 	"tenantry/move"
 	"tenantry/oms"
@@ -102,6 +103,8 @@ type Plane struct {
 	// Monitor fails over dead primaries of the clusters HA's Servers run;
 	// nil without Servers.
 	Monitor *ha.Monitor
+	// Isolations runs `tenantry isolate` (package isolate).
+	Isolations *isolate.Service
 	// URL is the API's base URL ("http://127.0.0.1:PORT").
 	URL string
 	// Dashboard is the operator dashboard, served at URL + dashboard.Prefix.
@@ -170,6 +173,7 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	p.API.EnableHA(p.HA)
 	p.API.EnableStacks(p.stacks(), p.Store)
 	p.API.EnableRollouts(p.Rollouts)
+	p.API.EnableIsolations(p.Isolations)
 	if p.Dashboard, err = dashboard.New(dashboard.Config{Registry: p.Store, Operations: p.Runner, Moves: p.Moves,
 		Secret: cfg.Secret, AdminToken: cfg.AdminToken, ErrorText: ErrorText, Logger: cfg.Logger}); err != nil {
 		return nil, err
@@ -246,6 +250,10 @@ func (p *Plane) startRunner(ctx context.Context) error {
 	if servers != nil {
 		p.Monitor = p.HA.NewMonitor(pool, p.cfg.Failover)
 		p.Monitor.Start()
+	}
+	if p.Isolations, err = isolate.NewService(isolate.Config{Store: p.Store, Moves: p.Moves, Rollouts: p.Rollouts,
+		Stacks: p.stacks(), Provisioner: isolationProvisioner{p}, BackupDir: p.cfg.BackupDir, Logger: p.cfg.Logger}, runner); err != nil {
+		return err
 	}
 	p.Runner = runner
 	if !p.cfg.ManualRunner {
