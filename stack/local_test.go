@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"tenantry/oms"
 	"tenantry/registry"
 )
 
@@ -301,6 +302,10 @@ func TestSpec_Validate(t *testing.T) {
 		{"no version", Spec{Name: "blue", Instances: 1}, false},
 		{"zero instances", Spec{Name: "blue", Version: "v1"}, false},
 		{"too many", Spec{Name: "blue", Version: "v1", Instances: MaxInstances + 1}, false},
+		{"test faults", Spec{Name: "red", Version: "v1", Instances: 1, Faults: oms.Faults{ErrorRate: 0.2}}, true},
+		{"test faults out of range", Spec{Name: "red", Version: "v1", Instances: 1, Faults: oms.Faults{ErrorRate: 2}}, false},
+		{"test faults on production", Spec{Name: "red", Version: "v1", Instances: 1, Production: true, Faults: oms.Faults{Latency: time.Second}}, false},
+		{"production", Spec{Name: "red", Version: "v1", Instances: 1, Production: true}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.spec.Validate()
@@ -324,6 +329,10 @@ func TestExternalProvider(t *testing.T) {
 	}
 	if _, err := p.Deploy(ctx, Spec{Name: "ext2", Version: "v1", URLs: []string{"ftp://x"}}); !errors.Is(err, registry.ErrInvalid) {
 		t.Fatalf("bad URL: %v, want ErrInvalid", err)
+	}
+	faulty := Spec{Name: "ext3", Version: "v1", URLs: []string{"http://10.0.0.3:8080"}, Faults: oms.Faults{ErrorRate: 0.5}}
+	if _, err := p.Deploy(ctx, faulty); !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("faults on an external stack: %v, want ErrInvalid", err)
 	}
 	if err := p.Stop(ctx, "ext"); err != nil {
 		t.Fatal(err)

@@ -139,6 +139,9 @@ func (p *ExternalProvider) Deploy(ctx context.Context, spec Spec) (registry.Stac
 	if len(spec.URLs) == 0 {
 		return registry.Stack{}, fmt.Errorf("%w: stack %s: external stack needs instance URLs", registry.ErrInvalid, spec.Name)
 	}
+	if spec.Faults.Enabled() {
+		return registry.Stack{}, fmt.Errorf("%w: stack %s: test-only faults need instances this provider starts", registry.ErrInvalid, spec.Name)
+	}
 	st := registry.Stack{Name: spec.Name, Version: spec.Version, Status: registry.StackReady}
 	for _, u := range spec.URLs {
 		st.Instances = append(st.Instances, registry.Instance{URL: u, Healthy: true})

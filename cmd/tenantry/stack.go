@@ -48,6 +48,10 @@ func newStackCmd(a *app) *cobra.Command {
 	}
 	deploy.Flags().IntVar(&spec.Instances, "instances", 2, "number of instances")
 	deploy.Flags().StringVar(&spec.Version, "version", "", "version label (required)")
+	deploy.Flags().BoolVar(&spec.Production, "production", false, "mark the stack production: its instances refuse test-only faults")
+	deploy.Flags().Float64Var(&spec.Faults.ErrorRate, "test-fault-error-rate", 0, "test only: share of requests the instances answer 500 (to show a rollback)")
+	deploy.Flags().DurationVar(&spec.Faults.Latency, "test-fault-latency", 0, "test only: latency the instances add to every request")
+	deploy.Flags().Int64Var(&spec.Faults.After, "test-fault-after", 0, "test only: requests each instance serves well before its faults begin")
 	deploy.Flags().StringSliceVar(&spec.URLs, "url", nil, "an instance deployed elsewhere (repeatable; control planes without a local provider record these)")
 	list := &cobra.Command{
 		Use:   "list",
