@@ -23,7 +23,7 @@ up: postgres build
 # FUZZTIME_TEST after the unit tests (seed corpora in each package's
 # testdata/fuzz run with the unit tests already); `make fuzz` for FUZZTIME.
 FUZZ_TARGETS := registry:FuzzValidateName registry:FuzzParseMemberSpec tenantsig:FuzzVerify oms:FuzzDecodeRequest jsonapi:FuzzDecode gateway:FuzzGateway_ServeHTTP
-FUZZTIME_TEST ?= 3s
+FUZZTIME_TEST ?= 2s
 FUZZTIME ?= 2m
 
 # The dashboard's browser tests drive headless Chromium.

@@ -86,7 +86,7 @@ func (r *Running) StartApps(ctx context.Context, opts AppOptions) error {
 }
 
 // gatewayEnv is the gateway process's environment: the instances' shared
-// environment without the platform secret, plus the tenant-header root key,
+// environment (never the platform secret) plus the tenant-header root key,
 // which is all the gateway needs to sign for every stack.
 func gatewayEnv(shared []string, st *State) []string {
 	env := slices.DeleteFunc(slices.Clone(shared), func(kv string) bool { return strings.HasPrefix(kv, "TENANTRY_SECRET=") })
