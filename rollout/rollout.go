@@ -54,6 +54,10 @@ var (
 	ErrAborted = errors.New("rolled back by the operator")
 )
 
+// MaxVerdicts bounds the verdicts a rollout keeps (a day's grace at a 1 s
+// interval would otherwise make its record grow without end).
+const MaxVerdicts = 1000
+
 // DefaultRouteName is how the default route is named on the API and CLI.
 const DefaultRouteName = "default"
 
@@ -224,9 +228,12 @@ type Data struct {
 	// BaselineP99Ms is the old stack's last known p99.
 	BaselineP99Ms float64       `json:"baseline_p99_ms"`
 	Smoke         []CheckResult `json:"smoke,omitempty"`
-	Intervals     []Verdict     `json:"intervals,omitempty"`
-	Timeline      []Entry       `json:"timeline,omitempty"`
-	HoldUntil     time.Time     `json:"hold_until,omitzero"`
+	// Intervals are the verdicts, oldest first: the last MaxVerdicts of
+	// the Judged intervals.
+	Intervals []Verdict `json:"intervals,omitempty"`
+	Judged    int       `json:"judged"`
+	Timeline  []Entry   `json:"timeline,omitempty"`
+	HoldUntil time.Time `json:"hold_until,omitzero"`
 	// FirstBadAt is when the first failing interval of the last run of
 	// failures began; RolledBackAt when the weights went back.
 	FirstBadAt   time.Time `json:"first_bad_at,omitzero"`

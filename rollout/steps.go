@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -148,7 +149,10 @@ func (s *Service) analyse(ctx context.Context, r *workflow.Run) (string, error) 
 		}
 		iv := time.Duration(d.Params.Interval)
 		start := d.WindowEnd.Add(-iv)
-		d.Intervals = append(d.Intervals, v)
+		d.Judged++
+		if d.Intervals = append(d.Intervals, v); len(d.Intervals) > MaxVerdicts {
+			d.Intervals = slices.Delete(d.Intervals, 0, len(d.Intervals)-MaxVerdicts)
+		}
 		if v.Pass {
 			d.Failures = 0
 		} else {
