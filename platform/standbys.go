@@ -200,3 +200,13 @@ func (l *Local) RebuildMember(ctx context.Context, cluster, member, primary stri
 	l.log.Info("rebuilding member as a standby", "cluster", cluster, "member", member, "primary", primary)
 	return m.Rebuild(ctx, p)
 }
+
+// KillMember kills a member's server with SIGKILL, as a crash would
+// (failover tests and benchmarks).
+func (l *Local) KillMember(cluster, member string) error {
+	m, err := l.member(cluster, member)
+	if err != nil {
+		return err
+	}
+	return m.Kill()
+}
