@@ -53,6 +53,9 @@ func TestServer_TenantLimits(t *testing.T) {
 	if got := snap.Limits["acme"]; got != (registry.Limits{Rate: 50, Concurrency: 4}) {
 		t.Fatalf("registry limits %+v", got)
 	}
+	if info, err := a.client.Tenant(ctx, "acme"); err != nil || info.Limits != (registry.Limits{Rate: 50, Concurrency: 4}) {
+		t.Fatalf("GET /v1/tenants/acme limits %+v, %v", info, err)
+	}
 	if _, err := a.client.SetTenantLimits(ctx, "nobody", registry.Limits{Rate: 1}); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("unknown tenant through the client: %v, want ErrNotFound", err)
 	}

@@ -298,6 +298,9 @@ type TenantInfo struct {
 	Cluster  string `json:"cluster"`
 	Database string `json:"database"`
 	Primary  string `json:"primary"`
+	// Limits are the tenant's own request limits at the gateway (zero
+	// fields: the gateway's defaults).
+	Limits registry.Limits `json:"limits"`
 }
 
 func (s *Server) getTenant(r *http.Request) (int, any, error) {
@@ -314,7 +317,7 @@ func (s *Server) getTenant(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusOK, TenantInfo{Tenant: t, Cluster: ep.Cluster, Database: ep.Database,
-		Primary: fmt.Sprintf("%s:%d", ep.Host, ep.Port)}, nil
+		Primary: fmt.Sprintf("%s:%d", ep.Host, ep.Port), Limits: snap.Limits[id]}, nil
 }
 
 func (s *Server) createCluster(r *http.Request) (int, any, error) {

@@ -83,8 +83,9 @@ func newTenantCmd(a *app) *cobra.Command {
 			if a.output == "json" {
 				return a.printJSON(t)
 			}
-			fmt.Fprintf(a.stdout, "tenant:   %s\nalias:    %s\nstate:    %s\nepoch:    %d\ncluster:  %s\ndatabase: %s\nprimary:  %s\n",
-				t.ID, t.Alias, t.State, t.Epoch, t.Cluster, t.Database, t.Primary)
+			fmt.Fprintf(a.stdout, "tenant:   %s\nalias:    %s\nstate:    %s\nepoch:    %d\ncluster:  %s\ndatabase: %s\nprimary:  %s\nlimits:   rate %s, concurrency %s\n",
+				t.ID, t.Alias, t.State, t.Epoch, t.Cluster, t.Database, t.Primary,
+				limitText(t.Limits.Rate, "/s"), limitText(t.Limits.Concurrency, " in flight"))
 			return nil
 		},
 	}

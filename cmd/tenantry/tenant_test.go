@@ -46,3 +46,24 @@ func TestMain_TenantKeys(t *testing.T) {
 		t.Fatalf("tenant delete without --yes: exit %d, %q, want 2 asking for --yes", code, errs)
 	}
 }
+
+// TestMain_TenantLimits: `tenant limits` sets a tenant's limits through a
+// real control API; an unknown tenant is exit 1 with not_found.
+func TestMain_TenantLimits(t *testing.T) {
+	t.Setenv("TENANTRY_TOKEN", "adm_cli")
+	api := guardAPI(t)
+	run := func(args ...string) (int, string, string) {
+		var out, errb bytes.Buffer
+		code := MainContext(context.Background(), append([]string{"--api", api}, args...), &out, &errb)
+		return code, out.String(), errb.String()
+	}
+	if code, out, errs := run("tenant", "limits", "acme", "--rate", "5", "--concurrency", "2"); code != exitOK || !strings.Contains(out, "rate 5/s, concurrency 2 in flight") {
+		t.Fatalf("limits: exit %d, %q %q", code, out, errs)
+	}
+	if code, out, errs := run("-o", "json", "tenant", "limits", "acme"); code != exitOK || !strings.Contains(out, `"rate": 0`) {
+		t.Fatalf("limits back to the defaults: exit %d, %q %q", code, out, errs)
+	}
+	if code, _, errs := run("tenant", "limits", "nobody", "--rate", "1"); code != exitFailure || !strings.Contains(errs, "not found") {
+		t.Fatalf("unknown tenant: exit %d, %q", code, errs)
+	}
+}
