@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -335,5 +338,72 @@ func TestHeaderKeyPerStack(t *testing.T) {
 		if bytes.Contains(env, []byte(hex.EncodeToString(tenantsig.RootKey([]byte(plat.Local.State.Secret))))) {
 			t.Errorf("instance %d holds the tenant-header root key", in.PID)
 		}
+	}
+}
+
+// TestGatewaySilentBodies: the platform's gateway process, with its real
+// limits: 500 connections announce a body they never send — 480 without a
+// key are answered 401 and closed at once, 20 with a key are closed when
+// the 30 s read timeout expires — while normal requests keep succeeding.
+func TestGatewaySilentBodies(t *testing.T) {
+	ctx := testContext(t)
+	tg := newTenant(t, "e2e-silent")
+	if err := syncGateway(ctx); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(plat.GatewayURL, "http://")
+	type closed struct {
+		keyed  bool
+		status string
+		after  time.Duration
+		err    error
+	}
+	results := make(chan closed, 500)
+	for i := range 500 {
+		keyed := i%25 == 0
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		auth := ""
+		if keyed {
+			auth = "Authorization: " + bearer(tg.APIKey) + "\r\n"
+		}
+		start := time.Now()
+		fmt.Fprintf(c, "POST /v1/orders HTTP/1.1\r\nHost: gw\r\n%sContent-Length: 200000\r\n\r\n", auth)
+		go func() {
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(time.Minute))
+			br := bufio.NewReader(c)
+			status, err := br.ReadString('\n')
+			if err == nil {
+				_, err = io.Copy(io.Discard, br)
+			}
+			results <- closed{keyed, strings.TrimSpace(status), time.Since(start), err}
+		}()
+	}
+	for i := range 20 {
+		if status, _, out := call(t, "GET", "/v1/orders?limit=1", bearer(tg.APIKey), nil, nil); status != http.StatusOK {
+			t.Fatalf("normal request %d beside 500 silent bodies: %d %v", i, status, out)
+		}
+	}
+	var slowest [2]time.Duration
+	for range 500 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("connection (keyed %v) after %v: %v", r.keyed, r.after, r.err)
+		}
+		i, want := 0, "HTTP/1.1 401 Unauthorized"
+		if r.keyed {
+			i, want = 1, "HTTP/1.1 400 Bad Request"
+		}
+		if r.status != want {
+			t.Fatalf("connection (keyed %v): %q, want %q", r.keyed, r.status, want)
+		}
+		slowest[i] = max(slowest[i], r.after)
+	}
+	t.Logf("closed after at most: without a key %v, with a key %v", slowest[0], slowest[1])
+	if slowest[0] > 10*time.Second || slowest[1] < 30*time.Second || slowest[1] > 45*time.Second {
+		t.Fatalf("closed after %v (no key) and %v (key); want at once and at the 30 s read timeout", slowest[0], slowest[1])
 	}
 }
