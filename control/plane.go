@@ -53,7 +53,8 @@ type PlaneConfig struct {
 	// BackupDir holds the backups moves take; default "backups" under the
 	// working directory.
 	BackupDir string
-	// Move is the base configuration of the move workflow; Registry,
+	// Move is the base configuration of the move workflow (its Hook is the
+	// isolations' too: points "isolate:..."); Registry,
 	// Secret, BackupDir, Backup, VerifyBackup, Parity and SchemaVersion are
 	// filled in.
 	Move move.Config
@@ -252,7 +253,7 @@ func (p *Plane) startRunner(ctx context.Context) error {
 		p.Monitor.Start()
 	}
 	if p.Isolations, err = isolate.NewService(isolate.Config{Store: p.Store, Moves: p.Moves, Rollouts: p.Rollouts,
-		Stacks: p.stacks(), Provisioner: isolationProvisioner{p}, BackupDir: p.cfg.BackupDir, Logger: p.cfg.Logger}, runner); err != nil {
+		Stacks: p.stacks(), Provisioner: isolationProvisioner{p}, BackupDir: p.cfg.BackupDir, Logger: p.cfg.Logger, Hook: p.cfg.Move.Hook}, runner); err != nil {
 		return err
 	}
 	p.Runner = runner

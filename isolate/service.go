@@ -47,7 +47,12 @@ type Config struct {
 	// Poll is how often a phase looks at its child workflow; default 250 ms.
 	Poll time.Duration
 	// Now is the clock of the window and of hypercare; default time.Now.
-	Now    func() time.Time
+	Now func() time.Time
+	// Hook, when set, is called at named points: "isolate:PHASE" before a
+	// phase acts, "isolate:PHASE:child" once its child workflow is known,
+	// "isolate:PHASE:done" after it acted and before that is recorded; an
+	// error it returns is the step's error. Crash tests use it.
+	Hook   func(ctx context.Context, point string) error
 	Logger *slog.Logger
 }
 
@@ -68,6 +73,9 @@ func NewService(cfg Config, runner *workflow.Runner) (*Service, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Hook == nil {
+		cfg.Hook = func(context.Context, string) error { return nil }
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

@@ -94,7 +94,13 @@ func (s *Service) step(name string, f body) workflow.Step {
 			_ = r.Info(ctx, "phase "+name+" started", nil)
 		}
 		d.begin(name, now)
+		if err := s.cfg.Hook(ctx, "isolate:"+name); err != nil {
+			return "", err
+		}
 		next, wait, err := f(ctx, r, &d)
+		if err == nil && wait.IsZero() {
+			err = s.cfg.Hook(ctx, "isolate:"+name+":done")
+		}
 		switch {
 		case err != nil:
 			d.Reason = fmt.Sprintf("%s: %v", name, err)
@@ -249,6 +255,9 @@ func (s *Service) cutover(ctx context.Context, r *workflow.Run, d *Data) (string
 			return "", time.Time{}, err
 		}
 	}
+	if err := s.cfg.Hook(ctx, "isolate:cutover:child"); err != nil {
+		return "", time.Time{}, err
+	}
 	in, err := s.cfg.Rollouts.Get(ctx, d.RolloutID, false)
 	if err != nil {
 		return "", time.Time{}, err
@@ -319,6 +328,9 @@ func (s *Service) replicate(ctx context.Context, r *workflow.Run, d *Data) (stri
 		if err := s.save(ctx, r, d); err != nil {
 			return "", time.Time{}, err
 		}
+	}
+	if err := s.cfg.Hook(ctx, "isolate:replicate:child"); err != nil {
+		return "", time.Time{}, err
 	}
 	mv, err := s.cfg.Moves.Get(ctx, d.MoveID, false)
 	if err != nil {

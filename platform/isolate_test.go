@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -302,5 +303,109 @@ func TestIsolate_ProductionGate(t *testing.T) {
 	wantServing(t, ctx, tenant, PooledAlias, "")
 	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
 		t.Errorf("route after the cutback: %+v", b)
+	}
+}
+
+// testHooks is the hook this process's plane calls at the move's and the
+// isolation's hook points (see testMoveOptions); nil does nothing.
+var testHooks atomic.Pointer[func(ctx context.Context, point string) error]
+
+func testHook(ctx context.Context, point string) error {
+	if h := testHooks.Load(); h != nil {
+		return (*h)(ctx, point)
+	}
+	return nil
+}
+
+// stopRunnerAt runs this process's runner until it reaches hook point
+// (calling during, if not nil, once it runs), then stops it there: the
+// step is cut off before it acts and its lease handed back.
+func stopRunnerAt(t *testing.T, ctx context.Context, point string, during func()) {
+	t.Helper()
+	reached := make(chan struct{}, 1)
+	h := func(hctx context.Context, p string) error {
+		if p != point {
+			return nil
+		}
+		select {
+		case reached <- struct{}{}:
+		default:
+		}
+		<-hctx.Done()
+		return hctx.Err()
+	}
+	testHooks.Store(&h)
+	defer testHooks.Store(nil)
+	plat.Runner.Start(context.Background())
+	defer plat.Runner.Stop()
+	if during != nil {
+		during()
+	}
+	select {
+	case <-reached:
+	case <-ctx.Done():
+		t.Fatalf("runner reaching %s: %v", point, ctx.Err())
+	}
+}
+
+// TestIsolate_Crash kills (SIGKILL) the control-plane replica running an
+// isolation at points in its phases — after the backup, with the rollout
+// and the move started, after the cutover, the verification, the
+// promotion, the standby check and the completion — and lets this
+// process's runner take over each time: the isolation ends completed, with
+// every phase done, no failed request and the checker passing.
+func TestIsolate_Crash(t *testing.T) {
+	ctx := testContext(t, 6*time.Minute)
+	const tenant = "iso-crash"
+	fx := newTenant(t, ctx, tenant, 300)
+	lr := startLoad(t, ctx, 40, fx)
+	req := isolationRequest(tenant, 1)
+	cleanupIsolation(t, req)
+	if _, err := rolloutClient().StartIsolation(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	completeInHypercare := func() {
+		waitIsolation(t, ctx, tenant, inHypercare)
+		if _, err := rolloutClient().IsolationCommand(ctx, tenant, isolate.SignalComplete); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		stopAt, crashAt string
+		during          func()
+	}{
+		{"isolate:backup", "isolate:backup:done", nil},
+		{"isolate:cutover", "isolate:cutover:child", nil},
+		{"isolate:cutover", "isolate:cutover:done", nil},
+		{"isolate:replicate", "isolate:replicate:child", nil},
+		{"isolate:replicate", "isolate:replicate:done", nil},
+		{"isolate:promote", "isolate:promote:done", nil},
+		{"isolate:standby", "isolate:standby:done", nil},
+		{"isolate:complete", "isolate:complete:done", completeInHypercare},
+	} {
+		stopRunnerAt(t, ctx, c.stopAt, c.during)
+		killed := crashWorkerAt(t, ctx, c.crashAt, nil)
+		in, err := rolloutClient().Isolation(ctx, tenant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("killed at %s (%v ago): isolation at %s (%s)", c.crashAt, time.Since(killed).Round(time.Millisecond), in.Step, in.Data.PhaseState())
+	}
+	runMoves(t)
+	in := waitIsolation(t, ctx, tenant, func(*isolate.Info) bool { return false })
+	logIsolation(t, in)
+	if in.Status != string(workflow.StatusSucceeded) || in.Data.Outcome != "completed" {
+		t.Fatalf("isolation after the crashes: %s (%s): %s", in.Status, in.Data.Outcome, in.Error)
+	}
+	for _, p := range in.Data.Phases {
+		if p.State != isolate.StateDone {
+			t.Errorf("phase %s is %s", p.Name, p.State)
+		}
+	}
+	lr.finish(t)
+	lr.check(t, ctx)
+	wantServing(t, ctx, tenant, tenant+"-ded", "")
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != req.Tenant+"-app" {
+		t.Errorf("route after the isolation: %+v", b)
 	}
 }

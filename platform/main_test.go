@@ -59,6 +59,7 @@ func testMoveOptions() MoveOptions {
 	return MoveOptions{LeaseTTL: 2 * time.Second, Manual: true, Config: move.Config{
 		AckTimeout:   time.Second,
 		ApplyTimeout: 3 * time.Second,
+		Hook:         testHook,
 	}}
 }
 
