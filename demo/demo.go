@@ -76,6 +76,11 @@ type Report struct {
 	CheckerOK        bool     `json:"checker_ok"`
 	Violations       []string `json:"violations,omitempty"`
 	MoveID           string   `json:"move_id"`
+	// DedicatedStandby is the streaming standby the dedicated cluster got
+	// after the move; StandbyLagBytes its replay lag when it was seen
+	// streaming.
+	DedicatedStandby string `json:"dedicated_standby"`
+	StandbyLagBytes  int64  `json:"standby_lag_bytes"`
 	Error            string   `json:"error,omitempty"`
 }
 
@@ -119,7 +124,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if err != nil {
 		rep.Error = err.Error()
 	}
-	rep.OK = err == nil && rep.FailedRequests == 0 && rep.CheckerOK && rep.ParityOK && len(rep.PausesMS) == 3 &&
+	rep.OK = err == nil && rep.FailedRequests == 0 && rep.CheckerOK && rep.ParityOK && len(rep.PausesMS) == 3 && rep.DedicatedStandby != "" &&
 		!slices.Contains(rep.ParityAfterFlips, false)
 	return rep, nil
 }
@@ -248,6 +253,17 @@ func runDemo(ctx context.Context, opts Options, dir string, rep *Report, out io.
 		return err
 	}
 	phase(fmt.Sprintf("moved again (pause %.0f ms)", st.Data.Flips[2].PauseMS))
+	// The tenant is on one server now: its dedicated cluster gets a hot
+	// standby, under load.
+	sb, err := r.Service.AddStandby(ctx, "dedicated-1", control.AddStandbyRequest{})
+	if err != nil {
+		return err
+	}
+	if rep.StandbyLagBytes, err = waitStreaming(ctx, r.Service, "dedicated-1", sb.Name); err != nil {
+		return err
+	}
+	rep.DedicatedStandby = sb.Name
+	phase(fmt.Sprintf("dedicated-1 has a streaming standby, %s", sb.Name))
 	if err := settle(); err != nil {
 		return err
 	}
@@ -287,6 +303,27 @@ func runDemo(ctx context.Context, opts Options, dir string, rep *Report, out io.
 	}
 	phase(fmt.Sprintf("checker: ok=%v, %d orders, %d violations", cr.OK, cr.Orders, len(cr.Violations)))
 	return nil
+}
+
+// waitStreaming waits until member of cluster streams from its primary and
+// returns its replay lag then.
+func waitStreaming(ctx context.Context, svc *control.Service, cluster, member string) (int64, error) {
+	for {
+		st, err := svc.ClusterStatus(ctx, cluster)
+		if err != nil {
+			return 0, err
+		}
+		for _, m := range st.Members {
+			if m.Name == member && m.Replication == "streaming" && m.LagBytes != nil {
+				return *m.LagBytes, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("standby %s of %s not streaming: %w", member, cluster, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }

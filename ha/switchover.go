@@ -105,6 +105,11 @@ func (h *Service) precheckStep(ctx context.Context, r *workflow.Run) (string, er
 		if err := h.check(ctx, d); err != nil {
 			return "", workflow.Fail(err)
 		}
+		// A checkpoint now leaves the shutdown checkpoint inside the pause
+		// little to write.
+		if err := h.checkpoint(ctx, d); err != nil {
+			return "", err
+		}
 		return "pause", nil
 	})
 }
@@ -217,6 +222,22 @@ func (h *Service) standbyLag(ctx context.Context, c *registry.Cluster, m registr
 		return standbyLag{err: errors.New("not streaming from the primary")}
 	}
 	return standbyLag{bytes: max(lag, 0)}
+}
+
+func (h *Service) checkpoint(ctx context.Context, d *SwitchoverData) error {
+	c, from, _, err := h.members(ctx, d)
+	if err != nil {
+		return err
+	}
+	conn, err := h.cfg.Connect(ctx, c, from, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "CHECKPOINT"); err != nil {
+		return fmt.Errorf("checkpoint on %s: %w", d.From, err)
+	}
+	return nil
 }
 
 // tenantsOn lists the tenants placed on the aliases of cluster.

@@ -76,6 +76,9 @@ func printDemo(w io.Writer, r *demo.Report) {
 		}
 		fmt.Fprintf(w, "  %-8s %-14s -> %-16s pause %6.1f ms  %v; %s\n", f.Kind, f.From, f.To, f.PauseMS, f.Phases, parity)
 	}
+	if r.DedicatedStandby != "" {
+		fmt.Fprintf(w, "  dedicated standby     %s streaming (lag %d bytes when seen)\n", r.DedicatedStandby, r.StandbyLagBytes)
+	}
 	fmt.Fprintf(w, "  checker               ok=%v\n", r.CheckerOK)
 	for _, v := range r.Violations {
 		fmt.Fprintf(w, "    %s\n", v)
