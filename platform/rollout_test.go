@@ -187,7 +187,13 @@ func TestRollout_LatencyRollsBack(t *testing.T) {
 	fx := newTenant(t, ctx, tenant, 0)
 	deployStack(t, ctx, slow, tenant, oms.Faults{Latency: 200 * time.Millisecond, After: 50})
 	lr := startLoad(t, ctx, 100, fx)
-	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: slow, Params: testRolloutParams(50, 100)})
+	// The default ratio (1.5) and a 50 ms floor: on a loaded machine the
+	// old stack's p99 over one interval is noisy (40 to 300 ms seen), and
+	// the new one is judged against it interval by interval; a longer
+	// grace gives two consecutive failures time to happen.
+	p := testRolloutParams(50, 100)
+	p.MaxP99Ratio, p.MinP99Delta, p.FailureLimit, p.Grace = 1.5, rollout.Duration(50*time.Millisecond), 2, rollout.Duration(8*time.Second)
+	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: slow, Params: p})
 	if err != nil {
 		t.Fatal(err)
 	}
