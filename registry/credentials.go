@@ -120,23 +120,3 @@ func putCredential(ctx context.Context, tx pgx.Tx, cluster string, sc SealedCred
 		cluster, sc.User, sc.Password)
 	return dbErr("set credential of cluster "+cluster, err)
 }
-
-// StaticCredentials gives every cluster the same credential, or the one
-// listed for it: for tools and tests that were handed credentials rather
-// than the platform secret.
-type StaticCredentials struct {
-	Default   dbconn.Credential
-	ByCluster map[string]dbconn.Credential
-}
-
-// ClusterCredential returns the cluster's credential, else Default;
-// ErrNotFound if neither has a user.
-func (s StaticCredentials) ClusterCredential(_ context.Context, cluster string) (dbconn.Credential, error) {
-	if c, ok := s.ByCluster[cluster]; ok {
-		return c, nil
-	}
-	if s.Default.User == "" {
-		return dbconn.Credential{}, fmt.Errorf("credential of cluster %s: %w", cluster, ErrNotFound)
-	}
-	return s.Default, nil
-}
