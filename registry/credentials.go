@@ -69,16 +69,6 @@ func (v *Vault) ClusterCredential(ctx context.Context, cluster string) (dbconn.C
 	return dbconn.Credential{User: sc.User, Password: string(pw)}, nil
 }
 
-// SetClusterCredential seals cred and stores it as cluster's credential,
-// replacing any earlier one. ErrNotFound if the cluster does not exist.
-func (v *Vault) SetClusterCredential(ctx context.Context, cluster string, cred dbconn.Credential) error {
-	sc, err := v.Seal(cluster, cred)
-	if err != nil {
-		return err
-	}
-	return v.store.setClusterCredential(ctx, cluster, sc)
-}
-
 // CreateCluster records a cluster with its members and its admin
 // credential, in one transaction.
 func (v *Vault) CreateCluster(ctx context.Context, c Cluster, cred dbconn.Credential) error {
@@ -103,15 +93,6 @@ func (s *Store) clusterCredential(ctx context.Context, cluster string) (SealedCr
 		return SealedCredential{}, fmt.Errorf("credential of cluster %s: %w", cluster, err)
 	}
 	return sc, nil
-}
-
-func (s *Store) setClusterCredential(ctx context.Context, cluster string, sc SealedCredential) error {
-	if err := ValidateName("cluster", cluster); err != nil {
-		return err
-	}
-	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
-		return putCredential(ctx, tx, cluster, sc)
-	})
 }
 
 func putCredential(ctx context.Context, tx pgx.Tx, cluster string, sc SealedCredential) error {
