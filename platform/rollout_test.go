@@ -171,6 +171,13 @@ func TestRollout_ErrorsRollBack(t *testing.T) {
 	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
 		t.Errorf("route after the rollback: %+v", b)
 	}
+	evs, err := plat.Store.Events(ctx, registry.EventFilter{Subject: tenant, Kind: "rollout"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Kind != rollout.EventStarted || evs[1].Kind != rollout.EventRolledBack || !strings.Contains(evs[1].Message, "consecutive failing intervals") {
+		t.Errorf("event log of the route: %+v", evs)
+	}
 	s := lr.sum.Stats
 	t.Logf("load: %d requests, %d failed %v", s.Requests, s.Failures, s.FailuresByCode)
 	for code := range s.FailuresByCode {

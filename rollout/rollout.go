@@ -58,6 +58,13 @@ var (
 // interval would otherwise make its record grow without end).
 const MaxVerdicts = 1000
 
+// Event kinds of the registry's event log (subject: the route).
+const (
+	EventStarted    = "rollout.started"
+	EventPromoted   = "rollout.promoted"
+	EventRolledBack = "rollout.rolled_back"
+)
+
 // DefaultRouteName is how the default route is named on the API and CLI.
 const DefaultRouteName = "default"
 

@@ -143,7 +143,7 @@ func (s *Service) Start(ctx context.Context, req StartRequest) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	_ = s.cfg.Store.AddEvent(ctx, "rollout.started", req.Route, fmt.Sprintf("rollout %s from %s to %s", id, from, req.To), nil)
+	_ = s.cfg.Store.AddEvent(ctx, EventStarted, req.Route, fmt.Sprintf("rollout %s from %s to %s", id, from, req.To), nil)
 	return s.Get(ctx, id, false)
 }
 

@@ -221,7 +221,7 @@ func (s *Service) hold(ctx context.Context, r *workflow.Run) (string, error) {
 			d.HoldUntil = time.Now().Add(time.Duration(d.Params.Hold))
 			d.note("promoted", fmt.Sprintf("all traffic on %s; %s held until %s", d.To, d.From, d.HoldUntil.UTC().Format(time.RFC3339)))
 			s.releaseKey(ctx, d)
-			_ = s.cfg.Store.AddEvent(ctx, "rollout.promoted", d.Route, fmt.Sprintf("rollout %s: all traffic on %s", r.ID, d.To), nil)
+			_ = s.cfg.Store.AddEvent(ctx, EventPromoted, d.Route, fmt.Sprintf("rollout %s: all traffic on %s", r.ID, d.To), nil)
 		}
 		if sig, ok := signal(r, SignalCutback); ok {
 			r.Consume(sig)
@@ -285,7 +285,7 @@ func (s *Service) rollback(ctx context.Context, r *workflow.Run) (string, error)
 		d.Weight, d.Phase = 0, PhaseRolledBack
 		d.note("rolled back", fmt.Sprintf("all traffic on %s: %s", d.From, d.Reason))
 		s.releaseKey(ctx, d)
-		_ = s.cfg.Store.AddEvent(ctx, "rollout.rolled_back", d.Route, fmt.Sprintf("rollout %s: %s", r.ID, d.Reason), nil)
+		_ = s.cfg.Store.AddEvent(ctx, EventRolledBack, d.Route, fmt.Sprintf("rollout %s: %s", r.ID, d.Reason), nil)
 		return "", nil
 	})
 }
