@@ -497,3 +497,47 @@ func TestRollout_DefaultRoute(t *testing.T) {
 		t.Errorf("default route after the cutback: %+v", b)
 	}
 }
+
+// TestRollout_RetireStopsOldStack: retire during the hold stops the old
+// stack when no route sends it traffic any more.
+func TestRollout_RetireStopsOldStack(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	runMoves(t)
+	const tenant, blue, green = "ro-retire", "ro-retire-blue", "ro-retire-green"
+	newTenant(t, ctx, tenant, 0)
+	deployStack(t, ctx, blue, tenant, oms.Faults{})
+	deployStack(t, ctx, green, tenant, oms.Faults{})
+	if err := plat.Store.SetRoute(ctx, registry.Route{Tenant: tenant, Backends: []registry.Backend{{Stack: blue, Weight: 100}}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	p := testRolloutParams(100)
+	p.Interval, p.Grace, p.MinRequests, p.Hold = rollout.Duration(500*time.Millisecond), rollout.Duration(time.Second), 10, rollout.Duration(time.Hour)
+	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: green, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Data.From != blue {
+		t.Fatalf("rollout from %s, want %s", in.Data.From, blue)
+	}
+	in = waitRollout(t, ctx, in.ID, func(i *rollout.Info) bool { return i.Data.Phase == rollout.PhaseHolding })
+	if _, err := rolloutClient().RolloutCommand(ctx, in.ID, rollout.SignalAbort); !errors.Is(err, rollout.ErrWrongState) {
+		t.Errorf("abort during the hold: %v, want wrong state (cut back instead)", err)
+	}
+	if in, err = rolloutClient().RolloutCommand(ctx, in.ID, rollout.SignalRetire); err != nil {
+		t.Fatal(err)
+	}
+	logVerdicts(t, in)
+	if in.Status != workflow.StatusSucceeded || in.Data.Phase != rollout.PhaseRetired {
+		t.Fatalf("after retire: %s %s: %s", in.Status, in.Data.Phase, in.Error)
+	}
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := snap.Stacks[blue]; st == nil || st.Status != registry.StackStopped {
+		t.Errorf("old stack after retire: %+v, want stopped", st)
+	}
+	if b := snap.RouteFor(tenant).Backends; len(b) != 1 || b[0].Stack != green {
+		t.Errorf("route after retire: %+v", b)
+	}
+}
