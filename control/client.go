@@ -280,7 +280,16 @@ func (c *Client) Switchover(ctx context.Context, cluster, to string) (*ha.Info, 
 	return &in, c.Do(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/switchover", ha.SwitchoverRequest{To: to}, &in)
 }
 
-// SwitchoverInfo returns a switchover.
+// Upgrade starts an upgrade of cluster: settings applied to the standby
+// to (empty: the least behind), a switchover to it, then to the old
+// primary.
+func (c *Client) Upgrade(ctx context.Context, cluster, to string, settings map[string]string) (*ha.Info, error) {
+	var in ha.Info
+	return &in, c.Do(ctx, http.MethodPost, "/v1/clusters/"+url.PathEscape(cluster)+"/upgrade",
+		ha.UpgradeRequest{To: to, Settings: settings}, &in)
+}
+
+// SwitchoverInfo returns a switchover or an upgrade.
 func (c *Client) SwitchoverInfo(ctx context.Context, id string) (*ha.Info, error) {
 	var in ha.Info
 	return &in, c.Do(ctx, http.MethodGet, "/v1/switchovers/"+url.PathEscape(id), nil, &in)

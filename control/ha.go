@@ -20,6 +20,18 @@ func (s *Server) EnableHA(hs *ha.Service) {
 		}
 		return http.StatusCreated, in, nil
 	})
+	s.Handle("POST /v1/clusters/{name}/upgrade", func(r *http.Request) (int, any, error) {
+		var req ha.UpgradeRequest
+		if err := DecodeJSON(r, &req); err != nil {
+			return 0, nil, err
+		}
+		req.Cluster = r.PathValue("name")
+		in, err := hs.Upgrade(r.Context(), req)
+		if err != nil {
+			return 0, nil, withActive(err)
+		}
+		return http.StatusCreated, in, nil
+	})
 	s.Handle("GET /v1/switchovers/{id}", func(r *http.Request) (int, any, error) {
 		in, err := hs.Get(r.Context(), r.PathValue("id"))
 		return http.StatusOK, in, err

@@ -38,6 +38,10 @@ type Servers interface {
 	// primary and starts it as primary's streaming standby (a fenced
 	// former primary, whose WAL may have diverged).
 	RebuildMember(ctx context.Context, cluster, member, primary string) error
+	// ConfigureMember writes settings (values quoted for postgresql.conf)
+	// and restarts the member if it runs; a stopped member takes them at
+	// its next start.
+	ConfigureMember(ctx context.Context, cluster, member string, settings map[string]string) error
 }
 
 // Registry is the part of the registry ha reads and writes;

@@ -25,8 +25,10 @@ func NewService(cfg Config, runner *workflow.Runner) (*Service, error) {
 		return nil, err
 	}
 	h := &Service{cfg: cfg, log: cfg.Logger.With("subsystem", "ha"), runner: runner}
-	if err := runner.Register(h.switchoverDef()); err != nil {
-		return nil, err
+	for _, d := range []*workflow.Def{h.switchoverDef(), h.upgradeDef()} {
+		if err := runner.Register(d); err != nil {
+			return nil, err
+		}
 	}
 	return h, nil
 }
@@ -38,9 +40,10 @@ type SwitchoverRequest struct {
 	To      string `json:"to,omitempty"`
 }
 
-// Info is a switchover as the API shows it.
+// Info is a switchover or an upgrade as the API shows it.
 type Info struct {
 	ID        string          `json:"id"`
+	Kind      string          `json:"kind"`
 	Status    workflow.Status `json:"status"`
 	Step      string          `json:"step"`
 	Error     string          `json:"error,omitempty"`
@@ -77,10 +80,10 @@ func (h *Service) Get(ctx context.Context, id string) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	if w.Kind != SwitchoverKind {
+	if w.Kind != SwitchoverKind && w.Kind != UpgradeKind {
 		return nil, fmt.Errorf("switchover %s: %w", id, workflow.ErrNotFound)
 	}
-	in := &Info{ID: w.ID, Status: w.Status, Step: w.Step, Error: w.Error, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt}
+	in := &Info{ID: w.ID, Kind: w.Kind, Status: w.Status, Step: w.Step, Error: w.Error, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt}
 	if len(w.Data) > 0 {
 		if err := json.Unmarshal(w.Data, &in.Data); err != nil {
 			return nil, err

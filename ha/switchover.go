@@ -48,6 +48,9 @@ type SwitchoverData struct {
 	PauseMS  float64            `json:"pause_ms,omitempty"`
 	Parts    map[string]float64 `json:"parts,omitempty"`
 	Rejoined bool               `json:"rejoined,omitempty"`
+	// Settings are an upgrade's (UpgradeKind): applied to To before the
+	// switchover, to From before it rejoins.
+	Settings map[string]string `json:"settings,omitempty"`
 }
 
 // lap records the time since the pause began, for one part of it.
@@ -424,6 +427,13 @@ func (h *Service) repointStep(ctx context.Context, r *workflow.Run) (string, err
 // records the switchover in the registry's event log.
 func (h *Service) rejoinStep(ctx context.Context, r *workflow.Run) (string, error) {
 	return step(r, func(d *SwitchoverData) (string, error) {
+		if len(d.Settings) > 0 {
+			// Before it starts as a standby: a standby needs settings such
+			// as max_connections at least as high as its primary's.
+			if err := h.cfg.Servers.ConfigureMember(ctx, d.Cluster, d.From, quoted(d.Settings)); err != nil {
+				return "", err
+			}
+		}
 		if err := h.cfg.Servers.FollowMember(ctx, d.Cluster, d.From, d.To); err != nil {
 			return "", err
 		}
@@ -433,6 +443,9 @@ func (h *Service) rejoinStep(ctx context.Context, r *workflow.Run) (string, erro
 			return "", err
 		}
 		h.log.Info("switchover done", "cluster", d.Cluster, "from", d.From, "to", d.To, "pause_ms", d.PauseMS)
+		if r.Kind == UpgradeKind {
+			return "configure-others", nil
+		}
 		return "", nil
 	})
 }

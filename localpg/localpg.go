@@ -483,6 +483,13 @@ func (c *Cluster) copyFrom(ctx context.Context, primary *Cluster) error {
 	return c.Start(ctx)
 }
 
+// Configure adds settings to the cluster's postgresql.conf (later lines win
+// over earlier ones). Values are written as given: quote strings. They take
+// effect at the next start (or reload, for settings that allow it).
+func (c *Cluster) Configure(settings map[string]string) error {
+	return appendConf(c.DataDir(), settings)
+}
+
 // Promote ends recovery on a standby and waits until it accepts writes.
 func (c *Cluster) Promote(ctx context.Context) error {
 	if out, err := c.run(ctx, "pg_ctl", "promote", "-w", "-t", "120", "-D", c.DataDir()); err != nil {

@@ -142,11 +142,33 @@ func TestSwitchover_UnderLoad(t *testing.T) {
 		}
 		settle(ctx, time.Second)
 	}
+	// An upgrade: a restart-requiring setting on the standby, a switchover
+	// to it, the setting on the old primary before it rejoins.
+	in, err := c.Upgrade(ctx, "switch-1", "", map[string]string{"shared_buffers": "144MB"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in = waitHA(t, ctx, c, in)
+	t.Logf("upgrade: %s -> %s, paused %.1f ms", in.Data.From, in.Data.To, in.Data.PauseMS)
+	wantRoles(t, ctx, c, "switch-1", "switch-1-1")
+	for _, m := range plat.Local.Cluster("switch-1") {
+		conn, err := m.Connect(ctx, "postgres")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sb string
+		err = conn.QueryRow(ctx, "SHOW shared_buffers").Scan(&sb)
+		conn.Close(ctx)
+		if err != nil || sb != "144MB" {
+			t.Errorf("%s: shared_buffers %q (%v) after the upgrade, want 144MB", m.Name, sb, err)
+		}
+	}
+	settle(ctx, time.Second)
 	lr.finish(t)
 	lr.check(t, ctx)
 
 	t.Run("refused", func(t *testing.T) {
-		_, err := c.Switchover(ctx, "switch-1", "switch-1-0") // the primary
+		_, err := c.Switchover(ctx, "switch-1", "switch-1-1") // the primary now
 		if !errors.Is(err, ha.ErrPrecheck) {
 			t.Errorf("switchover to the primary: %v, want ErrPrecheck", err)
 		}
@@ -158,6 +180,11 @@ func TestSwitchover_UnderLoad(t *testing.T) {
 		if !errors.Is(err, ha.ErrPrecheck) {
 			t.Errorf("switchover without a standby: %v, want ErrPrecheck", err)
 		}
+		for _, bad := range []map[string]string{nil, {"Bad Name": "1"}, {"work_mem": "1\nevil = 2"}} {
+			if _, err := c.Upgrade(ctx, "switch-1", "", bad); !errors.Is(err, registry.ErrInvalid) {
+				t.Errorf("upgrade with settings %q: %v, want ErrInvalid", bad, err)
+			}
+		}
 	})
 }
 
@@ -168,7 +195,15 @@ func switchover(t *testing.T, ctx context.Context, c *control.Client, cluster, t
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = poll(ctx, "switchover "+in.ID, func() (bool, error) {
+	return waitHA(t, ctx, c, in)
+}
+
+// waitHA waits for a switchover or an upgrade to end and wants it
+// succeeded.
+func waitHA(t *testing.T, ctx context.Context, c *control.Client, in *ha.Info) *ha.Info {
+	t.Helper()
+	var err error
+	err = poll(ctx, in.Kind+" "+in.ID, func() (bool, error) {
 		in, err = c.SwitchoverInfo(ctx, in.ID)
 		return err == nil && in.Status != workflow.StatusRunning, err
 	})
@@ -176,7 +211,7 @@ func switchover(t *testing.T, ctx context.Context, c *control.Client, cluster, t
 		t.Fatal(err)
 	}
 	if in.Status != workflow.StatusSucceeded {
-		t.Fatalf("switchover %s: %s at %s: %s", in.ID, in.Status, in.Step, in.Error)
+		t.Fatalf("%s %s: %s at %s: %s", in.Kind, in.ID, in.Status, in.Step, in.Error)
 	}
 	return in
 }

@@ -210,3 +210,20 @@ func (l *Local) KillMember(cluster, member string) error {
 	}
 	return m.Kill()
 }
+
+// ConfigureMember writes settings into a member's postgresql.conf and, if
+// it runs, restarts it so that they take effect; a stopped member takes
+// them at its next start.
+func (l *Local) ConfigureMember(ctx context.Context, cluster, member string, settings map[string]string) error {
+	m, err := l.member(cluster, member)
+	if err != nil {
+		return err
+	}
+	if err := m.Configure(settings); err != nil {
+		return err
+	}
+	if !m.Running() {
+		return nil
+	}
+	return m.Restart(ctx)
+}

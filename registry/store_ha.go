@@ -17,6 +17,7 @@ const (
 	EventSwitchover     = "cluster.switchover"
 	EventFailover       = "cluster.failover"
 	EventRejoined       = "cluster.member_rejoined"
+	EventUpgraded       = "cluster.upgraded"
 )
 
 // PauseTenants pauses several tenants in one transaction (one registry

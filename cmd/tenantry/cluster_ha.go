@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -92,39 +93,79 @@ func addHACmds(a *app, cmd *cobra.Command) {
 			if err != nil {
 				return err
 			}
-			if a.output != "json" {
-				fmt.Fprintf(a.stderr, "switchover %s of cluster %s: %s -> %s\n", in.ID, args[0], in.Data.From, in.Data.To)
-			}
-			for in.Status == workflow.StatusRunning {
-				select {
-				case <-cmd.Context().Done():
-					return cmd.Context().Err()
-				case <-time.After(100 * time.Millisecond):
-				}
-				if in, err = c.SwitchoverInfo(cmd.Context(), in.ID); err != nil {
-					return err
-				}
-			}
-			if a.output == "json" {
-				if err := a.printJSON(in); err != nil {
-					return err
-				}
-			} else {
-				printSwitchover(a, in)
-			}
-			if in.Status != workflow.StatusSucceeded {
-				return fmt.Errorf("switchover %s %s: %s", in.ID, in.Status, in.Error)
-			}
-			return nil
+			return followHA(cmd, a, c, in)
 		},
 	}
 	sw.Flags().StringVar(&to, "to", "", "the standby to promote (default: the one with the least replay lag)")
 	cmd.AddCommand(sw)
+	var sets []string
+	up := &cobra.Command{
+		Use:   "upgrade CLUSTER --set name=value ... [--to MEMBER]",
+		Short: "Apply settings (restart-requiring ones stand in for a server upgrade) to the standby, switch over to it, then to the old primary",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			settings := map[string]string{}
+			for _, kv := range sets {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok || k == "" {
+					return usageErr("--set takes name=value, not %q", kv)
+				}
+				settings[k] = v
+			}
+			if len(settings) == 0 {
+				return usageErr("at least one --set name=value is required")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			in, err := c.Upgrade(cmd.Context(), args[0], to, settings)
+			if err != nil {
+				return err
+			}
+			return followHA(cmd, a, c, in)
+		},
+	}
+	up.Flags().StringArrayVar(&sets, "set", nil, "a setting to apply, name=value (repeatable)")
+	up.Flags().StringVar(&to, "to", "", "the standby to promote (default: the one with the least replay lag)")
+	cmd.AddCommand(up)
+}
+
+// followHA polls a switchover or upgrade until it ends and prints it.
+func followHA(cmd *cobra.Command, a *app, c *control.Client, in *ha.Info) error {
+	var err error
+	if a.output != "json" {
+		fmt.Fprintf(a.stderr, "%s %s of cluster %s: %s -> %s\n", in.Kind, in.ID, in.Data.Cluster, in.Data.From, in.Data.To)
+	}
+	for in.Status == workflow.StatusRunning {
+		select {
+		case <-cmd.Context().Done():
+			return cmd.Context().Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if in, err = c.SwitchoverInfo(cmd.Context(), in.ID); err != nil {
+			return err
+		}
+	}
+	if a.output == "json" {
+		if err := a.printJSON(in); err != nil {
+			return err
+		}
+	} else {
+		printSwitchover(a, in)
+	}
+	if in.Status != workflow.StatusSucceeded {
+		return fmt.Errorf("%s %s %s: %s", in.Kind, in.ID, in.Status, in.Error)
+	}
+	return nil
 }
 
 func printSwitchover(a *app, in *ha.Info) {
 	d := in.Data
-	fmt.Fprintf(a.stdout, "switchover %s: %s; primary of cluster %s is %s (was %s)\n", in.ID, in.Status, d.Cluster, d.To, d.From)
+	fmt.Fprintf(a.stdout, "%s %s: %s; primary of cluster %s is %s (was %s)\n", in.Kind, in.ID, in.Status, d.Cluster, d.To, d.From)
+	if len(d.Settings) > 0 {
+		fmt.Fprintf(a.stdout, "  settings %v\n", d.Settings)
+	}
 	if d.PauseMS > 0 {
 		fmt.Fprintf(a.stdout, "  %d tenants paused %.1f ms (ms into the pause: acks %.1f, catchup %.1f, stop %.1f, promote %.1f, repoint %.1f)\n",
 			len(d.Paused), d.PauseMS, d.Parts["acks"], d.Parts["catchup"], d.Parts["stop"], d.Parts["promote"], d.Parts["repoint"])
