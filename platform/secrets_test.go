@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 
 	"tenantry/localpg"
 	"tenantry/stack"
+	"tenantry/tenantsig"
 )
 
 // procText is a process's environment and arguments, NUL-separated, as
@@ -117,6 +120,51 @@ func TestProcesses_NoSuperuserCredential(t *testing.T) {
 	env := check("dedicated OMS instance", rec.Instances[0].PID)
 	if hasPrefix(env, "TENANTRY_TENANT_KEY=") {
 		t.Error("a dedicated instance holds the tenant-password key (it opens every tenant's role)")
+	}
+	// It serves its tenant, and cannot open another tenant's role, which the
+	// shared stack serves at the same time.
+	other := fmt.Sprintf("other-%d", time.Now().UnixNano()%1e6)
+	if _, err := plat.Service.CreateTenant(ctx, other, PooledAlias); err != nil {
+		t.Fatal(err)
+	}
+	get := func(url, stack, tenant string) (int, string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/v1/orders?limit=1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tenantsig.SignRequest(req, tenantsig.StackKey(headerRoot(st), stack), tenant, stack, time.Now())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if err := poll(ctx, "the dedicated instance serving its tenant", func() (bool, error) {
+		code, body := get(rec.Instances[0].URL, name, id)
+		return code == http.StatusOK, fmt.Errorf("%d %s", code, body)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := poll(ctx, "the shared stack serving the other tenant", func() (bool, error) {
+		code, body := get(shared.Instances[0].URL, SharedStack, other)
+		return code == http.StatusOK, fmt.Errorf("%d %s", code, body)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(rec.Instances[0].URL, name, other)
+	if code == http.StatusOK || code == 0 {
+		t.Fatalf("the dedicated instance served another tenant: %d %s", code, body)
+	}
+	t.Logf("the dedicated instance, asked for tenant %s: %d %s", other, code, strings.TrimSpace(body))
+	logFile := filepath.Join(plat.Local.Dir, "stacks", name+"-0.log")
+	if err := poll(ctx, "the refusal in the instance's log", func() (bool, error) {
+		b, err := os.ReadFile(logFile)
+		return bytes.Contains(b, []byte("t_"+other)) && bytes.Contains(b, []byte("password")), err
+	}); err != nil {
+		b, _ := os.ReadFile(logFile)
+		t.Fatalf("%v\n%s", err, b)
 	}
 	for _, kv := range env {
 		if v, ok := strings.CutPrefix(kv, "TENANTRY_TENANT_PASSWORDS="); ok {
