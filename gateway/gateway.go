@@ -526,6 +526,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	h := pr.Out.Header
 	h.Del("Authorization")
+	h.Del(HeaderPreview) // the gateway's own; the instance has no use for it
 	tenantsig.SignRequest(pr.Out, st.pool.key, st.tenant, st.pool.stack, g.cfg.Now())
 	if st.body != nil {
 		body := st.body
