@@ -474,7 +474,7 @@ func (g *Gateway) finish(st *reqState, start time.Time) {
 	d := g.cfg.Now().Sub(start)
 	g.metrics.observe(st.pool.stack, st.tenant, st.code, d)
 	if !st.preview {
-		g.stats.observe(st.pool.stack, st.code, d)
+		g.stats.observe(st.pool.stack, st.tenant, st.code, d)
 	}
 }
 

@@ -20,6 +20,15 @@ type StatsSink interface {
 
 var _ StatsSink = (*registry.Store)(nil)
 
+// TrafficSink is a StatsSink that also keeps each tenant's requests per
+// hour (*registry.Store: what `isolate --window auto` reads). A sink
+// without it gets the per-stack figures only.
+type TrafficSink interface {
+	AddTenantTraffic(ctx context.Context, at time.Time, counts map[string]int64) error
+}
+
+var _ TrafficSink = (*registry.Store)(nil)
+
 // stackCounters are the figures of one stack since the last publish. A
 // publish that races a request may count it in the next period; nothing is
 // lost or counted twice.
@@ -29,12 +38,21 @@ type stackCounters struct {
 	buckets  [registry.LatencyBuckets]atomic.Int64
 }
 
-// statsSet holds the counters of every stack that served a request.
+// statsSet holds the counters of every stack that served a request, and
+// each tenant's request count.
 type statsSet struct {
-	m sync.Map // stack name -> *stackCounters
+	m       sync.Map // stack name -> *stackCounters
+	tenants sync.Map // tenant id -> *atomic.Int64
 }
 
-func (s *statsSet) observe(stack string, code int, d time.Duration) {
+func (s *statsSet) observe(stack, tenant string, code int, d time.Duration) {
+	if tenant != "" {
+		v, ok := s.tenants.Load(tenant)
+		if !ok {
+			v, _ = s.tenants.LoadOrStore(tenant, new(atomic.Int64))
+		}
+		v.(*atomic.Int64).Add(1)
+	}
 	v, ok := s.m.Load(stack)
 	if !ok {
 		v, _ = s.m.LoadOrStore(stack, &stackCounters{})
@@ -67,6 +85,18 @@ func (s *statsSet) drain() map[string]registry.StackStats {
 	return out
 }
 
+// drainTenants returns each tenant's requests since the last drain.
+func (s *statsSet) drainTenants() map[string]int64 {
+	out := map[string]int64{}
+	s.tenants.Range(func(k, v any) bool {
+		if n := v.(*atomic.Int64).Swap(0); n > 0 {
+			out[k.(string)] = n
+		}
+		return true
+	})
+	return out
+}
+
 // PublishStats writes the per-stack figures since the last publish to
 // Config.Stats (nothing when no stack served a request); the loop Start
 // runs calls it every Config.StatsInterval. A failed write loses that
@@ -82,6 +112,11 @@ func (g *Gateway) PublishStats(ctx context.Context) error {
 	}
 	if err := g.cfg.Stats.WriteStackStats(ctx, g.cfg.ID, stats); err != nil {
 		return fmt.Errorf("publish stack stats: %w", err)
+	}
+	if ts, ok := g.cfg.Stats.(TrafficSink); ok {
+		if err := ts.AddTenantTraffic(ctx, g.cfg.Now(), g.stats.drainTenants()); err != nil {
+			return fmt.Errorf("publish tenant traffic: %w", err)
+		}
 	}
 	return nil
 }

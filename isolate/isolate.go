@@ -208,7 +208,8 @@ type Request struct {
 	// Standbys on the dedicated cluster; default 1 (0 is allowed, then no
 	// standby is waited for).
 	Standbys *int `json:"standbys,omitempty"`
-	// Window for the promotion, "HH:MM-HH:MM" UTC; "" any time.
+	// Window for the promotion, "HH:MM-HH:MM" UTC; "" any time; "auto"
+	// the tenant's quietest hour at the gateways (QuietestHour).
 	Window string `json:"window,omitempty"`
 	// Hypercare after the promotion; default 72h.
 	Hypercare Duration `json:"hypercare,omitempty"`
@@ -247,6 +248,8 @@ type Data struct {
 	// Env is the environment kind when the isolation started ("" unmarked).
 	Env      string    `json:"env"`
 	Override *Override `json:"override,omitempty"`
+	// WindowChoice says which hour --window auto picked, from what figures.
+	WindowChoice string `json:"window_choice,omitempty"`
 	// SourceAlias and SourceStack serve the tenant before; OwnRoute is the
 	// tenant's own route before (nil: it followed the default route).
 	SourceAlias string                `json:"source_alias"`
@@ -343,11 +346,13 @@ type PlanStep struct {
 
 // Plan is what an isolation would do (a dry run).
 type Plan struct {
-	Tenant  string     `json:"tenant"`
-	Env     string     `json:"env"`
-	Gate    string     `json:"gate"`
-	Steps   []PlanStep `json:"steps"`
-	Request Request    `json:"request"`
+	Tenant string `json:"tenant"`
+	Env    string `json:"env"`
+	Gate   string `json:"gate"`
+	// WindowChoice says which hour --window auto picked, from what figures.
+	WindowChoice string     `json:"window_choice,omitempty"`
+	Steps        []PlanStep `json:"steps"`
+	Request      Request    `json:"request"`
 }
 
 func decodeData(b json.RawMessage, d *Data) error {

@@ -126,7 +126,7 @@ func (req *Request) fill() error {
 	if req.Hypercare < 0 {
 		return fmt.Errorf("%w: hypercare must not be negative", registry.ErrInvalid)
 	}
-	if _, err := ParseWindow(req.Window); err != nil {
+	if _, err := ParseWindow(req.Window); err != nil && req.Window != WindowAuto {
 		return fmt.Errorf("%w: %v", registry.ErrInvalid, err)
 	}
 	if req.Force && req.Reason == "" {
@@ -281,8 +281,12 @@ func (s *Service) Plan(ctx context.Context, req Request) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	why, err := s.resolveWindow(ctx, &req)
+	if err != nil {
+		return nil, err
+	}
 	env, ov, gerr := s.gate(ctx, &req)
-	p := &Plan{Tenant: req.Tenant, Env: env, Request: req}
+	p := &Plan{Tenant: req.Tenant, Env: env, Request: req, WindowChoice: why}
 	switch {
 	case gerr != nil && errors.Is(gerr, ErrGate):
 		p.Gate = "refused: " + gerr.Error()
@@ -307,12 +311,19 @@ func (s *Service) Plan(ctx context.Context, req Request) (*Plan, error) {
 		{Phase: PhaseCutover, Creates: []string{fmt.Sprintf("rollout of route %s from %s to %s", req.Tenant, from, req.Stack)},
 			Checks: []string{"analysis: 5xx rate and p99 against " + from + "; automatic rollback"}},
 		{Phase: PhaseReplicate, Creates: []string{"move of " + req.Tenant + " from " + alias + " to " + req.Alias}, Checks: []string{"schema versions equal", "copy, then chunked parity"}},
-		{Phase: PhasePromote, Checks: []string{"inside the window " + w.String() + forcedText(req.Force), "lag bound; pause, fence, marker catch-up, flip"}},
+		{Phase: PhasePromote, Checks: []string{"inside the window " + w.String() + forcedText(req.Force) + autoText(why), "lag bound; pause, fence, marker catch-up, flip"}},
 		{Phase: PhaseStandby, Checks: []string{"link back " + req.Alias + " -> " + alias + " kept", fmt.Sprintf("%d standbys streaming on %s", *req.Standbys, req.ClusterName)}},
 		{Phase: PhaseHypercare, Checks: []string{"for " + time.Duration(req.Hypercare).String() + ": the link back's lag; cutback possible in seconds"}},
 		{Phase: PhaseComplete, Checks: []string{"on command or at the end of hypercare: old copy purged, link severed, " + from + " released"}},
 	}
 	return p, nil
+}
+
+func autoText(why string) string {
+	if why == "" {
+		return ""
+	}
+	return " (--window auto: " + why + ")"
 }
 
 func forcedText(force bool) string {
@@ -341,11 +352,15 @@ func (s *Service) Start(ctx context.Context, req Request) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
+	why, err := s.resolveWindow(ctx, &req)
+	if err != nil {
+		return nil, err
+	}
 	env, ov, err := s.gate(ctx, &req)
 	if err != nil {
 		return nil, err
 	}
-	d := Data{Request: req, Env: env, Override: ov, SourceAlias: alias, SourceStack: from}
+	d := Data{Request: req, Env: env, Override: ov, SourceAlias: alias, SourceStack: from, WindowChoice: why}
 	snap, err := s.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		return nil, err

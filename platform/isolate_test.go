@@ -409,3 +409,52 @@ func TestIsolate_Crash(t *testing.T) {
 		t.Errorf("route after the isolation: %+v", b)
 	}
 }
+
+// TestIsolate_WindowAuto: --window auto picks the quietest hour of a
+// generated week of the tenant's traffic, says from what figures, and
+// refuses (4xx, nothing changed) a tenant with too short a history; the
+// gateway records every tenant's traffic per hour.
+func TestIsolate_WindowAuto(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	const tenant, fresh = "iso-window", "iso-window-new"
+	newTenant(t, ctx, tenant, 0)
+	newTenant(t, ctx, fresh, 0)
+	now := time.Now().UTC().Truncate(time.Hour)
+	for h := now.Add(-7 * 24 * time.Hour); h.Before(now); h = h.Add(time.Hour) {
+		n := int64(500 + 50*h.Hour())
+		if h.Hour() == 4 {
+			n = 20
+		}
+		if err := plat.Store.AddTenantTraffic(ctx, h.Add(time.Minute), map[string]int64{tenant: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := rolloutClient()
+	req := isolationRequest(tenant, 0)
+	req.Window = isolate.WindowAuto
+	p, err := c.PlanIsolation(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("window: %s (%s)", p.Request.Window, p.WindowChoice)
+	if p.Request.Window != "04:00-05:00" || !strings.Contains(p.WindowChoice, "quietest hour 04:00-05:00 UTC") ||
+		!strings.Contains(p.WindowChoice, "busiest 23:00") {
+		t.Errorf("--window auto picked %s: %s", p.Request.Window, p.WindowChoice)
+	}
+	req.Tenant = fresh
+	if _, err := c.StartIsolation(ctx, req); !errors.Is(err, registry.ErrInvalid) || !strings.Contains(err.Error(), "traffic history") {
+		t.Errorf("--window auto without history: %v", err)
+	}
+	if _, err := c.Isolation(ctx, fresh); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("an isolation was recorded after the refusal: %v", err)
+	}
+	// newTenant stocked the tenant through the gateway: the gateway has
+	// recorded that traffic in the tenant's hourly history.
+	err = poll(ctx, "gateway traffic history of "+fresh, func() (bool, error) {
+		h, err := plat.Store.TenantTraffic(ctx, fresh, now.Add(-time.Hour))
+		return err == nil && len(h) > 0 && h[len(h)-1].Requests > 0, err
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}

@@ -139,5 +139,17 @@ CREATE TABLE tenant_limits (
 		`
 ALTER TABLE routers ADD COLUMN version bigint NOT NULL DEFAULT 0;
 `,
+		// 7: each tenant's requests per hour at the gateways, kept
+		// TenantTrafficRetention (tenanttraffic.go): `isolate --window auto`
+		// picks the tenant's quietest hour from it.
+		`
+CREATE TABLE tenant_traffic (
+	tenant   text        NOT NULL,
+	hour     timestamptz NOT NULL,
+	requests bigint      NOT NULL CHECK (requests >= 0),
+	PRIMARY KEY (tenant, hour)
+);
+CREATE INDEX tenant_traffic_hour ON tenant_traffic (hour);
+`,
 	},
 }

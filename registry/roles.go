@@ -16,8 +16,8 @@ var readerTables = []string{"registry_version", "clusters", "members", "aliases"
 
 // writerTables are the rows routing processes write of their own: routers'
 // registration, heartbeats and epoch acknowledgements, gateways' per-stack
-// request outcomes.
-var writerTables = []string{"routers", "router_acks", "stack_stats"}
+// request outcomes and per-tenant hourly request counts.
+var writerTables = []string{"routers", "router_acks", "stack_stats", "tenant_traffic"}
 
 // GrantReader gives role exactly what the processes that route (gateways,
 // application instances) need of the registry: CONNECT on the control

@@ -42,10 +42,7 @@ func newIsolateCmd(a *app) *cobra.Command {
 			if cmd.Flags().Changed("standbys") {
 				req.Standbys = &standbys
 			}
-			if req.Window == "auto" {
-				return usageErr("--window auto is not available yet: give HH:MM-HH:MM (UTC)")
-			}
-			if _, err := isolate.ParseWindow(req.Window); err != nil {
+			if _, err := isolate.ParseWindow(req.Window); err != nil && req.Window != isolate.WindowAuto {
 				return usageErr("--window: %v", err)
 			}
 			if req.Force && req.Reason == "" {
@@ -85,7 +82,7 @@ func newIsolateCmd(a *app) *cobra.Command {
 	f.StringVar(&req.Version, "version", "", "the dedicated stack's version (default: that of the stack serving the tenant)")
 	f.IntVar(&req.Instances, "instances", 0, "instances of the dedicated stack (default 1)")
 	f.IntVar(&standbys, "standbys", 1, "streaming standbys of the dedicated cluster")
-	f.StringVar(&req.Window, "window", "", "promote only inside this daily window, HH:MM-HH:MM UTC (default any time)")
+	f.StringVar(&req.Window, "window", "", "promote only inside this daily window, HH:MM-HH:MM UTC, or auto: the tenant's quietest hour at the gateways over 7 days (default any time)")
 	f.DurationVar(&hypercare, "hypercare", 0, "how long cutback stays possible after the promotion (default 72h)")
 	f.BoolVar(&req.Force, "force", false, "promote outside the window; in production, go ahead without a sandbox record")
 	f.StringVar(&req.Reason, "reason", "", "why --force (recorded in the events with who)")
@@ -224,6 +221,9 @@ func (a *app) followIsolation(ctx context.Context, c *control.Client, tenant str
 
 func printPlan(w io.Writer, p *isolate.Plan) {
 	fmt.Fprintf(w, "isolation plan for %s (environment %s)\n  gate: %s\n", p.Tenant, orUnmarked(p.Env), p.Gate)
+	if p.WindowChoice != "" {
+		fmt.Fprintf(w, "  window: %s\n", p.WindowChoice)
+	}
 	for i, s := range p.Steps {
 		fmt.Fprintf(w, "%2d. %s\n", i+1, s.Phase)
 		for _, c := range s.Creates {
@@ -252,6 +252,9 @@ func printIsolation(w io.Writer, in *isolate.Info) {
 	fmt.Fprintf(w, "\n  %s/%s -> cluster %s alias %s, stack %s; environment %s\n", d.SourceStack, d.SourceAlias, r.ClusterName, r.Alias, r.Stack, orUnmarked(d.Env))
 	if d.Override != nil {
 		fmt.Fprintf(w, "  forced by %s: %s\n", d.Override.By, d.Override.Reason)
+	}
+	if d.WindowChoice != "" {
+		fmt.Fprintf(w, "  window %s: %s\n", r.Window, d.WindowChoice)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  PHASE\tSTATE\tSECONDS\tDETAIL")
