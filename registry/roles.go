@@ -19,6 +19,9 @@ var readerTables = []string{"registry_version", "clusters", "members", "aliases"
 // request outcomes and per-tenant hourly request counts.
 var writerTables = []string{"routers", "router_acks", "stack_stats", "tenant_traffic"}
 
+// grantLockKey serialises GrantReader runs ("ten_read").
+const grantLockKey int64 = 0x74656e5f72656164
+
 // GrantReader gives role exactly what the processes that route (gateways,
 // application instances) need of the registry: CONNECT on the control
 // database, SELECT on the snapshot's tables, and SELECT, INSERT, UPDATE,
@@ -39,6 +42,11 @@ func (s *Store) GrantReader(ctx context.Context, role string) error {
 	}
 	r := pgx.Identifier{role}.Sanitize()
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Replicas starting at once would otherwise race on the same
+		// catalog rows ("tuple concurrently updated").
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", grantLockKey); err != nil {
+			return fmt.Errorf("grant registry reader %s: lock: %w", role, err)
+		}
 		var db string
 		if err := tx.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil {
 			return err

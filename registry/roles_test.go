@@ -36,8 +36,14 @@ func TestStore_GrantReader(t *testing.T) {
 		_, _ = admin.Exec(context.Background(), "DROP OWNED BY "+role)
 		_, _ = admin.Exec(context.Background(), "DROP ROLE "+role)
 	})
-	must(t, owner.GrantReader(ctx, role))
-	must(t, owner.GrantReader(ctx, role)) // idempotent
+	// Idempotent, and safe from replicas starting at once.
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() { errs <- owner.GrantReader(ctx, role) }()
+	}
+	for range 4 {
+		must(t, <-errs)
+	}
 
 	var db string
 	must(t, owner.Pool().QueryRow(ctx, "SELECT current_database()").Scan(&db))
