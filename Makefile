@@ -42,9 +42,9 @@ fuzz:
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done
 
-# Regenerates the README's screenshot of the dashboard's move view.
+# Regenerates the README's screenshots of the dashboard's move and rollout views.
 screenshots: postgres chromium
-	$(GO) test -count=1 -run 'TestDashboard$$' ./platform -screenshots $(CURDIR)/docs
+	$(GO) test -count=1 -run 'TestDashboard' ./platform -screenshots $(CURDIR)/docs
 
 bench: postgres build
 	./$(BIN) bench route

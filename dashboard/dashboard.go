@@ -1,7 +1,8 @@
 // Package dashboard is the operator dashboard: server-rendered pages of the
 // registry (clusters, aliases, stacks, tenants, events) and of the workflows
-// running on it (moves), with live updates over server-sent events and the
-// operator commands the CLI has (move promote, cutback, complete, cancel).
+// running on it (moves, rollouts), with live updates over server-sent events
+// and the operator commands the CLI has (move promote, cutback, complete,
+// cancel; rollout promote, abort, cutback, retire).
 // The control plane serves it at /ui/ on its API listener (control.Plane);
 // it logs in with the admin token and keeps a signed session cookie; every
 // state change needs the session's CSRF token. Every asset is embedded: the
@@ -61,6 +62,7 @@ type Config struct {
 	Registry   Registry   // required
 	Operations Operations // nil: no operations listed
 	Moves      Moves      // nil: no move views
+	Rollouts   Rollouts   // nil: no rollout views
 	// Secret (the platform secret) and AdminToken key the session cookies;
 	// AdminToken is what the login form takes. Required.
 	Secret     []byte
@@ -128,7 +130,7 @@ func New(cfg Config) (*Dashboard, error) {
 func (d *Dashboard) parse() error {
 	funcs := template.FuncMap{"ago": d.ago, "bytes": humanBytes, "pct": pct, "ms": func(f float64) string { return fmt.Sprintf("%.1f ms", f) },
 		"until": d.until, "stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }}
-	for _, page := range []string{"login", "overview", "tenants", "moves", "move", "confirm", "events"} {
+	for _, page := range []string{"login", "overview", "tenants", "moves", "move", "rollouts", "rollout", "confirm", "events"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return fmt.Errorf("dashboard: parse %s: %w", page, err)
@@ -144,16 +146,18 @@ func (d *Dashboard) routes() {
 	d.mux.HandleFunc("GET /ui/login", d.loginForm)
 	d.mux.HandleFunc("POST /ui/login", d.login)
 	d.mux.Handle("POST /ui/logout", d.change(d.logout))
-	d.mux.Handle("GET /ui/{$}", d.view(d.overview))
-	d.mux.Handle("GET /ui/overview/stream", d.view(d.overviewStream))
+	d.handleLive("GET /ui/{$}", "GET /ui/overview/stream", liveView{page: "overview", nav: "overview", load: d.overviewData})
 	d.mux.Handle("GET /ui/tenants", d.view(d.tenants))
 	d.mux.Handle("GET /ui/events", d.view(d.events))
 	if d.cfg.Moves != nil {
 		d.mux.Handle("GET /ui/moves", d.view(d.moves))
-		d.mux.Handle("GET /ui/moves/{id}", d.view(d.move))
-		d.mux.Handle("GET /ui/moves/{id}/stream", d.view(d.moveStream))
-		d.mux.Handle("GET /ui/moves/{id}/{command}", d.view(d.confirmCommand))
-		d.mux.Handle("POST /ui/moves/{id}/{command}", d.change(d.moveCommand))
+		d.handleLive("GET /ui/moves/{id}", "GET /ui/moves/{id}/stream", liveView{page: "move", nav: "moves", load: d.moveView})
+		d.handleCommands(d.moveCommands())
+	}
+	if d.cfg.Rollouts != nil {
+		d.mux.Handle("GET /ui/rollouts", d.view(d.rollouts))
+		d.handleLive("GET /ui/rollouts/{id}", "GET /ui/rollouts/{id}/stream", liveView{page: "rollout", nav: "rollouts", load: d.rolloutView})
+		d.handleCommands(d.rolloutCommands())
 	}
 }
 

@@ -1,8 +1,9 @@
 package dashboard
 
 import (
+	"context"
+	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"sort"
 
@@ -156,72 +157,27 @@ func (d *Dashboard) moves(w http.ResponseWriter, r *http.Request, p *page) error
 	return d.render(w, http.StatusOK, "moves", p)
 }
 
-func (d *Dashboard) moveView(r *http.Request) (*moveView, error) {
+func (d *Dashboard) moveView(r *http.Request) (any, string, error) {
 	st, err := d.cfg.Moves.Get(r.Context(), r.PathValue("id"), true)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	return newMoveView(st), nil
+	return newMoveView(st), "Move of " + st.Data.Tenant, nil
 }
 
-func (d *Dashboard) move(w http.ResponseWriter, r *http.Request, p *page) error {
-	v, err := d.moveView(r)
-	if err != nil {
-		return err
-	}
-	p.Title, p.Nav, p.Data = "Move "+v.Data.Tenant, "moves", v
-	p.Error = r.URL.Query().Get("error")
-	return d.render(w, http.StatusOK, "move", p)
-}
-
-func (d *Dashboard) moveStream(w http.ResponseWriter, r *http.Request, p *page) error {
-	return d.stream(w, r, func() ([]byte, error) {
-		v, err := d.moveView(r)
-		if err != nil {
-			return nil, err
-		}
-		p.Data = v
-		return d.fragment("move", "live", p)
-	})
-}
-
-type confirmData struct {
-	Move     *move.Info
-	Command  string
-	Question string
-}
-
-// confirmCommand asks before a command is sent: the page's button posts it.
-func (d *Dashboard) confirmCommand(w http.ResponseWriter, r *http.Request, p *page) error {
-	name := r.PathValue("command")
-	q, ok := commands[name]
-	if !ok {
-		http.NotFound(w, r)
-		return nil
-	}
-	st, err := d.cfg.Moves.Get(r.Context(), r.PathValue("id"), false)
-	if err != nil {
-		return err
-	}
-	p.Title, p.Nav, p.Data = "Confirm "+name, "moves", &confirmData{Move: st, Command: name, Question: q}
-	return d.render(w, http.StatusOK, "confirm", p)
-}
-
-// moveCommand sends a command and waits until the move acted on it, as the
-// CLI does. A refusal (a pre-check that failed, a command that does not fit
-// the move's state) is shown on the move's page with the API's text.
-func (d *Dashboard) moveCommand(w http.ResponseWriter, r *http.Request, p *page) error {
-	id, name := r.PathValue("id"), r.PathValue("command")
-	if _, ok := commands[name]; !ok {
-		http.NotFound(w, r)
-		return nil
-	}
-	target := Prefix + "moves/" + url.PathEscape(id)
-	if _, err := d.cfg.Moves.Command(r.Context(), id, name, true); err != nil {
-		d.log.Info("move command refused", "move", id, "command", name, "err", err)
-		http.Redirect(w, r, target+"?"+url.Values{"error": {d.cfg.ErrorText(err)}}.Encode(), http.StatusSeeOther)
-		return nil
-	}
-	http.Redirect(w, r, target+"?done="+url.QueryEscape(name), http.StatusSeeOther)
-	return nil
+// moveCommands are the move's operator commands.
+func (d *Dashboard) moveCommands() commandSet {
+	return commandSet{path: "moves", questions: commands,
+		describe: func(ctx context.Context, id string) (string, error) {
+			st, err := d.cfg.Moves.Get(ctx, id, false)
+			if err != nil {
+				return "", err
+			}
+			m := st.Data
+			return fmt.Sprintf("Move %s of tenant %s, %s → %s, now on %s (phase %s).", st.ID, m.Tenant, m.Source, m.Target, m.On, m.Phase), nil
+		},
+		run: func(ctx context.Context, id, name string) error {
+			_, err := d.cfg.Moves.Command(ctx, id, name, true)
+			return err
+		}}
 }

@@ -64,3 +64,33 @@ func writeEvent(w http.ResponseWriter, name string, data []byte) {
 	}
 	fmt.Fprint(w, "\n")
 }
+
+// liveView is a page whose "live" template is also streamed: load reads
+// its data (and title) for the page and for every render of the stream.
+type liveView struct {
+	page, nav string
+	load      func(r *http.Request) (data any, title string, err error)
+}
+
+// handleLive serves v's page at pattern and its stream at streamPattern.
+// The page shows an action's refusal passed in the "error" parameter.
+func (d *Dashboard) handleLive(pattern, streamPattern string, v liveView) {
+	d.mux.Handle(pattern, d.view(func(w http.ResponseWriter, r *http.Request, p *page) error {
+		data, title, err := v.load(r)
+		if err != nil {
+			return err
+		}
+		p.Title, p.Nav, p.Data, p.Error = title, v.nav, data, r.URL.Query().Get("error")
+		return d.render(w, http.StatusOK, v.page, p)
+	}))
+	d.mux.Handle(streamPattern, d.view(func(w http.ResponseWriter, r *http.Request, p *page) error {
+		return d.stream(w, r, func() ([]byte, error) {
+			data, _, err := v.load(r)
+			if err != nil {
+				return nil, err
+			}
+			p.Data = data
+			return d.fragment(v.page, "live", p)
+		})
+	}))
+}

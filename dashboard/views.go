@@ -13,6 +13,7 @@ import (
 
 	"tenantry/move"
 	"tenantry/registry"
+	"tenantry/rollout"
 	"tenantry/workflow"
 )
 
@@ -45,20 +46,22 @@ type operation struct {
 }
 
 // operationURL is the view of a workflow; a workflow kind with a view of
-// its own (a rollout) adds its case here.
-func operationURL(w workflow.Workflow) string {
-	switch w.Kind {
-	case move.Kind:
+// its own adds its case here.
+func (d *Dashboard) operationURL(w workflow.Workflow) string {
+	switch {
+	case w.Kind == move.Kind && d.cfg.Moves != nil:
 		return Prefix + "moves/" + url.PathEscape(w.ID)
+	case w.Kind == rollout.Kind && d.cfg.Rollouts != nil:
+		return Prefix + "rollouts/" + url.PathEscape(w.ID)
 	}
 	return ""
 }
 
-func (d *Dashboard) overviewData(r *http.Request) (*overviewData, error) {
+func (d *Dashboard) overviewData(r *http.Request) (any, string, error) {
 	ctx := r.Context()
 	snap, err := d.cfg.Registry.Snapshot(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	o := &overviewData{Version: snap.Version, Tenants: len(snap.Tenants), Default: snap.Routes[registry.DefaultRoute]}
 	o.Clusters = sortedValues(snap.Clusters, func(c *registry.Cluster) string { return c.Name })
@@ -71,38 +74,18 @@ func (d *Dashboard) overviewData(r *http.Request) (*overviewData, error) {
 	}
 	o.Stacks = sortedValues(snap.Stacks, func(s *registry.Stack) string { return s.Name })
 	if o.Routers, err = d.cfg.Registry.Routers(ctx); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if d.cfg.Operations != nil {
 		ws, err := d.cfg.Operations.List(ctx, workflow.Filter{Status: workflow.StatusRunning})
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		for _, w := range ws {
-			o.Operations = append(o.Operations, operation{Workflow: w, URL: operationURL(w)})
+			o.Operations = append(o.Operations, operation{Workflow: w, URL: d.operationURL(w)})
 		}
 	}
-	return o, nil
-}
-
-func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request, p *page) error {
-	o, err := d.overviewData(r)
-	if err != nil {
-		return err
-	}
-	p.Title, p.Nav, p.Data = "Overview", "overview", o
-	return d.render(w, http.StatusOK, "overview", p)
-}
-
-func (d *Dashboard) overviewStream(w http.ResponseWriter, r *http.Request, p *page) error {
-	return d.stream(w, r, func() ([]byte, error) {
-		o, err := d.overviewData(r)
-		if err != nil {
-			return nil, err
-		}
-		p.Data = o
-		return d.fragment("overview", "live", p)
-	})
+	return o, "Overview", nil
 }
 
 // tenantRow is one tenant with its placement and route.

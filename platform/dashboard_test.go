@@ -19,10 +19,13 @@ import (
 	"tenantry/control"
 	"tenantry/dashboard"
 	"tenantry/move"
+	"tenantry/oms"
+	"tenantry/rollout"
 )
 
-// screenshots, when set, is where TestDashboard also writes the move view's
-// screenshot the README shows (make screenshots).
+// screenshots, when set, is where TestDashboard and TestDashboard_Rollout
+// also write the screenshots of the move and rollout views that the README
+// shows (make screenshots).
 var screenshots = flag.String("screenshots", "", "directory to write the dashboard screenshots of the README to")
 
 // chromium finds the headless browser the dashboard tests drive: $CHROMIUM
@@ -91,15 +94,7 @@ func TestDashboard(t *testing.T) {
 	b := browserContext(t, ctx)
 
 	// Log in: the overview lists the clusters.
-	err := chromedp.Do(b,
-		chromedp.Navigate(base),
-		chromedp.WaitVisible(chromedp.ID("token")),
-		chromedp.SendKeys(chromedp.ID("token"), plat.Local.State.AdminToken),
-		chromedp.Click(chromedp.ID("login")),
-		chromedp.WaitVisible(chromedp.ID("clusters")))
-	if err != nil {
-		t.Fatalf("log in: %v", err)
-	}
+	logIn(t, b, base)
 	clusters := text(t, b, "clusters")
 	for _, c := range []string{PooledCluster, "dedicated-1"} {
 		if !strings.Contains(clusters, c) {
@@ -204,6 +199,91 @@ func TestDashboard(t *testing.T) {
 	if tenants := text(t, b, "tenants"); !strings.Contains(tenants, tenant) {
 		t.Fatalf("tenants view does not find %s:\n%s", tenant, tenants)
 	}
+}
+
+// logIn logs the browser in with the admin token: it lands on the overview.
+func logIn(t *testing.T, b context.Context, base string) {
+	t.Helper()
+	err := chromedp.Do(b,
+		chromedp.Navigate(base),
+		chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), plat.Local.State.AdminToken),
+		chromedp.Click(chromedp.ID("login")),
+		chromedp.WaitVisible(chromedp.ID("clusters")))
+	if err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+}
+
+// TestDashboard_Rollout: a rollout's page shows each interval's verdict and
+// the charts as they come, without a reload; promote clicked in the page
+// sends all traffic to the new stack; abort clicked then rolls back, and
+// the page shows why.
+func TestDashboard_Rollout(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	runMoves(t)
+	shots := t.TempDir()
+	base := plat.APIURL + dashboard.Prefix
+	const tenant, green = "ui-rollout", "ui-green"
+	fx := newTenant(t, ctx, tenant, 0)
+	deployStack(t, ctx, green, tenant, oms.Faults{})
+	lr := startLoad(t, ctx, 100, fx)
+	defer lr.finish(t)
+	b := browserContext(t, ctx)
+	logIn(t, b, base)
+
+	// A long grace: the rollout stays at 10 % until promoted.
+	p := testRolloutParams(10, 100)
+	p.Grace = rollout.Duration(2 * time.Minute)
+	in, err := rolloutClient().StartRollout(ctx, rollout.StartRequest{Route: tenant, To: green, Params: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(b, chromedp.Navigate(base+"rollouts/"+in.ID), chromedp.WaitVisible(chromedp.ID("phase"))); err != nil {
+		t.Fatal(err)
+	}
+	markPage(t, b)
+	if err := waitJS(b, `document.querySelectorAll('#verdicts tr').length >= 3 && document.querySelectorAll('#charts polyline').length === 5`); err != nil {
+		t.Fatalf("the rollout page never showed two verdicts and the charts: %v", err)
+	}
+	wantNoReload(t, b)
+	if w := text(t, b, "weight"); w != "10%" {
+		t.Fatalf("weight shown %q, want 10%%", w)
+	}
+	screenshot(t, b, shots, "rollout")
+	if *screenshots != "" {
+		screenshot(t, b, *screenshots, "dashboard-rollout")
+	}
+
+	err = chromedp.Do(b, chromedp.Click(chromedp.ID("cmd-promote")), chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
+	if err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != green || b[0].Weight != 100 {
+		t.Fatalf("route after promote in the page: %+v", b)
+	}
+	if err := waitJS(b, `document.querySelector('#weight').textContent === '100%'`); err != nil {
+		t.Fatalf("the rollout page does not show the promotion: %v", err)
+	}
+
+	// Abort, clicked while the new stack is analysed at 100 %, rolls back;
+	// the page shows the reason.
+	err = chromedp.Do(b, chromedp.Click(chromedp.ID("cmd-abort")), chromedp.WaitVisible(chromedp.ID("confirm")),
+		chromedp.Click(chromedp.ID("confirm")), chromedp.WaitVisible(chromedp.ID("flash")))
+	if err != nil {
+		t.Fatalf("abort: %v", err)
+	}
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack || b[0].Weight != 100 {
+		t.Fatalf("route after abort in the page: %+v", b)
+	}
+	if err := waitJS(b, `document.querySelector('#phase').textContent === 'rolled_back' && !!document.querySelector('#reason')`); err != nil {
+		t.Fatalf("the rollout page does not show the rollback: %v", err)
+	}
+	if r := text(t, b, "reason"); !strings.Contains(r, "aborted at 100%") {
+		t.Fatalf("reason shown: %q", r)
+	}
+	screenshot(t, b, shots, "rollout-rolled-back")
 }
 
 // text is the text of the element with id, read in one evaluation: a live
