@@ -69,8 +69,9 @@ type PlaneConfig struct {
 	// instances need of the registry (registry.Store.GrantReader) on every
 	// start: they connect as it, never as the registry's owner.
 	ReaderRole string
-	// Failover tunes the failover monitor, which runs when the Provisioner
-	// implements ha.Servers (local clusters).
+	// Failover tunes the failover monitor: it fails over the clusters the
+	// Provisioner runs when it implements ha.Servers (local clusters), and
+	// follows the primary of every other cluster.
 	Failover ha.MonitorConfig
 	// ManualRunner creates the runner but does not start it: the caller
 	// starts (and may stop and start again) Plane.Runner. Tests use it.
@@ -101,8 +102,8 @@ type Plane struct {
 	// implements ha.Servers (local clusters), else switchovers answer
 	// ha.ErrNotSupported.
 	HA *ha.Service
-	// Monitor fails over dead primaries of the clusters HA's Servers run;
-	// nil without Servers.
+	// Monitor fails over dead primaries of the clusters HA's Servers run
+	// and follows the primaries of externally managed clusters.
 	Monitor *ha.Monitor
 	// Isolations runs `tenantry isolate` (package isolate).
 	Isolations *isolate.Service
@@ -248,10 +249,8 @@ func (p *Plane) startRunner(ctx context.Context) error {
 		AckTimeout: mc.AckTimeout, RouterLive: mc.RouterLive, Logger: p.cfg.Logger}, runner); err != nil {
 		return err
 	}
-	if servers != nil {
-		p.Monitor = p.HA.NewMonitor(pool, p.cfg.Failover)
-		p.Monitor.Start()
-	}
+	p.Monitor = p.HA.NewMonitor(pool, p.cfg.Failover)
+	p.Monitor.Start()
 	if p.Isolations, err = isolate.NewService(isolate.Config{Store: p.Store, Moves: p.Moves, Rollouts: p.Rollouts,
 		Stacks: p.stacks(), Provisioner: isolationProvisioner{p}, BackupDir: p.cfg.BackupDir, Logger: p.cfg.Logger, Hook: p.cfg.Move.Hook}, runner); err != nil {
 		return err

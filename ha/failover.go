@@ -16,9 +16,14 @@ import (
 	"tenantry/workflow"
 )
 
-// monitorLockKey is the advisory lock (on the control database) held by
-// the one control-plane replica whose monitor acts.
-const monitorLockKey int64 = 0x7465_6e61_6e74_6861 // "tenantha"
+// Advisory locks (on the control database): the one control-plane replica
+// holding failoverLockKey fails over the clusters whose servers it runs
+// (only replicas with Servers try for it); the one holding followLockKey
+// follows the externally managed clusters.
+const (
+	failoverLockKey int64 = 0x7465_6e61_6e74_6861 // "tenantha"
+	followLockKey   int64 = 0x7465_6e61_6e74_6866 // "tenanthf"
+)
 
 // MonitorConfig configures the failover monitor. Zero values mean the
 // documented defaults: detection takes about Interval × FailAfter after
@@ -67,19 +72,23 @@ type FailoverRecord struct {
 // plane runs and fails a dead one over: the most advanced streaming
 // standby is promoted, the old primary fenced in the registry (no router
 // connects to it again, even when it comes back writable) and the cluster
-// repointed. Only the replica holding the monitor's advisory lock acts.
+// repointed. Externally managed clusters are never promoted: the registry
+// follows the member that reports itself primary. Only the replica holding
+// the matching advisory lock acts.
 // Start/Stop run Tick every Interval; tests may call Tick themselves.
 type Monitor struct {
 	h    *Service
 	cfg  MonitorConfig
 	pool *pgxpool.Pool
 
-	mu        sync.Mutex
-	lock      *pgx.Conn // holds the advisory lock; nil when not held
-	health    map[string]*primaryHealth
-	failovers []FailoverRecord
-	stop      context.CancelFunc
-	done      chan struct{}
+	mu   sync.Mutex
+	lock *pgx.Conn // holds the advisory locks below; nil when none is held
+	// failing and following say which locks lock holds.
+	failing, following bool
+	health             map[string]*primaryHealth
+	failovers          []FailoverRecord
+	stop               context.CancelFunc
+	done               chan struct{}
 }
 
 type primaryHealth struct {
@@ -127,7 +136,7 @@ func (m *Monitor) Stop() {
 	defer m.mu.Unlock()
 	if m.lock != nil {
 		_ = m.lock.Close(context.Background())
-		m.lock = nil
+		m.lock, m.failing, m.following = nil, false, false
 	}
 }
 
@@ -138,11 +147,13 @@ func (m *Monitor) Failovers() []FailoverRecord {
 	return append([]FailoverRecord(nil), m.failovers...)
 }
 
-// Tick is one step: take (or keep) the lock, probe every primary once,
-// fail over those that failed FailAfter probes in a row.
+// Tick is one step: take (or keep) the locks; probe the primary of every
+// cluster whose servers this replica runs once and fail over those that
+// failed FailAfter probes in a row (failover lock); follow the externally
+// managed clusters' primaries (follow lock).
 func (m *Monitor) Tick(ctx context.Context) error {
-	held, err := m.holdLock(ctx)
-	if err != nil || !held {
+	failing, following, err := m.holdLocks(ctx)
+	if err != nil || !failing && !following {
 		return err
 	}
 	snap, err := m.h.cfg.Registry.Snapshot(ctx)
@@ -154,13 +165,19 @@ func (m *Monitor) Tick(ctx context.Context) error {
 	var emu sync.Mutex
 	for _, c := range snap.Clusters {
 		p, ok := c.Primary()
-		if !ok || !c.Local {
+		if !ok || c.Local && !failing || !c.Local && !following {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := m.check(ctx, c, p); err != nil {
+			var err error
+			if c.Local {
+				err = m.check(ctx, c, p)
+			} else {
+				err = m.follow(ctx, c, p)
+			}
+			if err != nil {
 				emu.Lock()
 				errs = append(errs, fmt.Errorf("cluster %s: %w", c.Name, err))
 				emu.Unlock()
@@ -171,31 +188,93 @@ func (m *Monitor) Tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// holdLock takes the monitor's advisory lock on a connection of its own,
-// or checks that the connection holding it is alive.
-func (m *Monitor) holdLock(ctx context.Context) (bool, error) {
+// holdLocks takes the monitor's advisory locks on a connection of its own
+// (the failover lock only with Servers), or checks that the connection
+// holding them is alive.
+func (m *Monitor) holdLocks(ctx context.Context) (failing, following bool, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.lock != nil {
-		if err := m.lock.Ping(ctx); err == nil {
-			return true, nil
+		if err := m.lock.Ping(ctx); err != nil {
+			_ = m.lock.Close(context.Background())
+			m.lock, m.failing, m.following = nil, false, false
+			m.health = map[string]*primaryHealth{}
 		}
-		_ = m.lock.Close(context.Background())
-		m.lock = nil
-		m.health = map[string]*primaryHealth{}
 	}
-	pc, err := m.pool.Acquire(ctx)
+	if m.lock == nil {
+		pc, err := m.pool.Acquire(ctx)
+		if err != nil {
+			return false, false, err
+		}
+		m.lock = pc.Hijack()
+	}
+	try := func(key int64, held *bool) error {
+		if *held {
+			return nil
+		}
+		return m.lock.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", key).Scan(held)
+	}
+	if err := try(followLockKey, &m.following); err != nil {
+		return false, false, err
+	}
+	if m.h.cfg.Servers != nil {
+		if err := try(failoverLockKey, &m.failing); err != nil {
+			return false, false, err
+		}
+	}
+	return m.failing, m.following, nil
+}
+
+// follow makes the registry follow an externally managed cluster (one
+// tenantry does not run: Patroni, CloudNativePG, a managed service). It
+// never promotes: when the member the registry names primary is not
+// writable and exactly one other member reports pg_is_in_recovery()
+// false, that member becomes the primary in the registry (the old one a
+// standby). Routers refuse servers in recovery and retry unreachable ones,
+// so tenants follow within a probe interval.
+func (m *Monitor) follow(ctx context.Context, c *registry.Cluster, p registry.Member) error {
+	writable := make([]bool, len(c.Members))
+	var wg sync.WaitGroup
+	for i, mb := range c.Members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			writable[i] = m.writable(ctx, c, mb)
+		}()
+	}
+	wg.Wait()
+	var primaries []string
+	for i, mb := range c.Members {
+		if writable[i] {
+			primaries = append(primaries, mb.Name)
+		}
+	}
+	if len(primaries) != 1 || primaries[0] == p.Name {
+		return nil // the registry is right, or nobody is writable, or two are (not ours to choose)
+	}
+	to := primaries[0]
+	if err := m.h.cfg.Registry.Switch(ctx, c.Name, to, registry.RoleStandby, nil); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("externally managed cluster %s: %s reports itself primary (was %s); the registry follows", c.Name, to, p.Name)
+	if err := m.h.cfg.Registry.AddEvent(ctx, registry.EventFollowed, c.Name, msg, map[string]string{"old": p.Name, "new": to}); err != nil {
+		m.h.log.Warn("record event", "cluster", c.Name, "err", err)
+	}
+	m.h.log.Warn("following external primary", "cluster", c.Name, "old", p.Name, "new", to)
+	return nil
+}
+
+// writable reports whether member mb answers and is not in recovery.
+func (m *Monitor) writable(ctx context.Context, c *registry.Cluster, mb registry.Member) bool {
+	pctx, cancel := context.WithTimeout(ctx, m.cfg.ProbeTimeout)
+	defer cancel()
+	conn, err := m.h.cfg.Connect(pctx, c, mb, "postgres")
 	if err != nil {
-		return false, err
+		return false
 	}
-	conn := pc.Hijack()
-	var ok bool
-	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", monitorLockKey).Scan(&ok); err != nil || !ok {
-		_ = conn.Close(context.Background())
-		return false, err
-	}
-	m.lock = conn
-	return true, nil
+	defer conn.Close(context.WithoutCancel(ctx))
+	var rec bool
+	return conn.QueryRow(pctx, "SELECT pg_is_in_recovery()").Scan(&rec) == nil && !rec
 }
 
 // check probes c's primary p and fails c over when p has failed FailAfter

@@ -18,6 +18,7 @@ const (
 	EventFailover       = "cluster.failover"
 	EventRejoined       = "cluster.member_rejoined"
 	EventUpgraded       = "cluster.upgraded"
+	EventFollowed       = "cluster.primary_followed"
 )
 
 // PauseTenants pauses several tenants in one transaction (one registry
