@@ -176,7 +176,7 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	p.API.EnableStacks(p.stacks(), p.Store)
 	p.API.EnableRollouts(p.Rollouts)
 	p.API.EnableIsolations(p.Isolations)
-	if p.Dashboard, err = dashboard.New(dashboard.Config{Registry: p.Store, Operations: p.Runner, Moves: p.Moves, Rollouts: p.Rollouts,
+	if p.Dashboard, err = dashboard.New(dashboard.Config{Registry: p.Store, Operations: p.Runner, Moves: p.Moves, Rollouts: p.Rollouts, Isolations: p.Isolations,
 		Secret: cfg.Secret, AdminToken: cfg.AdminToken, ErrorText: ErrorText, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}

@@ -1,8 +1,9 @@
 // Package dashboard is the operator dashboard: server-rendered pages of the
 // registry (clusters, aliases, stacks, tenants, events) and of the workflows
-// running on it (moves, rollouts), with live updates over server-sent events
-// and the operator commands the CLI has (move promote, cutback, complete,
-// cancel; rollout promote, abort, cutback, retire).
+// running on it (moves, rollouts, isolations), with live updates over
+// server-sent events and the operator commands the CLI has (move promote,
+// cutback, complete, cancel; rollout promote, abort, cutback, retire;
+// isolation cutback, complete).
 // The control plane serves it at /ui/ on its API listener (control.Plane);
 // it logs in with the admin token and keeps a signed session cookie; every
 // state change needs the session's CSRF token. Every asset is embedded: the
@@ -63,6 +64,7 @@ type Config struct {
 	Operations Operations // nil: no operations listed
 	Moves      Moves      // nil: no move views
 	Rollouts   Rollouts   // nil: no rollout views
+	Isolations Isolations // nil: no isolation views
 	// Secret (the platform secret) and AdminToken key the session cookies;
 	// AdminToken is what the login form takes. Required.
 	Secret     []byte
@@ -130,7 +132,7 @@ func New(cfg Config) (*Dashboard, error) {
 func (d *Dashboard) parse() error {
 	funcs := template.FuncMap{"ago": d.ago, "bytes": humanBytes, "pct": pct, "ms": func(f float64) string { return fmt.Sprintf("%.1f ms", f) },
 		"until": d.until, "stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }}
-	for _, page := range []string{"login", "overview", "tenants", "moves", "move", "rollouts", "rollout", "confirm", "events"} {
+	for _, page := range []string{"login", "overview", "tenants", "moves", "move", "rollouts", "rollout", "isolations", "isolation", "confirm", "events"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return fmt.Errorf("dashboard: parse %s: %w", page, err)
@@ -158,6 +160,11 @@ func (d *Dashboard) routes() {
 		d.mux.Handle("GET /ui/rollouts", d.view(d.rollouts))
 		d.handleLive("GET /ui/rollouts/{id}", "GET /ui/rollouts/{id}/stream", liveView{page: "rollout", nav: "rollouts", load: d.rolloutView})
 		d.handleCommands(d.rolloutCommands())
+	}
+	if d.cfg.Isolations != nil {
+		d.mux.Handle("GET /ui/isolations", d.view(d.isolations))
+		d.handleLive("GET /ui/isolations/{id}", "GET /ui/isolations/{id}/stream", liveView{page: "isolation", nav: "isolations", load: d.isolationView})
+		d.handleCommands(d.isolationCommands())
 	}
 }
 

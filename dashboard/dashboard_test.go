@@ -24,7 +24,7 @@ const adminToken = "test-admin-token"
 // mustPlatform serves a dashboard over a registry on a fresh database with
 // one cluster (a primary and a standby), alias pool-1 and tenants
 // tenants.
-func mustPlatform(tb testing.TB, tenants int) (*httptest.Server, *registry.Store) {
+func mustPlatform(tb testing.TB, tenants int) (string, *registry.Store) {
 	tb.Helper()
 	ctx := context.Background()
 	s, err := registry.OpenStore(ctx, pgtest.MustCluster(tb).DSN(pgtest.MustDB(tb)), nil)
@@ -46,9 +46,14 @@ func mustPlatform(tb testing.TB, tenants int) (*httptest.Server, *registry.Store
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return httptestServer(tb, d), s
+}
+
+// httptestServer serves d until the test ends and returns its URL.
+func httptestServer(tb testing.TB, d *dashboard.Dashboard) string {
 	srv := httptest.NewServer(d)
 	tb.Cleanup(func() { d.Close(); srv.Close() })
-	return srv, s
+	return srv.URL
 }
 
 func must(tb testing.TB, err error) {
@@ -91,16 +96,16 @@ func TestDashboard_Login(t *testing.T) {
 	c := browser(t)
 
 	// Without a session, a view sends the browser to the login form.
-	resp, err := c.Get(srv.URL + "/ui/")
+	resp, err := c.Get(srv + "/ui/")
 	must(t, err)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/ui/login" {
 		t.Fatalf("GET /ui/ without a session = %d %q, want 303 to /ui/login", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if r := login(t, c, srv.URL, "wrong"); r.StatusCode != http.StatusUnauthorized {
+	if r := login(t, c, srv, "wrong"); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("login with a wrong token = %d, want 401", r.StatusCode)
 	}
-	r := login(t, c, srv.URL, adminToken)
+	r := login(t, c, srv, adminToken)
 	if r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login = %d, want 303", r.StatusCode)
 	}
@@ -113,16 +118,16 @@ func TestDashboard_Login(t *testing.T) {
 	if sc == nil || !sc.HttpOnly || sc.SameSite != http.SameSiteStrictMode || sc.Path != "/ui/" {
 		t.Fatalf("session cookie = %+v, want HttpOnly, SameSite=Strict, Path /ui/", sc)
 	}
-	status, body := get(t, c, srv.URL+"/ui/")
+	status, body := get(t, c, srv+"/ui/")
 	if status != http.StatusOK || !strings.Contains(body, `<b class="cluster">c1</b>`) || !strings.Contains(body, "3 tenants") {
 		t.Fatalf("overview = %d:\n%s", status, body)
 	}
 
 	// A forged cookie (the MAC of another key) is no session.
 	other := browser(t)
-	u, _ := url.Parse(srv.URL + "/ui/")
+	u, _ := url.Parse(srv + "/ui/")
 	other.Jar.SetCookies(u, []*http.Cookie{{Name: dashboard.SessionCookie, Value: "v1.9999999999.00.AAAA"}})
-	if status, _ := get(t, other, srv.URL+"/ui/tenants"); status != http.StatusSeeOther {
+	if status, _ := get(t, other, srv+"/ui/tenants"); status != http.StatusSeeOther {
 		t.Fatalf("forged session = %d, want 303 to the login form", status)
 	}
 }
@@ -134,20 +139,20 @@ func TestDashboard_Login(t *testing.T) {
 func TestDashboard_StateChangeNeedsSessionAndCSRF(t *testing.T) {
 	srv, _ := mustPlatform(t, 0)
 	c := browser(t)
-	login(t, c, srv.URL, adminToken)
-	_, body := get(t, c, srv.URL+"/ui/")
+	login(t, c, srv, adminToken)
+	_, body := get(t, c, srv+"/ui/")
 	m := csrfRe.FindStringSubmatch(body)
 	if m == nil {
 		t.Fatalf("no CSRF token in the page:\n%s", body)
 	}
 	csrf := m[1]
 	c2 := browser(t)
-	login(t, c2, srv.URL, adminToken)
-	_, body2 := get(t, c2, srv.URL+"/ui/")
+	login(t, c2, srv, adminToken)
+	_, body2 := get(t, c2, srv+"/ui/")
 	csrf2 := csrfRe.FindStringSubmatch(body2)[1]
 
 	post := func(c *http.Client, form url.Values, origin string) int {
-		req, err := http.NewRequest("POST", srv.URL+"/ui/logout", strings.NewReader(form.Encode()))
+		req, err := http.NewRequest("POST", srv+"/ui/logout", strings.NewReader(form.Encode()))
 		must(t, err)
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		if origin != "" {
@@ -188,29 +193,29 @@ func TestDashboard_Tenants(t *testing.T) {
 	must(t, err)
 	must(t, s.AddEvent(ctx, "cluster.checked", "c1", "checked", nil))
 	c := browser(t)
-	login(t, c, srv.URL, adminToken)
+	login(t, c, srv, adminToken)
 
 	rows := regexp.MustCompile(`<td>(t\d{4}|acme)</td>`)
 	// acme sorts first: page 3 (of 50 each) starts at t0099.
-	_, body := get(t, c, srv.URL+"/ui/tenants?page=3")
+	_, body := get(t, c, srv+"/ui/tenants?page=3")
 	got := rows.FindAllStringSubmatch(body, -1)
 	if len(got) != 21 || got[0][1] != "t0099" || got[20][1] != "t0119" || !strings.Contains(body, "121 tenants · page 3 of 3") {
 		t.Fatalf("page 3 of the tenants = %d rows from %v:\n%s", len(got), got, body)
 	}
-	_, body = get(t, c, srv.URL+"/ui/tenants?q=t001")
+	_, body = get(t, c, srv+"/ui/tenants?q=t001")
 	if got := rows.FindAllStringSubmatch(body, -1); len(got) != 10 || got[9][1] != "t0019" {
 		t.Fatalf("search t001 = %v", got)
 	}
-	_, body = get(t, c, srv.URL+"/ui/tenants?alias=pool-2")
+	_, body = get(t, c, srv+"/ui/tenants?alias=pool-2")
 	if got := rows.FindAllStringSubmatch(body, -1); len(got) != 1 || got[0][1] != "acme" {
 		t.Fatalf("tenants on pool-2 = %v", got)
 	}
 
-	_, body = get(t, c, srv.URL+"/ui/events?kind=cluster")
+	_, body = get(t, c, srv+"/ui/events?kind=cluster")
 	if !strings.Contains(body, "cluster.checked") || strings.Contains(body, "tenant.created") {
 		t.Fatalf("events of kind cluster:\n%s", body)
 	}
-	_, body = get(t, c, srv.URL+"/ui/events?subject=acme")
+	_, body = get(t, c, srv+"/ui/events?subject=acme")
 	if !strings.Contains(body, "tenant.created") || strings.Contains(body, "t0001") {
 		t.Fatalf("events of acme:\n%s", body)
 	}
@@ -221,8 +226,8 @@ func TestDashboard_Tenants(t *testing.T) {
 func TestDashboard_OverviewStream(t *testing.T) {
 	srv, s := mustPlatform(t, 1)
 	c := browser(t)
-	login(t, c, srv.URL, adminToken)
-	req, err := http.NewRequest("GET", srv.URL+"/ui/overview/stream", nil)
+	login(t, c, srv, adminToken)
+	req, err := http.NewRequest("GET", srv+"/ui/overview/stream", nil)
 	must(t, err)
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := c.Do(req)
@@ -243,7 +248,7 @@ func TestDashboard_OverviewStream(t *testing.T) {
 		}
 	}
 
-	noSession, err := http.NewRequest("GET", srv.URL+"/ui/overview/stream", nil)
+	noSession, err := http.NewRequest("GET", srv+"/ui/overview/stream", nil)
 	must(t, err)
 	noSession.Header.Set("Accept", "text/event-stream")
 	r2, err := http.DefaultClient.Do(noSession)
@@ -288,11 +293,11 @@ func eventReader(r io.Reader) func() string {
 func BenchmarkOverview(b *testing.B) {
 	srv, _ := mustPlatform(b, 2000)
 	c := browser(b)
-	login(b, c, srv.URL, adminToken)
+	login(b, c, srv, adminToken)
 	for _, path := range []string{"/ui/", "/ui/tenants?q=t1"} {
 		b.Run(strings.Trim(path, "/"), func(b *testing.B) {
 			for b.Loop() {
-				if status, _ := get(b, c, srv.URL+path); status != 200 {
+				if status, _ := get(b, c, srv+path); status != 200 {
 					b.Fatalf("GET %s = %d", path, status)
 				}
 			}

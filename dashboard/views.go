@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"tenantry/isolate"
 	"tenantry/move"
 	"tenantry/registry"
 	"tenantry/rollout"
@@ -53,6 +54,8 @@ func (d *Dashboard) operationURL(w workflow.Workflow) string {
 		return Prefix + "moves/" + url.PathEscape(w.ID)
 	case w.Kind == rollout.Kind && d.cfg.Rollouts != nil:
 		return Prefix + "rollouts/" + url.PathEscape(w.ID)
+	case w.Kind == isolate.Kind && d.cfg.Isolations != nil:
+		return Prefix + "isolations/" + url.PathEscape(w.ID)
 	}
 	return ""
 }
