@@ -46,7 +46,11 @@ func startUp(t *testing.T, ctx context.Context, dir string) *upProc {
 		sc := bufio.NewScanner(out)
 		once := false
 		for sc.Scan() {
-			if !once && strings.HasPrefix(sc.Text(), "tenantry is up") {
+			if !once {
+				u.log.WriteString(sc.Text() + "\n")
+			}
+			// The banner ends with how to stop it.
+			if !once && strings.HasPrefix(sc.Text(), "Ctrl-C stops") {
 				once = true
 				close(ready)
 			}
@@ -159,6 +163,18 @@ func TestUp_Kill9(t *testing.T) {
 	acks(120) // served while no `up` runs
 	restarted := startUp(t, ctx, dir)
 	t.Cleanup(func() { _ = restarted.cmd.Process.Kill() })
+	// The restarted platform answers where the first one did, and tells
+	// the user commands they can type as printed.
+	st2, err := platform.ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.APIURL != st.APIURL || st2.GatewayURL != st.GatewayURL {
+		t.Errorf("addresses moved across the restart: api %s -> %s, gateway %s -> %s", st.APIURL, st2.APIURL, st.GatewayURL, st2.GatewayURL)
+	}
+	if !strings.Contains(restarted.log.String(), "  "+tenantryBin+" status\n") {
+		t.Errorf("up does not print the command as it must be typed (%s status):\n%s", tenantryBin, restarted.log.String())
+	}
 	acks(200)
 	close(stop)
 	res := <-done

@@ -88,7 +88,7 @@ func printUp(a *app, r *platform.Running, tenant, key string) error {
 	fmt.Fprintf(a.stdout, "\nIn another terminal (same directory):\n")
 	self := selfCommand()
 	fmt.Fprintf(a.stdout, "  %[1]s status\n  %[1]s cluster list\n  %[1]s tenant create acme --alias %[2]s\n  %[1]s tenant list\n", self, platform.PooledAlias)
-	fmt.Fprintf(a.stdout, "\nCtrl-C stops the platform; `tenantry up` again resumes it from the data directory.\n")
+	fmt.Fprintf(a.stdout, "\nCtrl-C stops the platform; `%s up` again resumes it from the data directory.\n", self)
 	return nil
 }
 
