@@ -43,6 +43,9 @@ type Registry interface {
 	Snapshot(ctx context.Context) (*registry.Snapshot, error)
 	Events(ctx context.Context, f registry.EventFilter) ([]registry.Event, error)
 	Routers(ctx context.Context) ([]registry.RouterInstance, error)
+	// TenantsTraffic is the gateways' request counts of tenants since an
+	// hour's start.
+	TenantsTraffic(ctx context.Context, tenants []string, since time.Time) (map[string]int64, error)
 }
 
 // Operations lists the workflows running on the platform

@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"tenantry/dashboard"
 	"tenantry/pgtest"
@@ -205,6 +206,15 @@ func TestDashboard_Tenants(t *testing.T) {
 	_, body = get(t, c, srv+"/ui/tenants?q=t001")
 	if got := rows.FindAllStringSubmatch(body, -1); len(got) != 10 || got[9][1] != "t0019" {
 		t.Fatalf("search t001 = %v", got)
+	}
+	// The gateways' request counts of this hour and the last, not older.
+	now := time.Now()
+	must(t, s.AddTenantTraffic(ctx, now, map[string]int64{"acme": 40, "t0001": 7}))
+	must(t, s.AddTenantTraffic(ctx, now.Add(-time.Hour), map[string]int64{"acme": 2}))
+	must(t, s.AddTenantTraffic(ctx, now.Add(-3*time.Hour), map[string]int64{"acme": 1000}))
+	_, body = get(t, c, srv+"/ui/tenants?q=a")
+	if !regexp.MustCompile(`<td>acme</td>(?s:.*?)<td class="num">42</td>`).MatchString(body) {
+		t.Fatalf("acme's requests are not 42:\n%s", body)
 	}
 	_, body = get(t, c, srv+"/ui/tenants?alias=pool-2")
 	if got := rows.FindAllStringSubmatch(body, -1); len(got) != 1 || got[0][1] != "acme" {

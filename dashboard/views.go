@@ -95,6 +95,8 @@ func (d *Dashboard) overviewData(r *http.Request) (any, string, error) {
 type tenantRow struct {
 	*registry.Tenant
 	Cluster string
+	// Requests the gateways served the tenant this hour and the last.
+	Requests int64
 	Route   []registry.Backend
 	Own     bool // the tenant has a route of its own
 }
@@ -107,6 +109,7 @@ type tenantsData struct {
 	Page, Pages  int
 	PrevURL      string
 	NextURL      string
+	Since        time.Time // of the request counts
 }
 
 // tenants lists tenants whose id contains the query (and on the alias
@@ -147,6 +150,19 @@ func (d *Dashboard) tenants(w http.ResponseWriter, r *http.Request, p *page) err
 		}
 		td.Rows = append(td.Rows, row)
 	}
+	since := d.cfg.Now().UTC().Truncate(time.Hour).Add(-time.Hour)
+	page := make([]string, len(td.Rows))
+	for i, row := range td.Rows {
+		page[i] = row.ID
+	}
+	traffic, err := d.cfg.Registry.TenantsTraffic(r.Context(), page, since)
+	if err != nil {
+		return err
+	}
+	for i := range td.Rows {
+		td.Rows[i].Requests = traffic[td.Rows[i].ID]
+	}
+	td.Since = since
 	pageURL := func(n int) string {
 		v := url.Values{"q": {td.Query}, "alias": {td.Alias}, "page": {strconv.Itoa(n)}}
 		return Prefix + "tenants?" + v.Encode()
