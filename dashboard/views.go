@@ -97,8 +97,8 @@ type tenantRow struct {
 	Cluster string
 	// Requests the gateways served the tenant this hour and the last.
 	Requests int64
-	Route   []registry.Backend
-	Own     bool // the tenant has a route of its own
+	Route    []registry.Backend
+	Own      bool // the tenant has a route of its own
 }
 
 type tenantsData struct {
