@@ -362,6 +362,11 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 		return nil, err
 	}
 	rec.RepointedAt = time.Now()
+	// The other standbys streamed from the dead primary and have received
+	// no more than the promoted one: they follow it.
+	if err := h.followNewPrimary(ctx, c.Name, to.Name, old.Name); err != nil {
+		h.log.Warn("standbys to follow the new primary", "cluster", c.Name, "err", err)
+	}
 	msg := fmt.Sprintf("failover of cluster %s: primary %s unreachable, %s promoted (detected %.2f s after the last good probe, promoted %.2f s later); %s fenced",
 		c.Name, old.Name, to.Name, rec.DetectedAt.Sub(lastOK).Seconds(), rec.PromotedAt.Sub(rec.DetectedAt).Seconds(), old.Name)
 	if err := h.cfg.Registry.AddEvent(ctx, registry.EventFailover, c.Name, msg, rec); err != nil {

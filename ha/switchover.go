@@ -437,6 +437,9 @@ func (h *Service) rejoinStep(ctx context.Context, r *workflow.Run) (string, erro
 		if err := h.cfg.Servers.FollowMember(ctx, d.Cluster, d.From, d.To); err != nil {
 			return "", err
 		}
+		if err := h.followNewPrimary(ctx, d.Cluster, d.To, d.From); err != nil {
+			return "", err
+		}
 		d.Rejoined = true
 		msg := fmt.Sprintf("switchover of cluster %s: %s -> %s, tenants paused %.1f ms", d.Cluster, d.From, d.To, d.PauseMS)
 		if err := h.cfg.Registry.AddEvent(ctx, registry.EventSwitchover, d.Cluster, msg, d); err != nil {
@@ -448,6 +451,29 @@ func (h *Service) rejoinStep(ctx context.Context, r *workflow.Run) (string, erro
 		}
 		return "", nil
 	})
+}
+
+// followNewPrimary makes every standby of cluster but except stream from
+// primary (they streamed from the old primary; none is ahead of the new
+// one).
+func (h *Service) followNewPrimary(ctx context.Context, cluster, primary, except string) error {
+	snap, err := h.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	c, ok := snap.Clusters[cluster]
+	if !ok {
+		return fmt.Errorf("cluster %q: %w", cluster, registry.ErrNotFound)
+	}
+	for _, m := range c.Members {
+		if m.Role != registry.RoleStandby || m.Name == except || m.Name == primary {
+			continue
+		}
+		if err := h.cfg.Servers.FollowMember(ctx, cluster, m.Name, primary); err != nil {
+			return fmt.Errorf("standby %s to follow %s: %w", m.Name, primary, err)
+		}
+	}
+	return nil
 }
 
 // rollbackStep undoes a switchover that failed before the promotion: the

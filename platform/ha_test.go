@@ -119,13 +119,17 @@ func TestSwitchover_UnderLoad(t *testing.T) {
 	if _, err := c.CreateAlias(ctx, registry.Alias{Name: "switch", Cluster: "switch-1"}); err != nil {
 		t.Fatal(err)
 	}
+	// A second standby, which must follow each new primary.
+	if _, err := c.AddStandby(ctx, "switch-1", control.AddStandbyRequest{Zone: "zone-c"}); err != nil {
+		t.Fatal(err)
+	}
 	fs := []tenantFixture{newTenantOn(t, ctx, "switch-a", "switch", 500), newTenantOn(t, ctx, "switch-b", "switch", 0),
 		newTenant(t, ctx, "switch-bystander", 0)}
 	lr := startLoad(t, ctx, 60, fs...)
 	settle(ctx, time.Second)
 
 	for i, want := range []string{"switch-1-1", "switch-1-0"} {
-		in := switchover(t, ctx, c, "switch-1", "")
+		in := switchover(t, ctx, c, "switch-1", want)
 		if in.Data.To != want {
 			t.Errorf("switchover %d promoted %s, want %s", i, in.Data.To, want)
 		}
@@ -150,7 +154,7 @@ func TestSwitchover_UnderLoad(t *testing.T) {
 	}
 	in = waitHA(t, ctx, c, in)
 	t.Logf("upgrade: %s -> %s, paused %.1f ms", in.Data.From, in.Data.To, in.Data.PauseMS)
-	wantRoles(t, ctx, c, "switch-1", "switch-1-1")
+	wantRoles(t, ctx, c, "switch-1", in.Data.To)
 	for _, m := range plat.Local.Cluster("switch-1") {
 		conn, err := m.Connect(ctx, "postgres")
 		if err != nil {
@@ -168,7 +172,7 @@ func TestSwitchover_UnderLoad(t *testing.T) {
 	lr.check(t, ctx)
 
 	t.Run("refused", func(t *testing.T) {
-		_, err := c.Switchover(ctx, "switch-1", "switch-1-1") // the primary now
+		_, err := c.Switchover(ctx, "switch-1", in.Data.To) // the primary now
 		if !errors.Is(err, ha.ErrPrecheck) {
 			t.Errorf("switchover to the primary: %v, want ErrPrecheck", err)
 		}
@@ -217,7 +221,8 @@ func waitHA(t *testing.T, ctx context.Context, c *control.Client, in *ha.Info) *
 }
 
 // wantRoles waits until primary is the cluster's only primary, in the
-// registry and in fact, and every other member streams from it.
+// registry and in fact, and every other member streams from it (the
+// primary's pg_stat_replication names it).
 func wantRoles(t *testing.T, ctx context.Context, c *control.Client, cluster, primary string) {
 	t.Helper()
 	var st *control.ClusterStatus
