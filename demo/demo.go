@@ -13,13 +13,17 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"tenantry/control"
+	"tenantry/isolate"
 	"tenantry/load"
 	"tenantry/move"
+	"tenantry/oms"
 	"tenantry/platform"
-	"tenantry/registry"
+	"tenantry/rollout"
+	"tenantry/stack"
 )
 
 // Options configures Demo. Zero values mean the documented defaults.
@@ -76,18 +80,30 @@ type Report struct {
 	CheckerOK        bool     `json:"checker_ok"`
 	Violations       []string `json:"violations,omitempty"`
 	MoveID           string   `json:"move_id"`
+	// The isolation (issue 14): to hypercare, its app cutover's failed
+	// requests, its promotion pause, the dedicated cluster's standby, the
+	// cutback of data and traffic, and the rollback of a bad shared version.
+	IsolationSeconds float64 `json:"isolation_seconds"`
+	AppCutoverFailed int64   `json:"app_cutover_failed_requests"`
+	PromotionPauseMS float64 `json:"promotion_pause_ms"`
+	StandbyStreaming bool    `json:"standby_streaming"`
+	CutbackSeconds   float64 `json:"cutback_seconds"`
+	RollbackSeconds  float64 `json:"rollback_seconds"`
+	RolledBack       bool    `json:"rolled_back"`
 	// DedicatedStandby is the streaming standby the dedicated cluster got
 	// after the move; StandbyLagBytes its replay lag when it was seen
 	// streaming.
 	DedicatedStandby string `json:"dedicated_standby"`
 	StandbyLagBytes  int64  `json:"standby_lag_bytes"`
-	Error            string   `json:"error,omitempty"`
+	Error            string `json:"error,omitempty"`
 }
 
 // Demo runs the platform end to end on this machine: a local platform,
 // four tenants with data (one with a large order history), load across
-// them throughout, the large tenant moved to a new dedicated cluster, cut
-// back, moved again; then the load stops and the checker runs. The report
+// them throughout, the large tenant isolated (`tenantry isolate`: its own
+// stack and cluster with a standby), cut back (data and traffic), isolated
+// again and completed, and a rollout of the shared stack to a slow version
+// that rolls back by itself; then the load stops and the checker runs. The report
 // says what happened; OK is false if any request failed, the checker or
 // parity failed, or a step did not complete.
 func Run(ctx context.Context, opts Options) (*Report, error) {
@@ -107,7 +123,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	rep := &Report{LargeTenant: "bigco", LargeOrders: opts.Orders}
+	rep := &Report{LargeTenant: "bigco", LargeOrders: opts.Orders, AppCutoverFailed: -1}
 	dir := opts.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "tenantry-demo-")
@@ -125,7 +141,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.Error = err.Error()
 	}
 	rep.OK = err == nil && rep.FailedRequests == 0 && rep.CheckerOK && rep.ParityOK && len(rep.PausesMS) == 3 && rep.DedicatedStandby != "" &&
-		!slices.Contains(rep.ParityAfterFlips, false)
+		!slices.Contains(rep.ParityAfterFlips, false) && rep.StandbyStreaming && rep.AppCutoverFailed == 0 && rep.RolledBack
 	return rep, nil
 }
 
@@ -182,14 +198,6 @@ func runDemo(ctx context.Context, opts Options, dir string, rep *Report, out io.
 	}
 	phase(fmt.Sprintf("%s history: %d orders", rep.LargeTenant, opts.Orders))
 
-	if _, err := r.Service.CreateCluster(ctx, control.CreateClusterRequest{Name: "dedicated-1", Standbys: 0}); err != nil {
-		return err
-	}
-	if err := r.Service.CreateAlias(ctx, registry.Alias{Name: "bigco-dedicated", Cluster: "dedicated-1", Database: "bigco"}); err != nil {
-		return err
-	}
-	phase("dedicated cluster and alias created")
-
 	var once sync.Once
 	stopLoad := func() { once.Do(func() { close(stopc) }) }
 	defer stopLoad()
@@ -198,8 +206,9 @@ func runDemo(ctx context.Context, opts Options, dir string, rep *Report, out io.
 		err error
 	}
 	done := make(chan result, 1)
+	var failures atomic.Int64 // failed requests so far (load progress)
 	go func() {
-		s, err := load.Run(ctx, lcfg, cat, func(st load.Stats) {})
+		s, err := load.Run(ctx, lcfg, cat, func(st load.Stats) { failures.Store(st.Failures) })
 		done <- result{s, err}
 	}()
 	settle := func() error {
@@ -215,68 +224,141 @@ func runDemo(ctx context.Context, opts Options, dir string, rep *Report, out io.
 	}
 	phase("load running")
 
-	mv, err := r.Moves.Start(ctx, move.StartRequest{Tenant: rep.LargeTenant, To: "bigco-dedicated", Auto: true, Force: true})
+	// The large tenant is isolated: its own cluster (with a standby) and
+	// stack, the app cutover as a rollout, the data moved and promoted.
+	is := r.Plane.Isolations
+	one := 1
+	// The app cutover judges 5xx strictly but p99 loosely (within 1 s of
+	// the shared stack's): the shared stack's p99 mixes every tenant's
+	// requests, and the large tenant's own are slower than most.
+	cutover := demoRollout()
+	cutover.MinP99Delta = rollout.Duration(time.Second)
+	req := isolate.Request{Tenant: rep.LargeTenant, Standbys: &one, Hypercare: isolate.Duration(time.Hour), Instances: 2, Rollout: cutover}
+	in, err := is.Start(ctx, req)
 	if err != nil {
 		return err
 	}
-	rep.MoveID = mv.ID
-	st, err := r.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "hypercare" && len(i.Data.Flips) == 1 })
+	var cutoverFrom int64 = -1
+	in, err = is.Wait(ctx, in.ID, func(i *isolate.Info) bool {
+		if cutoverFrom < 0 && i.Step == isolate.PhaseCutover {
+			cutoverFrom = failures.Load()
+		}
+		if cutoverFrom >= 0 && rep.AppCutoverFailed < 0 && i.Step == isolate.PhaseReplicate {
+			rep.AppCutoverFailed = failures.Load() - cutoverFrom
+		}
+		return i.Step == isolate.PhaseHypercare && i.Data.WaitingFor != ""
+	})
 	if err != nil {
 		return err
 	}
-	d := st.Data
-	for _, n := range d.SourceRows {
-		rep.CopyRows += n
+	if in.Status != "running" {
+		return fmt.Errorf("isolation %s ended %s: %s (%s)", in.ID, in.Status, in.Data.Reason, in.Error)
 	}
-	rep.CopySeconds = round2(d.CopySeconds)
-	if d.CopySeconds > 0 {
-		rep.CopyRowsPerSec = float64(int64(float64(rep.CopyRows) / d.CopySeconds))
+	rep.IsolationSeconds = round2(time.Since(in.CreatedAt).Seconds())
+	rep.PromotionPauseMS = in.Data.PauseMS
+	rep.StandbyStreaming = in.Data.Streaming >= 1
+	cluster := req.Tenant + "-db"
+	rep.DedicatedStandby = cluster + "-1"
+	if rep.StandbyLagBytes, err = waitStreaming(ctx, r.Service, cluster, rep.DedicatedStandby); err != nil {
+		return err
 	}
-	if d.Verify != nil {
-		rep.ParityOK = d.Verify.OK
-		rep.VerifyRowsPerS = float64(int64(d.Verify.RowsPerSec))
-	}
-	phase(fmt.Sprintf("moved to dedicated (pause %.0f ms)", d.Flips[0].PauseMS))
+	moves := []string{in.Data.MoveID}
+	phase(fmt.Sprintf("isolated: stack %s-app, cluster %s + standby (pause %.0f ms)", req.Tenant, cluster, in.Data.PauseMS))
 	if err := settle(); err != nil {
 		return err
 	}
-	st, err = r.Moves.Command(ctx, mv.ID, move.SignalCutback, true)
-	if err != nil {
+	if _, err := is.Command(ctx, req.Tenant, isolate.SignalCutback); err != nil {
 		return err
 	}
-	phase(fmt.Sprintf("cut back to pool-1 (pause %.0f ms)", st.Data.Flips[1].PauseMS))
+	if in, err = is.Wait(ctx, in.ID, func(*isolate.Info) bool { return false }); err != nil {
+		return err
+	}
+	if in.Data.Outcome != "cut_back" {
+		return fmt.Errorf("isolation cutback ended %s (%s): %s", in.Status, in.Data.Outcome, in.Error)
+	}
+	rep.CutbackSeconds = round2(in.Data.CutbackMS / 1000)
+	phase(fmt.Sprintf("cut back: data to pool-1, traffic to the shared stack (%.1f s)", rep.CutbackSeconds))
 	if err := settle(); err != nil {
 		return err
 	}
-	st, err = r.Moves.Command(ctx, mv.ID, move.SignalPromote, true)
+	if in, err = is.Start(ctx, req); err != nil {
+		return err
+	}
+	if in, err = is.Wait(ctx, in.ID, func(i *isolate.Info) bool { return i.Step == isolate.PhaseHypercare && i.Data.WaitingFor != "" }); err != nil {
+		return err
+	}
+	if in.Status != "running" {
+		return fmt.Errorf("second isolation %s ended %s: %s (%s)", in.ID, in.Status, in.Data.Reason, in.Error)
+	}
+	moves = append(moves, in.Data.MoveID)
+	phase(fmt.Sprintf("isolated again, reusing cluster and stack (pause %.0f ms)", in.Data.PauseMS))
+	if _, err := is.Command(ctx, req.Tenant, isolate.SignalComplete); err != nil {
+		return err
+	}
+	if in, err = is.Wait(ctx, in.ID, func(*isolate.Info) bool { return false }); err != nil {
+		return err
+	}
+	if in.Data.Outcome != "completed" {
+		return fmt.Errorf("isolation ended %s (%s): %s", in.Status, in.Data.Outcome, in.Error)
+	}
+	phase("isolation completed: old copy purged, link severed")
+	for i, id := range moves {
+		st, err := r.Moves.Get(ctx, id, false)
+		if err != nil {
+			return err
+		}
+		d := st.Data
+		if i == len(moves)-1 {
+			rep.MoveID = id
+			for _, n := range d.SourceRows {
+				rep.CopyRows += n
+			}
+			rep.CopySeconds = round2(d.CopySeconds)
+			if d.CopySeconds > 0 {
+				rep.CopyRowsPerSec = float64(int64(float64(rep.CopyRows) / d.CopySeconds))
+			}
+			if d.Verify != nil {
+				rep.ParityOK = d.Verify.OK
+				rep.VerifyRowsPerS = float64(int64(d.Verify.RowsPerSec))
+			}
+		}
+		for _, f := range d.Flips {
+			rep.Flips = append(rep.Flips, f)
+			rep.PausesMS = append(rep.PausesMS, f.PauseMS)
+			rep.ParityAfterFlips = append(rep.ParityAfterFlips, f.Counted || (f.AfterFlip != nil && f.AfterFlip.OK))
+		}
+	}
+
+	// A rollout of the shared stack to a version 200 ms slower rolls back
+	// on its own, judged on p99, with no failed request.
+	if _, err := r.Stacks.Deploy(ctx, stack.Spec{Name: "shared-slow", Version: "v2-slow", Instances: 1,
+		Faults: oms.Faults{Latency: 200 * time.Millisecond, After: 50}}); err != nil {
+		return err
+	}
+	ro, err := r.Plane.Rollouts.Start(ctx, rollout.StartRequest{Route: rollout.DefaultRouteName, To: "shared-slow", Params: demoRollout(50, 100)})
 	if err != nil {
 		return err
 	}
-	phase(fmt.Sprintf("moved again (pause %.0f ms)", st.Data.Flips[2].PauseMS))
-	// The tenant is on one server now: its dedicated cluster gets a hot
-	// standby, under load.
-	sb, err := r.Service.AddStandby(ctx, "dedicated-1", control.AddStandbyRequest{})
-	if err != nil {
+	for ro.Status == "running" {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if ro, err = r.Plane.Rollouts.Get(ctx, ro.ID, false); err != nil {
+			return err
+		}
+	}
+	if ro.Status != "rolled_back" {
+		return fmt.Errorf("the slow version's rollout ended %s, not rolled back: %s", ro.Status, ro.Error)
+	}
+	rep.RollbackSeconds = round2(ro.Data.RolledBackAt.Sub(ro.Data.FirstBadAt).Seconds())
+	rep.RolledBack = true
+	if err := r.Stacks.Stop(ctx, "shared-slow"); err != nil {
 		return err
 	}
-	if rep.StandbyLagBytes, err = waitStreaming(ctx, r.Service, "dedicated-1", sb.Name); err != nil {
-		return err
-	}
-	rep.DedicatedStandby = sb.Name
-	phase(fmt.Sprintf("dedicated-1 has a streaming standby, %s", sb.Name))
-	if err := settle(); err != nil {
-		return err
-	}
-	// The last flip's parity check runs in hypercare, after the flip.
-	st, err = r.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return !i.Data.VerifyPending })
-	if err != nil {
-		return err
-	}
-	rep.Flips = st.Data.Flips
-	for _, f := range st.Data.Flips {
-		rep.PausesMS = append(rep.PausesMS, f.PauseMS)
-		rep.ParityAfterFlips = append(rep.ParityAfterFlips, f.Counted || (f.AfterFlip != nil && f.AfterFlip.OK))
-	}
+	phase(fmt.Sprintf("shared stack rollout to a slow version rolled back (%.1f s after the first bad interval)", rep.RollbackSeconds))
+
 	stopLoad()
 	res := <-done
 	if res.err != nil {
@@ -324,6 +406,14 @@ func waitStreaming(ctx context.Context, svc *control.Service, cluster, member st
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// demoRollout are rollout thresholds for a loaded 2-core machine: one
+// second intervals, two seconds a step; p99 fails at 3× the old stack's
+// and 100 ms more (a 200 ms slower version fails, noise does not).
+func demoRollout(steps ...int) rollout.Params {
+	return rollout.Params{Steps: steps, Interval: rollout.Duration(time.Second), Grace: rollout.Duration(2 * time.Second),
+		FailureLimit: 3, MaxErrorRate: 0.01, MaxP99Ratio: 3, MinP99Delta: rollout.Duration(100 * time.Millisecond), MinRequests: 20}
 }
 
 func round2(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }

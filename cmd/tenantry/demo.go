@@ -76,6 +76,10 @@ func printDemo(w io.Writer, r *demo.Report) {
 		}
 		fmt.Fprintf(w, "  %-8s %-14s -> %-16s pause %6.1f ms  %v; %s\n", f.Kind, f.From, f.To, f.PauseMS, f.Phases, parity)
 	}
+	fmt.Fprintf(w, "  isolation             %.1f s to hypercare, app cutover %d failed requests, promotion pause %.1f ms, standby streaming %v\n",
+		r.IsolationSeconds, r.AppCutoverFailed, r.PromotionPauseMS, r.StandbyStreaming)
+	fmt.Fprintf(w, "  isolation cutback     %.1f s (data, then traffic)\n", r.CutbackSeconds)
+	fmt.Fprintf(w, "  bad shared version    rolled back %v, %.1f s after its first bad interval\n", r.RolledBack, r.RollbackSeconds)
 	if r.DedicatedStandby != "" {
 		fmt.Fprintf(w, "  dedicated standby     %s streaming (lag %d bytes when seen)\n", r.DedicatedStandby, r.StandbyLagBytes)
 	}
