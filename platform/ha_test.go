@@ -244,3 +244,51 @@ func wantRoles(t *testing.T, ctx context.Context, c *control.Client, cluster, pr
 		t.Fatalf("%v; status %+v", err, st)
 	}
 }
+
+// TestSwitchover_RollsBack: a router that never acknowledges the pause
+// fails the switchover before anything is stopped; it rolls back (tenants
+// active on the same primary) with no failed request, and a switchover
+// without that router then succeeds.
+func TestSwitchover_RollsBack(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	runMoves(t)
+	c := apiClient()
+	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: "roll-1", Standbys: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(ctx, registry.Alias{Name: "roll", Cluster: "roll-1"}); err != nil {
+		t.Fatal(err)
+	}
+	f := newTenantOn(t, ctx, "roll-a", "roll", 0)
+	lr := startLoad(t, ctx, 40, f)
+	settle(ctx, 500*time.Millisecond)
+
+	stop := fakeRouter(t, ctx, "silent-router")
+	in, err := c.Switchover(ctx, "roll-1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = poll(ctx, "switchover "+in.ID, func() (bool, error) {
+		in, err = c.SwitchoverInfo(ctx, in.ID)
+		return err == nil && in.Status != workflow.StatusRunning, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Status != workflow.StatusRolledBack || in.Data.Stopped || in.Data.Promoted {
+		t.Fatalf("switchover %s at %s (stopped %v, promoted %v): %s; want rolled back before the stop",
+			in.Status, in.Step, in.Data.Stopped, in.Data.Promoted, in.Error)
+	}
+	t.Logf("rolled back: %s", in.Error)
+	if p := placement(t, ctx, "roll-a"); p.State != registry.StateActive || p.Alias != "roll" {
+		t.Errorf("tenant roll-a is %s on %s after the rollback", p.State, p.Alias)
+	}
+	wantRoles(t, ctx, c, "roll-1", "roll-1-0")
+	stop()
+
+	switchover(t, ctx, c, "roll-1", "roll-1-1")
+	wantRoles(t, ctx, c, "roll-1", "roll-1-1")
+	settle(ctx, 500*time.Millisecond)
+	lr.finish(t)
+	lr.check(t, ctx)
+}
