@@ -177,7 +177,7 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	p.API.EnableRollouts(p.Rollouts)
 	p.API.EnableIsolations(p.Isolations)
 	if p.Dashboard, err = dashboard.New(dashboard.Config{Registry: p.Store, Operations: p.Runner, Moves: p.Moves, Rollouts: p.Rollouts, Isolations: p.Isolations,
-		Secret: cfg.Secret, AdminToken: cfg.AdminToken, ErrorText: ErrorText, Logger: cfg.Logger}); err != nil {
+		ClusterProbe: p.probeCluster, Secret: cfg.Secret, AdminToken: cfg.AdminToken, ErrorText: ErrorText, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	p.API.Mount(dashboard.Prefix, p.Dashboard)
@@ -196,6 +196,20 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 	}()
 	cfg.Logger.Info("control plane listening", "url", p.URL, "runner", p.Runner.Owner())
 	return p, nil
+}
+
+// probeCluster is the dashboard's view of ClusterStatus.
+func (p *Plane) probeCluster(ctx context.Context, name string) ([]dashboard.MemberHealth, error) {
+	st, err := p.Service.ClusterStatus(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]dashboard.MemberHealth, len(st.Members))
+	for i, m := range st.Members {
+		out[i] = dashboard.MemberHealth{Member: m.Member, Reachable: m.Reachable, InRecovery: m.InRecovery,
+			Replication: m.Replication, LagBytes: m.LagBytes, LagSeconds: m.LagSeconds, Error: m.Error}
+	}
+	return out, nil
 }
 
 // SetGatewayURL sets the gateway previews go through (see

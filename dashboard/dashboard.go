@@ -68,6 +68,9 @@ type Config struct {
 	Moves      Moves      // nil: no move views
 	Rollouts   Rollouts   // nil: no rollout views
 	Isolations Isolations // nil: no isolation views
+	// ClusterProbe, when set, gives each cluster a page with its members'
+	// health and replay lag.
+	ClusterProbe ClusterProbe
 	// Secret (the platform secret) and AdminToken key the session cookies;
 	// AdminToken is what the login form takes. Required.
 	Secret     []byte
@@ -135,7 +138,7 @@ func New(cfg Config) (*Dashboard, error) {
 func (d *Dashboard) parse() error {
 	funcs := template.FuncMap{"ago": d.ago, "bytes": humanBytes, "pct": pct, "ms": func(f float64) string { return fmt.Sprintf("%.1f ms", f) },
 		"until": d.until, "stamp": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") }}
-	for _, page := range []string{"login", "overview", "tenants", "moves", "move", "rollouts", "rollout", "isolations", "isolation", "confirm", "events"} {
+	for _, page := range []string{"login", "overview", "tenants", "moves", "move", "rollouts", "rollout", "isolations", "isolation", "cluster", "confirm", "events"} {
 		t, err := template.New(page).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
 		if err != nil {
 			return fmt.Errorf("dashboard: parse %s: %w", page, err)
@@ -163,6 +166,10 @@ func (d *Dashboard) routes() {
 		d.mux.Handle("GET /ui/rollouts", d.view(d.rollouts))
 		d.handleLive("GET /ui/rollouts/{id}", "GET /ui/rollouts/{id}/stream", liveView{page: "rollout", nav: "rollouts", load: d.rolloutView})
 		d.handleCommands(d.rolloutCommands())
+	}
+	if d.cfg.ClusterProbe != nil {
+		d.handleLive("GET /ui/clusters/{name}", "GET /ui/clusters/{name}/stream",
+			liveView{page: "cluster", nav: "overview", load: d.clusterView, interval: clusterInterval})
 	}
 	if d.cfg.Isolations != nil {
 		d.mux.Handle("GET /ui/isolations", d.view(d.isolations))

@@ -11,6 +11,7 @@ import (
 
 	"tenantry/dashboard"
 	"tenantry/isolate"
+	"tenantry/registry"
 	"tenantry/workflow"
 )
 
@@ -97,5 +98,38 @@ func TestDashboard_Isolation(t *testing.T) {
 	fake.in.Status, fake.in.Data.Outcome = string(workflow.StatusSucceeded), "completed"
 	if _, body := get(t, c, iso+"/ui/isolations/wf_iso1"); strings.Contains(body, "cmd-") || strings.Contains(body, `id="hypercare"`) {
 		t.Fatalf("an ended isolation offers commands or hypercare:\n%s", body)
+	}
+}
+
+// TestDashboard_Cluster: a cluster's page shows each member's probe: a
+// standby's replication state and replay lag, an unreachable member's
+// error; an invalid cluster name is a 400.
+func TestDashboard_Cluster(t *testing.T) {
+	_, s := mustPlatform(t, 0)
+	lag, secs, rec := int64(3<<20), 0.25, true
+	probe := func(_ context.Context, name string) ([]dashboard.MemberHealth, error) {
+		return []dashboard.MemberHealth{
+			{Member: registry.Member{Name: "m1", Host: "127.0.0.1", Port: 5432, Role: registry.RolePrimary}, Reachable: true},
+			{Member: registry.Member{Name: "m2", Host: "127.0.0.1", Port: 5433, Zone: "z2", Role: registry.RoleStandby}, Reachable: true,
+				InRecovery: &rec, Replication: "streaming", LagBytes: &lag, LagSeconds: &secs},
+			{Member: registry.Member{Name: "m3", Host: "127.0.0.1", Port: 5434, Role: registry.RoleStandby}, Error: "connection refused"},
+		}, nil
+	}
+	d, err := dashboard.New(dashboard.Config{Registry: s, ClusterProbe: probe, Secret: []byte("0123456789abcdef0123456789abcdef"), AdminToken: adminToken})
+	must(t, err)
+	srv := httptestServer(t, d)
+	c := browser(t)
+	login(t, c, srv, adminToken)
+	_, body := get(t, c, srv+"/ui/clusters/c1")
+	for _, want := range []string{"<td>streaming</td>", `<td class="lag">3.0 MiB, 0.25 s</td>`, "connection refused", `<a href="/ui/clusters/c1">`} {
+		if want == `<a href="/ui/clusters/c1">` {
+			_, body = get(t, c, srv+"/ui/")
+		}
+		if !strings.Contains(body, want) {
+			t.Fatalf("page lacks %q:\n%s", want, body)
+		}
+	}
+	if status, _ := get(t, c, srv+"/ui/clusters/Bad%20Name"); status != http.StatusBadRequest {
+		t.Fatalf("invalid cluster name = %d, want 400", status)
 	}
 }

@@ -12,10 +12,10 @@ import (
 const keepAlive = 15 * time.Second
 
 // stream serves a live view as server-sent events: it renders the view's
-// fragment every StreamInterval and sends it (event "update", the HTML as
+// fragment every interval (0: StreamInterval) and sends it (event "update", the HTML as
 // data) when it changed. It ends when the client goes away. A render error
 // is sent as event "error" and ends the stream; the browser reconnects.
-func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request, render func() ([]byte, error)) error {
+func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request, interval time.Duration, render func() ([]byte, error)) error {
 	b, err := render()
 	if err != nil {
 		return err // before any byte is sent: a plain error status
@@ -26,7 +26,10 @@ func (d *Dashboard) stream(w http.ResponseWriter, r *http.Request, render func()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	tick := time.NewTicker(d.cfg.StreamInterval)
+	if interval == 0 {
+		interval = d.cfg.StreamInterval
+	}
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	var last []byte
 	idle := time.Now()
@@ -70,6 +73,8 @@ func writeEvent(w http.ResponseWriter, name string, data []byte) {
 type liveView struct {
 	page, nav string
 	load      func(r *http.Request) (data any, title string, err error)
+	// interval between renders of the stream; default StreamInterval.
+	interval time.Duration
 }
 
 // handleLive serves v's page at pattern and its stream at streamPattern.
@@ -84,7 +89,7 @@ func (d *Dashboard) handleLive(pattern, streamPattern string, v liveView) {
 		return d.render(w, http.StatusOK, v.page, p)
 	}))
 	d.mux.Handle(streamPattern, d.view(func(w http.ResponseWriter, r *http.Request, p *page) error {
-		return d.stream(w, r, func() ([]byte, error) {
+		return d.stream(w, r, v.interval, func() ([]byte, error) {
 			data, _, err := v.load(r)
 			if err != nil {
 				return nil, err

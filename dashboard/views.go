@@ -32,6 +32,7 @@ type overviewData struct {
 	Routers    []registry.RouterInstance
 	Tenants    int
 	Operations []operation
+	Probes     bool // clusters have pages with their members' health
 }
 
 type aliasRow struct {
@@ -66,7 +67,7 @@ func (d *Dashboard) overviewData(r *http.Request) (any, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	o := &overviewData{Version: snap.Version, Tenants: len(snap.Tenants), Default: snap.Routes[registry.DefaultRoute]}
+	o := &overviewData{Probes: d.cfg.ClusterProbe != nil, Version: snap.Version, Tenants: len(snap.Tenants), Default: snap.Routes[registry.DefaultRoute]}
 	o.Clusters = sortedValues(snap.Clusters, func(c *registry.Cluster) string { return c.Name })
 	counts := map[string]int{}
 	for _, t := range snap.Tenants {

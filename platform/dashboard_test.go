@@ -103,6 +103,18 @@ func TestDashboard(t *testing.T) {
 	}
 	screenshot(t, b, shots, "overview")
 
+	// A cluster's page probes its members.
+	if err := chromedp.Do(b, chromedp.Click(chromedp.CSS(`a[href="/ui/clusters/`+PooledCluster+`"]`)), chromedp.WaitVisible(chromedp.ID("members"))); err != nil {
+		t.Fatalf("cluster page: %v", err)
+	}
+	if m := text(t, b, "members"); !strings.Contains(m, "primary") || !strings.Contains(m, "yes") {
+		t.Fatalf("cluster %s's members:\n%s", PooledCluster, m)
+	}
+	screenshot(t, b, shots, "cluster")
+	if err := chromedp.Do(b, chromedp.Navigate(base), chromedp.WaitVisible(chromedp.ID("clusters"))); err != nil {
+		t.Fatal(err)
+	}
+
 	// A move started through the API appears in the overview, live.
 	mv, err := api.StartMove(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Force: true})
 	if err != nil {
