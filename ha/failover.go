@@ -112,9 +112,18 @@ func (m *Monitor) Start() {
 		defer close(m.done)
 		t := time.NewTicker(m.cfg.Interval)
 		defer t.Stop()
+		// The same error (a dead primary without a standby) comes back
+		// every tick: logged when it changes, else once a minute.
+		var last string
+		var logged time.Time
 		for {
 			if err := m.Tick(ctx); err != nil && ctx.Err() == nil {
-				m.h.log.Warn("failover monitor", "err", err)
+				if msg := err.Error(); msg != last || time.Since(logged) > time.Minute {
+					m.h.log.Warn("failover monitor", "err", err)
+					last, logged = msg, time.Now()
+				}
+			} else {
+				last = ""
 			}
 			select {
 			case <-ctx.Done():
