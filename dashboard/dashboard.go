@@ -152,7 +152,9 @@ func (d *Dashboard) routes() {
 	static, _ := fs.Sub(staticFS, "static")
 	d.mux.Handle("GET /ui/static/", http.StripPrefix("/ui/static/", http.FileServerFS(static)))
 	d.mux.HandleFunc("GET /ui/login", d.loginForm)
-	d.mux.HandleFunc("POST /ui/login", d.login)
+	// The login form has no session to bind a CSRF token to: cross-origin
+	// posts (a page elsewhere logging the browser in) are refused by origin.
+	d.mux.Handle("POST /ui/login", http.NewCrossOriginProtection().Handler(http.HandlerFunc(d.login)))
 	d.mux.Handle("POST /ui/logout", d.change(d.logout))
 	d.handleLive("GET /ui/{$}", "GET /ui/overview/stream", liveView{page: "overview", nav: "overview", load: d.overviewData})
 	d.mux.Handle("GET /ui/tenants", d.view(d.tenants))

@@ -106,6 +106,17 @@ func TestDashboard_Login(t *testing.T) {
 	if r := login(t, c, srv, "wrong"); r.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("login with a wrong token = %d, want 401", r.StatusCode)
 	}
+	// A login posted from another site is refused, even with the token.
+	req, err := http.NewRequest("POST", srv+"/ui/login", strings.NewReader(url.Values{"token": {adminToken}}.Encode()))
+	must(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	cross, err := c.Do(req)
+	must(t, err)
+	cross.Body.Close()
+	if cross.StatusCode != http.StatusForbidden || len(cross.Cookies()) != 0 {
+		t.Fatalf("cross-site login = %d with cookies %v, want 403 and none", cross.StatusCode, cross.Cookies())
+	}
 	r := login(t, c, srv, adminToken)
 	if r.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login = %d, want 303", r.StatusCode)
