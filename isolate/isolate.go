@@ -75,6 +75,7 @@ const (
 	EventSucceeded = "isolation.succeeded"
 	EventCutBack   = "isolation.cut_back"
 	EventPhase     = "isolation.phase"
+	EventVerdict   = "isolation.verdict"
 )
 
 // Phase names, in plan order.
@@ -221,6 +222,9 @@ type Request struct {
 	Force  bool   `json:"force,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	By     string `json:"by,omitempty"`
+	// AutoCutback cuts back by itself after Rollout.FailureLimit
+	// consecutive failing hypercare verdicts.
+	AutoCutback bool `json:"auto_cutback,omitempty"`
 	// DryRun returns the plan and changes nothing.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -272,6 +276,12 @@ type Data struct {
 	// operator's complete, the end of hypercare).
 	WaitingFor    string    `json:"waiting_for,omitempty"`
 	HypercareEnds time.Time `json:"hypercare_ends,omitzero"`
+	// Verdicts are hypercare's last judgements; FailingVerdicts counts the
+	// consecutive failing ones; StatsAfter is where the next one's figures
+	// start (the control database's clock).
+	Verdicts        []Verdict `json:"verdicts,omitempty"`
+	FailingVerdicts int       `json:"failing_verdicts,omitempty"`
+	StatsAfter      time.Time `json:"stats_after,omitzero"`
 	// Outcome: "" while running, "completed", "cut_back".
 	Outcome   string  `json:"outcome,omitempty"`
 	Reason    string  `json:"reason,omitempty"`
@@ -367,3 +377,12 @@ func (d *Data) PhaseState() string { return d.phase(d.Current).State }
 
 // CurrentDetail is the current phase's detail.
 func (d *Data) CurrentDetail() string { return d.phase(d.Current).Detail }
+
+// limit is the consecutive failing verdicts that cut back (--auto-cutback):
+// the cutover rollout's failure limit, default 3.
+func (d *Data) limit() int {
+	if n := d.Request.Rollout.FailureLimit; n > 0 {
+		return n
+	}
+	return 3
+}

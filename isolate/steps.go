@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"tenantry/move"
@@ -111,6 +112,8 @@ func (s *Service) step(name string, f body) workflow.Step {
 			if d.WaitingFor != "" {
 				d.phase(name).State = StateWaiting
 			}
+		case next == stepCutback && name != stepCutback:
+			// the phase ended itself (auto-cutback): its state is set
 		default:
 			d.end(name, StateDone, s.cfg.Now())
 			p := d.phase(name)
@@ -447,8 +450,24 @@ func (s *Service) hypercare(ctx context.Context, r *workflow.Run, d *Data) (stri
 		d.phase(PhaseHypercare).Detail = "hypercare ended"
 		return PhaseComplete, time.Time{}, nil
 	}
+	v, err := s.judge(ctx, d, mv)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if v != nil && !v.Pass {
+		msg := fmt.Sprintf("hypercare verdict failed (%d in a row): %s", d.FailingVerdicts, strings.Join(v.Reasons, "; "))
+		_ = r.Info(ctx, msg, v)
+		_ = s.cfg.Store.AddEvent(ctx, EventVerdict, r.Subject, fmt.Sprintf("isolation %s: %s", r.ID, msg), v)
+		if d.Request.AutoCutback && d.FailingVerdicts >= d.limit() {
+			d.phase(PhaseHypercare).Detail = msg
+			d.Reason = "auto-cutback: " + msg
+			d.end(PhaseHypercare, StateFailed, now)
+			return stepCutback, time.Time{}, nil
+		}
+	}
 	d.WaitingFor = "complete, cutback or the end of hypercare at " + d.HypercareEnds.Format(time.RFC3339)
-	d.phase(PhaseHypercare).Detail = fmt.Sprintf("link back lag %d bytes, %d standbys streaming", d.LagBytes, d.Streaming)
+	d.phase(PhaseHypercare).Detail = fmt.Sprintf("link back lag %d bytes, %d standbys streaming, %d verdicts (%d failing in a row)",
+		d.LagBytes, d.Streaming, len(d.Verdicts), d.FailingVerdicts)
 	return PhaseHypercare, minTime(d.HypercareEnds, now.Add(2*time.Second)), nil
 }
 

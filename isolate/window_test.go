@@ -45,7 +45,7 @@ func TestQuietestHour(t *testing.T) {
 		if !strings.Contains(why, w.String()) || !strings.Contains(why, "busiest 14:00") {
 			t.Errorf("explanation %q", why)
 		}
-		if !w.Contains(now.Truncate(24*time.Hour).Add(time.Duration(quiet)*time.Hour+30*time.Minute)) {
+		if !w.Contains(now.Truncate(24 * time.Hour).Add(time.Duration(quiet)*time.Hour + 30*time.Minute)) {
 			t.Errorf("window %s does not contain its own hour", w)
 		}
 	}

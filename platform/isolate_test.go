@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"tenantry/isolate"
+	"tenantry/oms"
 	"tenantry/registry"
 	"tenantry/workflow"
 )
@@ -456,5 +457,44 @@ func TestIsolate_WindowAuto(t *testing.T) {
 	})
 	if err != nil {
 		t.Error(err)
+	}
+}
+
+// TestIsolate_AutoCutback: a dedicated stack that turns 300 ms slower
+// once it serves the tenant fails hypercare's verdicts (p99 against the
+// tenant's on the shared stack); with --auto-cutback the isolation takes
+// the data and the traffic back by itself, with no failed request.
+func TestIsolate_AutoCutback(t *testing.T) {
+	ctx := testContext(t, 4*time.Minute)
+	runMoves(t)
+	const tenant = "iso-auto"
+	fx := newTenant(t, ctx, tenant, 100)
+	// The isolation reuses a ready stack of its name: this one goes slow
+	// after its first 400 requests (the smoke suite's and the cutover's).
+	deployStack(t, ctx, tenant+"-app", tenant, oms.Faults{Latency: 300 * time.Millisecond, After: 400})
+	lr := startLoad(t, ctx, 60, fx)
+	req := isolationRequest(tenant, 0)
+	req.AutoCutback = true
+	cleanupIsolation(t, req)
+	if _, err := rolloutClient().StartIsolation(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	in := waitIsolation(t, ctx, tenant, func(*isolate.Info) bool { return false })
+	logIsolation(t, in)
+	for _, v := range in.Data.Verdicts {
+		t.Logf("verdict %s: %d requests, p99 %.1f ms, pass %v %v", v.At.Format("15:04:05.000"), v.Requests, v.P99MS, v.Pass, v.Reasons)
+	}
+	if in.Data.Outcome != "cut_back" || !strings.Contains(in.Data.Reason, "auto-cutback") || in.Data.PauseMS == 0 {
+		t.Fatalf("isolation %s (%s), pause %.1f ms: %s %s", in.Status, in.Data.Outcome, in.Data.PauseMS, in.Data.Reason, in.Error)
+	}
+	lr.finish(t)
+	lr.check(t, ctx)
+	wantServing(t, ctx, tenant, PooledAlias, "")
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
+		t.Errorf("route after the auto-cutback: %+v", b)
+	}
+	evs, err := plat.Store.Events(ctx, registry.EventFilter{Subject: tenant, Kind: isolate.EventVerdict})
+	if err != nil || len(evs) < 3 {
+		t.Errorf("verdict events: %d %v", len(evs), err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -86,6 +87,7 @@ func newIsolateCmd(a *app) *cobra.Command {
 	f.DurationVar(&hypercare, "hypercare", 0, "how long cutback stays possible after the promotion (default 72h)")
 	f.BoolVar(&req.Force, "force", false, "promote outside the window; in production, go ahead without a sandbox record")
 	f.StringVar(&req.Reason, "reason", "", "why --force (recorded in the events with who)")
+	f.BoolVar(&req.AutoCutback, "auto-cutback", false, "cut back by itself after 3 failing hypercare verdicts in a row (dedicated stack's 5xx and p99, the link back)")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&follow, "follow", false, "follow the isolation until it waits in hypercare or ends")
 
@@ -269,6 +271,19 @@ func printIsolation(w io.Writer, in *isolate.Info) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", p.Name, p.State, secs, p.Detail)
 	}
 	_ = tw.Flush()
+	if n := len(d.Verdicts); n > 0 {
+		fmt.Fprintf(w, "  hypercare verdicts: %d, %d failing in a row\n", n, d.FailingVerdicts)
+		for _, v := range d.Verdicts[max(0, n-5):] {
+			verdict := "pass"
+			switch {
+			case !v.Pass:
+				verdict = "FAIL " + strings.Join(v.Reasons, "; ")
+			case v.NoData:
+				verdict = "no data"
+			}
+			fmt.Fprintf(w, "    %s  %d requests, %d 5xx, p99 %.1f ms, lag %d B: %s\n", v.At.Format("15:04:05"), v.Requests, v.Errors, v.P99MS, v.LagBytes, verdict)
+		}
+	}
 	if d.PauseMS > 0 {
 		fmt.Fprintf(w, "  promotion pause: %.1f ms\n", d.PauseMS)
 	}
