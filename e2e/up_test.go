@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -68,6 +69,29 @@ func startUp(t *testing.T, ctx context.Context, dir string) *upProc {
 	return u
 }
 
+// wantDashboard checks that up's banner names the dashboard at the API's
+// address and that its login form answers there.
+func wantDashboard(t *testing.T, ctx context.Context, banner, apiURL string) {
+	t.Helper()
+	dash := apiURL + "/ui/"
+	if !strings.Contains(banner, "  dashboard         "+dash+" ") {
+		t.Fatalf("the banner does not name the dashboard at %s:\n%s", dash, banner)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, dash+"login", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `name="token"`) {
+		t.Fatalf("GET %slogin = %d:\n%s", dash, resp.StatusCode, body)
+	}
+}
+
 // alive says whether pid is a running process (not a zombie).
 func alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -94,6 +118,8 @@ func TestUp_Kill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	wantDashboard(t, ctx, first.log.String(), st.APIURL)
 
 	// One owner per data directory.
 	second := exec.CommandContext(ctx, tenantryBin, "up", "--data-dir", dir)
