@@ -305,6 +305,27 @@ func TestIsolate_ProductionGate(t *testing.T) {
 	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
 		t.Errorf("route after the cutback: %+v", b)
 	}
+
+	// The CLI shows it: status as JSON, the environment's mark.
+	cli := func(args ...string) []byte {
+		cmd := exec.CommandContext(ctx, tenantryBin, append([]string{"--api", plat.APIURL}, args...)...)
+		cmd.Env = append(os.Environ(), "TENANTRY_TOKEN="+plat.Local.State.AdminToken)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("tenantry %v: %v", args, err)
+		}
+		return out
+	}
+	var shown isolate.Info
+	if err := json.Unmarshal(cli("isolate", "status", tenant, "--output", "json"), &shown); err != nil {
+		t.Fatal(err)
+	}
+	if shown.ID != in.ID || shown.Data.Outcome != "cut_back" || shown.Data.Override == nil || len(shown.Data.Phases) == 0 {
+		t.Errorf("isolate status --output json: %+v", shown)
+	}
+	if out := strings.TrimSpace(string(cli("env", "show"))); out != isolate.EnvProduction {
+		t.Errorf("env show: %q", out)
+	}
 }
 
 // testHooks is the hook this process's plane calls at the move's and the
