@@ -283,8 +283,10 @@ type Data struct {
 	FailingVerdicts int       `json:"failing_verdicts,omitempty"`
 	StatsAfter      time.Time `json:"stats_after,omitzero"`
 	// Outcome: "" while running, "completed", "cut_back".
-	Outcome   string  `json:"outcome,omitempty"`
-	Reason    string  `json:"reason,omitempty"`
+	Outcome string `json:"outcome,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	// CutbackMS is how long a cutback took to have the tenant's data and
+	// traffic back (before the dedicated copy is dropped).
 	CutbackMS float64 `json:"cutback_ms,omitempty"`
 	// Commands sent to the move, so that a re-run step does not repeat
 	// them: PromoteSent is 1 + the move's failed flips when promote was sent.

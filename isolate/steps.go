@@ -525,7 +525,6 @@ func (s *Service) cutback(ctx context.Context, r *workflow.Run, d *Data) (string
 		return stepCutback, wait, err
 	}
 	d.Outcome = "cut_back"
-	d.CutbackMS = float64(s.cfg.Now().Sub(d.phase(PhaseCutback).StartedAt).Microseconds()) / 1000
 	_ = s.cfg.Store.AddEvent(ctx, EventCutBack, r.Subject, fmt.Sprintf("isolation %s of %s cut back: %s", r.ID, r.Subject, d.Reason),
 		map[string]any{"isolation": r.ID, "reason": d.Reason, "cutback_ms": d.CutbackMS})
 	return "", time.Time{}, nil
@@ -542,9 +541,11 @@ func (s *Service) abort(ctx context.Context, r *workflow.Run, d *Data) (string, 
 	return "", time.Time{}, nil
 }
 
-// undo takes the tenant's data back (through the move: cutback, then
-// cancel) and then its traffic (the rollout's cutback or abort, then the
-// route as it was). It returns a non-zero wait while a child still acts.
+// undo takes the tenant's data back (the move's cutback through the link
+// back, when promoted), then its traffic (the rollout's cutback or abort,
+// then the route as it was) — CutbackMS is measured there — and then
+// cleans up: the move is cancelled, dropping the dedicated copy. It
+// returns a non-zero wait while a child still acts.
 func (s *Service) undo(ctx context.Context, r *workflow.Run, d *Data) (time.Time, error) {
 	req := d.Request
 	later := s.cfg.Now().Add(s.cfg.Poll)
@@ -555,17 +556,18 @@ func (s *Service) undo(ctx context.Context, r *workflow.Run, d *Data) (time.Time
 		}
 		d.MoveID = id
 	}
+	var mv *move.Info
 	if d.MoveID != "" {
-		mv, err := s.cfg.Moves.Get(ctx, d.MoveID, false)
-		if err != nil {
+		var err error
+		if mv, err = s.cfg.Moves.Get(ctx, d.MoveID, false); err != nil {
 			return time.Time{}, err
 		}
 		md := mv.Data
 		if mv.Status == workflow.StatusRunning {
 			d.phase(PhaseCutback).Detail = fmt.Sprintf("move %s at %s, tenant on %s", mv.ID, mv.Step, md.On)
 			switch {
-			case md.Flip != nil || slices.Contains([]string{"promote", "cutback", "cancel", "abort", "complete"}, mv.Step):
-				// a step of the move is acting: wait for it
+			case md.Flip != nil || slices.Contains([]string{"promote", "cutback", "complete"}, mv.Step):
+				return later, nil // a flip of the move is acting: wait for it
 			case md.On == md.Target:
 				if !d.CutbackSent {
 					if _, err := s.cfg.Moves.Command(ctx, d.MoveID, move.SignalCutback, false); err != nil {
@@ -573,15 +575,9 @@ func (s *Service) undo(ctx context.Context, r *workflow.Run, d *Data) (time.Time
 					}
 					d.CutbackSent = true
 				}
-			case !d.CancelSent:
-				if _, err := s.cfg.Moves.Command(ctx, d.MoveID, move.SignalCancel, false); err != nil {
-					return time.Time{}, err
-				}
-				d.CancelSent = true
+				return later, s.save(ctx, r, d)
 			}
-			return later, s.save(ctx, r, d)
-		}
-		if mv.Status == workflow.StatusSucceeded && md.On == md.Target {
+		} else if mv.Status == workflow.StatusSucceeded && md.On == md.Target {
 			return time.Time{}, workflow.Fail(fmt.Errorf("%w: the move %s completed: the tenant's data lives on %s only", ErrWrongState, mv.ID, md.Target))
 		}
 	}
@@ -630,7 +626,19 @@ func (s *Service) undo(ctx context.Context, r *workflow.Run, d *Data) (time.Time
 			return time.Time{}, err
 		}
 	}
-	d.phase(PhaseCutback).Detail = fmt.Sprintf("data back on %s, traffic back on %s", d.SourceAlias, d.SourceStack)
+	if d.CutbackMS == 0 {
+		d.CutbackMS = float64(s.cfg.Now().Sub(d.phase(PhaseCutback).StartedAt).Microseconds()) / 1000
+	}
+	d.phase(PhaseCutback).Detail = fmt.Sprintf("data back on %s, traffic back on %s in %.0f ms", d.SourceAlias, d.SourceStack, d.CutbackMS)
+	if mv != nil && mv.Status == workflow.StatusRunning {
+		if !d.CancelSent && !slices.Contains([]string{"cancel", "abort"}, mv.Step) {
+			if _, err := s.cfg.Moves.Command(ctx, d.MoveID, move.SignalCancel, false); err != nil {
+				return time.Time{}, err
+			}
+			d.CancelSent = true
+		}
+		return later, s.save(ctx, r, d)
+	}
 	return time.Time{}, nil
 }
 
