@@ -519,3 +519,38 @@ func TestIsolate_AutoCutback(t *testing.T) {
 		t.Errorf("verdict events: %d %v", len(evs), err)
 	}
 }
+
+// TestIsolate_CrashCutback kills (SIGKILL) the replica that has just cut an
+// isolation back — data, traffic, the dedicated copy dropped — before it
+// could record so: the survivor re-runs the cutback, which finds it done,
+// and the isolation ends cut back with no failed request.
+func TestIsolate_CrashCutback(t *testing.T) {
+	ctx := testContext(t, 4*time.Minute)
+	const tenant = "iso-crash-back"
+	fx := newTenant(t, ctx, tenant, 200)
+	lr := startLoad(t, ctx, 40, fx)
+	req := isolationRequest(tenant, 0)
+	cleanupIsolation(t, req)
+	if _, err := rolloutClient().StartIsolation(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	stopRunnerAt(t, ctx, "isolate:cutback", func() {
+		waitIsolation(t, ctx, tenant, inHypercare)
+		if _, err := rolloutClient().IsolationCommand(ctx, tenant, isolate.SignalCutback); err != nil {
+			t.Fatal(err)
+		}
+	})
+	crashWorkerAt(t, ctx, "isolate:cutback:done", nil)
+	wantServing(t, ctx, tenant, PooledAlias, "")
+	runMoves(t)
+	in := waitIsolation(t, ctx, tenant, func(*isolate.Info) bool { return false })
+	logIsolation(t, in)
+	if in.Status != string(workflow.StatusSucceeded) || in.Data.Outcome != "cut_back" {
+		t.Fatalf("isolation after the crash: %s (%s): %s", in.Status, in.Data.Outcome, in.Error)
+	}
+	lr.finish(t)
+	lr.check(t, ctx)
+	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
+		t.Errorf("route after the cutback: %+v", b)
+	}
+}
