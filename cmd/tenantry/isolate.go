@@ -35,7 +35,7 @@ func newIsolateCmd(a *app) *cobra.Command {
 	var hypercare time.Duration
 	var dryRun, follow bool
 	cmd := &cobra.Command{
-		Use:   "isolate TENANT [--cluster-name N] [--standbys 1] [--window HH:MM-HH:MM] [--hypercare 72h] [--force --reason R] [--dry-run]",
+		Use:   "isolate TENANT [--cluster-name N] [--standbys 1] [--window HH:MM-HH:MM|auto] [--hypercare 72h] [--auto-cutback] [--force --reason R] [--dry-run] [--follow]",
 		Short: "Move a tenant to its own environment (dedicated stack and cluster with a standby) as one guarded, reversible plan",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
