@@ -74,7 +74,7 @@ func printDemo(w io.Writer, r *demo.Report) {
 		if !f.Counted {
 			parity = fmt.Sprintf("parity after the flip ok=%v", i < len(r.ParityAfterFlips) && r.ParityAfterFlips[i])
 		}
-		fmt.Fprintf(w, "  %-8s %-14s -> %-16s pause %6.1f ms  %v; %s\n", f.Kind, f.From, f.To, f.PauseMS, f.Phases, parity)
+		fmt.Fprintf(w, "  %-8s %-14s -> %-16s pause %s; %s\n", f.Kind, f.From, f.To, describePause(f), parity)
 	}
 	fmt.Fprintf(w, "  isolation             %.1f s to hypercare, app cutover %d failed requests, promotion pause %.1f ms, standby streaming %v\n",
 		r.IsolationSeconds, r.AppCutoverFailed, r.PromotionPauseMS, r.StandbyStreaming)
