@@ -44,7 +44,7 @@ func newLoadCmd(a *app) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&c.gateway, "gateway", os.Getenv("TENANTRY_GATEWAY"), "gateway URL ($TENANTRY_GATEWAY; default: the local platform's, from the data directory)")
-	f.StringArrayVar(&c.tenants, "tenant", nil, "tenant and its API key as TENANT=KEY (repeatable)")
+	f.StringArrayVar(&c.tenants, "tenant", nil, "a tenant, its API key from $TENANTRY_API_KEY (or TENANT=KEY, which shows the key in ps; repeatable)")
 	f.StringVar(&c.targetsFile, "targets", "", `file of targets: a JSON array of {"tenant","api_key"}, or TENANT=KEY lines`)
 	f.Float64Var(&c.rate, "rate", 200, "target requests per second over all workers (0: as fast as possible)")
 	f.IntVar(&c.concurrency, "concurrency", 16, "workers")
@@ -138,6 +138,14 @@ func (c *loadCmd) targets() ([]load.Target, error) {
 		}
 	}
 	for _, s := range c.tenants {
+		if !strings.Contains(s, "=") {
+			// The key from the environment: a command line is readable by
+			// every user of the machine, an environment only by its owner.
+			s += "=" + os.Getenv("TENANTRY_API_KEY")
+			if strings.HasSuffix(s, "=") {
+				return nil, usageErr("--tenant %s: set $TENANTRY_API_KEY to its API key (or use --targets FILE)", strings.TrimSuffix(s, "="))
+			}
+		}
 		t, err := load.ParseTarget(s)
 		if err != nil {
 			return nil, usageErr("%v", err)

@@ -15,6 +15,7 @@ import (
 // the documented exit codes and error output (no database needed: every
 // case is refused before anything is contacted).
 func TestMain_ExitCodes(t *testing.T) {
+	t.Setenv("TENANTRY_API_KEY", "")
 	empty := t.TempDir()
 	tests := []struct {
 		name string
@@ -38,6 +39,7 @@ func TestMain_ExitCodes(t *testing.T) {
 		{"gateway without a key", []string{"gateway", "--control-dsn", "host=nowhere"}, exitUsage, "TENANTRY_HEADER_ROOT_KEY"},
 		{"negative rate limit", []string{"tenant", "limits", "acme", "--rate", "-1"}, exitUsage, "limits must be between"},
 		{"oms without its stack", []string{"oms", "--control-dsn", "host=nowhere"}, exitUsage, "--stack"},
+		{"load tenant without a key", []string{"load", "--gateway", "http://127.0.0.1:1", "--tenant", "acme"}, exitUsage, "TENANTRY_API_KEY"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
