@@ -74,22 +74,11 @@ func Failover(ctx context.Context, opts FailoverConfig) (*FailoverResult, error)
 	if out == nil {
 		out = io.Discard
 	}
-	dir, err := os.MkdirTemp("", "tenantry-bench-failover-")
+	r, dir, stop, err := startPlatform(ctx, "failover", opts.Binary)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
-	r, err := platform.Run(ctx, platform.Options{Dir: filepath.Join(dir, "platform"), Binary: opts.Binary})
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close(context.Background())
-	if err := r.StartApps(ctx, platform.AppOptions{}); err != nil {
-		return nil, err
-	}
+	defer stop()
 	if _, err := r.Service.CreateCluster(ctx, control.CreateClusterRequest{Name: haCluster, Standbys: 1}); err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
 
@@ -61,22 +60,11 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	dir, err := os.MkdirTemp("", "tenantry-bench-move-")
+	r, _, stop, err := startPlatform(ctx, "move", opts.Binary)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
-	r, err := platform.Run(ctx, platform.Options{Dir: dir, Binary: opts.Binary})
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close(context.Background())
-	if err := r.StartApps(ctx, platform.AppOptions{}); err != nil {
-		return nil, err
-	}
+	defer stop()
 	fmt.Fprintln(out, "platform up")
 	nt, err := r.Service.CreateTenant(ctx, tenant, platform.PooledAlias)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -75,22 +74,11 @@ func Rollout(ctx context.Context, opts RolloutConfig) (*RolloutResult, error) {
 	if out == nil {
 		out = io.Discard
 	}
-	dir, err := os.MkdirTemp("", "tenantry-bench-rollout-")
+	r, _, stop, err := startPlatform(ctx, "rollout", opts.Binary)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-	if err := os.Chmod(dir, 0o755); err != nil {
-		return nil, err
-	}
-	r, err := platform.Run(ctx, platform.Options{Dir: dir, Binary: opts.Binary})
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close(context.Background())
-	if err := r.StartApps(ctx, platform.AppOptions{}); err != nil {
-		return nil, err
-	}
+	defer stop()
 	nt, err := r.Service.CreateTenant(ctx, tenant, platform.PooledAlias)
 	if err != nil {
 		return nil, err
