@@ -113,6 +113,8 @@ type Plane struct {
 	Dashboard *dashboard.Dashboard
 
 	gatewayURL atomic.Pointer[string]
+	// service is Service once made, for the workflows started before it.
+	service atomic.Pointer[Service]
 
 	cfg   PlaneConfig
 	srv   *http.Server
@@ -168,6 +170,7 @@ func StartPlane(ctx context.Context, cfg PlaneConfig) (_ *Plane, err error) {
 		Provisioner: cfg.Provisioner, Workflows: p.Runner, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
+	p.service.Store(p.Service)
 	if p.API, err = NewServer(p.Service, cfg.AdminToken); err != nil {
 		return nil, err
 	}
@@ -242,6 +245,17 @@ func (p *Plane) startRunner(ctx context.Context) error {
 	mc.VerifyBackup = backups.Verify
 	mc.Parity = Parity
 	mc.SchemaVersion = func(ctx context.Context, db *pgxpool.Pool) (int, error) { return oms.SchemaVersion(ctx, db) }
+	if _, ok := p.cfg.Provisioner.(StandbyProvisioner); ok && mc.EnsureStandbys == nil {
+		// The Service is made after the runner starts: a move resumed
+		// before it is set retries its step.
+		mc.EnsureStandbys = func(ctx context.Context, cluster string, want int) error {
+			svc := p.service.Load()
+			if svc == nil {
+				return errors.New("control plane still starting")
+			}
+			return svc.EnsureStandbys(ctx, cluster, want)
+		}
+	}
 	m, err := move.NewMover(mc)
 	if err != nil {
 		return err

@@ -292,6 +292,9 @@ func (s *Service) CreateAlias(ctx context.Context, a registry.Alias) error {
 	if err := registry.ValidateName("database", a.Database); err != nil {
 		return err
 	}
+	if a.Standbys < 0 || a.Standbys > MaxStandbys {
+		return fmt.Errorf("%w: alias %s: --standbys must be 0 to %d", registry.ErrInvalid, a.Name, MaxStandbys)
+	}
 	if systemDatabases[a.Database] {
 		return fmt.Errorf("%w: database %s is a system database of PostgreSQL; name another (or leave --database out to use the alias's name)",
 			registry.ErrInvalid, a.Database)

@@ -117,6 +117,34 @@ func (s *Service) RemoveStandby(ctx context.Context, cluster, member string) err
 	return nil
 }
 
+// EnsureStandbys adds standbys to cluster until it has want members in
+// role standby (fenced members do not count); a move that completes on an
+// alias asks it for the standbys the alias wants. A cluster this control
+// plane does not run is left as it is (logged): its standbys are made
+// where it is run.
+func (s *Service) EnsureStandbys(ctx context.Context, cluster string, want int) error {
+	c, err := s.cluster(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	if !c.Local {
+		s.log.Warn("cluster is not run by this control plane; its standbys are not added here", "cluster", cluster, "want", want)
+		return nil
+	}
+	have := 0
+	for _, m := range c.Members {
+		if m.Role == registry.RoleStandby {
+			have++
+		}
+	}
+	for ; have < want; have++ {
+		if _, err := s.AddStandby(ctx, cluster, AddStandbyRequest{}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (s *Service) cluster(ctx context.Context, name string) (*registry.Cluster, error) {
 	snap, err := s.cfg.Store.Snapshot(ctx)
 	if err != nil {

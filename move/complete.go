@@ -30,9 +30,33 @@ func (m *Mover) complete(ctx context.Context, r *workflow.Run) (string, error) {
 		if err := m.purge(ctx, r, d, other); err != nil {
 			return "", err
 		}
+		if err := m.ensureStandbys(ctx, d.On); err != nil {
+			return "", err
+		}
 		d.Phase = PhaseDone
 		return "", nil
 	})
+}
+
+// ensureStandbys gives the cluster of alias the standbys the alias wants,
+// so that a tenant does not end its move on a single server. Idempotent:
+// only missing standbys are added.
+func (m *Mover) ensureStandbys(ctx context.Context, alias string) error {
+	if m.cfg.EnsureStandbys == nil {
+		return nil
+	}
+	snap, err := m.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	a, ok := snap.Aliases[alias]
+	if !ok || a.Standbys == 0 {
+		return nil
+	}
+	if err := m.cfg.EnsureStandbys(ctx, a.Cluster, a.Standbys); err != nil {
+		return fmt.Errorf("add the standbys alias %s wants to cluster %s: %w", alias, a.Cluster, err)
+	}
+	return nil
 }
 
 // dropLinks removes every replication object of the move on both sides.

@@ -108,6 +108,12 @@ type Config struct {
 	// called before differing chunks are checked again. Required.
 	Parity func(ctx context.Context, src, dst *pgxpool.Pool, tenant string, tables []string,
 		catchUp func(context.Context) error, progress func(rows int64, chunks int)) (VerifyResult, error)
+	// EnsureStandbys, when set, is asked at complete to give the cluster
+	// the tenant ends on at least want streaming standbys, when its alias
+	// wants some (registry.Alias.Standbys); an error retries the step. The
+	// control plane wires its StandbyProvisioner here; nil leaves clusters
+	// as they are.
+	EnsureStandbys func(ctx context.Context, cluster string, want int) error
 	// Now is the clock of the maintenance window and of hypercare; default
 	// time.Now.
 	Now func() time.Time

@@ -9,6 +9,7 @@ import (
 
 	"tenantry/control"
 	"tenantry/ha"
+	"tenantry/move"
 	"tenantry/registry"
 	"tenantry/workflow"
 )
@@ -291,4 +292,61 @@ func TestSwitchover_RollsBack(t *testing.T) {
 	settle(ctx, 500*time.Millisecond)
 	lr.finish(t)
 	lr.check(t, ctx)
+}
+
+// TestMove_CompleteAddsWantedStandby moves a tenant to an alias that wants
+// one standby, on a cluster that has none: completing the move gives the
+// cluster a streaming standby, so the tenant does not end on one server.
+func TestMove_CompleteAddsWantedStandby(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	runMoves(t)
+	c := apiClient()
+	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: "wants-standby"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.CreateAlias(ctx, registry.Alias{Name: "wants-standby", Cluster: "wants-standby", Standbys: control.MaxStandbys + 1})
+	if !errors.Is(err, registry.ErrInvalid) {
+		t.Fatalf("alias wanting %d standbys: got %v, want ErrInvalid", control.MaxStandbys+1, err)
+	}
+	al, err := c.CreateAlias(ctx, registry.Alias{Name: "wants-standby", Cluster: "wants-standby", Standbys: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if al.Standbys != 1 {
+		t.Fatalf("alias %+v, want standbys 1", al)
+	}
+	tenant := newTenant(t, ctx, "standby-after-move", 0).target.Tenant
+	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: "wants-standby", Auto: true, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plat.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "hypercare" }); err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	if n := len(plat.Local.Cluster("wants-standby")); n != 1 {
+		t.Fatalf("cluster has %d members before complete, want 1", n)
+	}
+	finishMove(t, ctx, mv.ID, move.SignalComplete)
+	var st *control.ClusterStatus
+	err = poll(ctx, "a streaming standby of wants-standby", func() (bool, error) {
+		st, err = c.ClusterStatus(ctx, "wants-standby")
+		if err != nil {
+			return false, err
+		}
+		for _, ms := range st.Members {
+			if ms.Role == registry.RoleStandby && ms.Replication == "streaming" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Members) != 2 {
+		t.Fatalf("after complete: %d members, want a primary and 1 standby: %+v", len(st.Members), st.Members)
+	}
+	if p := placement(t, ctx, tenant); p.Alias != "wants-standby" {
+		t.Fatalf("tenant on %s, want wants-standby", p.Alias)
+	}
 }

@@ -151,5 +151,10 @@ CREATE TABLE tenant_traffic (
 );
 CREATE INDEX tenant_traffic_hour ON tenant_traffic (hour);
 `,
+		// 8: the streaming standbys an alias wants its cluster to have; a
+		// move that completes on the alias adds the missing ones.
+		`
+ALTER TABLE aliases ADD COLUMN standbys integer NOT NULL DEFAULT 0 CHECK (standbys >= 0);
+`,
 	},
 }

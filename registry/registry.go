@@ -150,6 +150,10 @@ type Alias struct {
 	Name     string `json:"name"`
 	Cluster  string `json:"cluster"`
 	Database string `json:"database"`
+	// Standbys is how many streaming standbys the alias wants its cluster
+	// to have: a move that completes on the alias adds the missing ones
+	// (`alias create --standbys N`). 0: no wish.
+	Standbys int `json:"standbys,omitempty"`
 }
 
 // State of a tenant's placement.

@@ -69,9 +69,9 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 			c.Members = append(c.Members, m)
 			return nil
 		}},
-		{"aliases", "SELECT name, cluster, database FROM aliases", func(r pgx.Rows) error {
+		{"aliases", "SELECT name, cluster, database, standbys FROM aliases", func(r pgx.Rows) error {
 			var a Alias
-			if err := r.Scan(&a.Name, &a.Cluster, &a.Database); err != nil {
+			if err := r.Scan(&a.Name, &a.Cluster, &a.Database, &a.Standbys); err != nil {
 				return err
 			}
 			s.Aliases[a.Name] = &a

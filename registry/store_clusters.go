@@ -147,7 +147,8 @@ func (s *Store) CreateAlias(ctx context.Context, a Alias) error {
 		return err
 	}
 	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
-		_, err := tx.Exec(ctx, "INSERT INTO aliases (name, cluster, database) VALUES ($1, $2, $3)", a.Name, a.Cluster, a.Database)
+		_, err := tx.Exec(ctx, "INSERT INTO aliases (name, cluster, database, standbys) VALUES ($1, $2, $3, $4)",
+			a.Name, a.Cluster, a.Database, a.Standbys)
 		return dbErr("create alias "+a.Name, err)
 	})
 }

@@ -83,6 +83,9 @@ func (a *Alias) Validate() error {
 	if err := ValidateName("cluster", a.Cluster); err != nil {
 		return err
 	}
+	if a.Standbys < 0 {
+		return fmt.Errorf("%w: alias %s wants %d standbys", ErrInvalid, a.Name, a.Standbys)
+	}
 	return ValidateName("database", a.Database)
 }
 

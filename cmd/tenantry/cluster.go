@@ -110,16 +110,19 @@ func newAliasCmd(a *app) *cobra.Command {
 				return a.printJSON(map[string]any{"aliases": as})
 			}
 			w := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ALIAS\tCLUSTER\tDATABASE")
+			fmt.Fprintln(w, "ALIAS\tCLUSTER\tDATABASE\tSTANDBYS")
 			for _, al := range as {
-				fmt.Fprintf(w, "%s\t%s\t%s\n", al.Name, al.Cluster, al.Database)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", al.Name, al.Cluster, al.Database, al.Standbys)
 			}
 			return w.Flush()
 		},
 	})
-	var cluster, database string
+	var (
+		cluster, database string
+		standbys          int
+	)
 	create := &cobra.Command{
-		Use:   "create ALIAS --cluster CLUSTER [--database DB]",
+		Use:   "create ALIAS --cluster CLUSTER [--database DB] [--standbys N]",
 		Short: "Create an alias: the database is created and prepared if missing",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -130,7 +133,7 @@ func newAliasCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			al, err := c.CreateAlias(cmd.Context(), registry.Alias{Name: args[0], Cluster: cluster, Database: database})
+			al, err := c.CreateAlias(cmd.Context(), registry.Alias{Name: args[0], Cluster: cluster, Database: database, Standbys: standbys})
 			if err != nil {
 				return err
 			}
@@ -143,6 +146,7 @@ func newAliasCmd(a *app) *cobra.Command {
 	}
 	create.Flags().StringVar(&cluster, "cluster", "", "cluster the alias points at")
 	create.Flags().StringVar(&database, "database", "", "database name (default: the alias name)")
+	create.Flags().IntVar(&standbys, "standbys", 0, "streaming standbys the alias's cluster should have: a move completing on the alias adds the missing ones")
 	cmd.AddCommand(create)
 	return cmd
 }
