@@ -106,6 +106,12 @@ func (c *Client) RemoveStandby(ctx context.Context, cluster, member string) erro
 	return c.Do(ctx, http.MethodDelete, "/v1/clusters/"+url.PathEscape(cluster)+"/standbys/"+url.PathEscape(member), nil, nil)
 }
 
+// SetSync turns a cluster's synchronous replication on or off.
+func (c *Client) SetSync(ctx context.Context, cluster string, sync bool) (*registry.Cluster, error) {
+	var out registry.Cluster
+	return &out, c.Do(ctx, http.MethodPut, "/v1/clusters/"+url.PathEscape(cluster)+"/sync", SetSyncRequest{Sync: sync}, &out)
+}
+
 // Aliases lists aliases.
 func (c *Client) Aliases(ctx context.Context) ([]*registry.Alias, error) {
 	var out struct {

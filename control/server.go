@@ -59,6 +59,7 @@ func NewServer(svc *Service, token string) (*Server, error) {
 	s.Handle("GET /v1/clusters/{name}", s.clusterStatus)
 	s.Handle("POST /v1/clusters/{name}/standbys", s.addStandby)
 	s.Handle("DELETE /v1/clusters/{name}/standbys/{member}", s.removeStandby)
+	s.Handle("PUT /v1/clusters/{name}/sync", s.setSync)
 	s.Handle("GET /v1/aliases", s.listAliases)
 	s.Handle("POST /v1/aliases", s.createAlias)
 	s.Handle("GET /v1/tenants", s.listTenants)
@@ -359,6 +360,18 @@ func (s *Server) addStandby(r *http.Request) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusCreated, m, nil
+}
+
+func (s *Server) setSync(r *http.Request) (int, any, error) {
+	var req SetSyncRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		return 0, nil, err
+	}
+	c, err := s.svc.SetSync(r.Context(), r.PathValue("name"), req)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, c, nil
 }
 
 func (s *Server) removeStandby(r *http.Request) (int, any, error) {

@@ -39,6 +39,7 @@ type Store interface {
 	SetPlacement(ctx context.Context, tenant string, expectEpoch int64, alias string, state registry.State) (*registry.Tenant, error)
 	DeleteTenant(ctx context.Context, id string) error
 	AddEvent(ctx context.Context, kind, subject, message string, data any) error
+	SetClusterSync(ctx context.Context, cluster string, sync bool) error
 	Events(ctx context.Context, f registry.EventFilter) ([]registry.Event, error)
 	// Request limits at the gateway (limits.go).
 	SetTenantLimits(ctx context.Context, tenant string, l registry.Limits) error

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"tenantry/ha"
 	"tenantry/registry"
 )
 
@@ -74,6 +75,11 @@ func (s *Service) AddStandby(ctx context.Context, cluster string, req AddStandby
 		return nil, err
 	}
 	s.log.Info("standby added", "cluster", cluster, "member", m.Name, "zone", m.Zone)
+	if c.Sync {
+		if err := s.applySync(ctx, cluster); err != nil {
+			return nil, err
+		}
+	}
 	return &m, nil
 }
 
@@ -114,7 +120,59 @@ func (s *Service) RemoveStandby(ctx context.Context, cluster, member string) err
 		return fmt.Errorf("remove standby %s (no longer in the registry): %w", member, err)
 	}
 	s.log.Info("standby removed", "cluster", cluster, "member", member)
+	if c.Sync {
+		return s.applySync(ctx, cluster)
+	}
 	return nil
+}
+
+// SetSyncRequest turns a cluster's synchronous replication on or off.
+type SetSyncRequest struct {
+	Sync bool `json:"sync"`
+}
+
+// SetSync records whether cluster replicates synchronously and applies it
+// to its primary at once (synchronous_standby_names, a reload): on, a
+// commit is acknowledged once one of the standbys has flushed it; a
+// cluster with no standby commits asynchronously until one is added
+// (event cluster.sync_degraded). Switchovers and failovers apply it to the
+// new primary.
+func (s *Service) SetSync(ctx context.Context, cluster string, req SetSyncRequest) (*registry.Cluster, error) {
+	if err := registry.ValidateName("cluster", cluster); err != nil {
+		return nil, err
+	}
+	s.provisioning.Lock()
+	defer s.provisioning.Unlock()
+	if _, err := s.cluster(ctx, cluster); err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Store.SetClusterSync(ctx, cluster, req.Sync); err != nil {
+		return nil, err
+	}
+	if err := s.applySync(ctx, cluster); err != nil {
+		return nil, err
+	}
+	s.log.Info("cluster replication set", "cluster", cluster, "sync", req.Sync)
+	return s.cluster(ctx, cluster)
+}
+
+// applySync sets the cluster's synchronous_standby_names on its primary
+// as the registry has the cluster now.
+func (s *Service) applySync(ctx context.Context, cluster string) error {
+	c, err := s.cluster(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	p, ok := c.Primary()
+	if !ok {
+		return fmt.Errorf("cluster %s has no primary: %w", cluster, registry.ErrConflict)
+	}
+	conn, err := s.AdminConnect(ctx, c, "postgres")
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return ha.ApplySync(ctx, conn, s.cfg.Store, c, p.Name, "")
 }
 
 // EnsureStandbys adds standbys to cluster until it has want members in

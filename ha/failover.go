@@ -367,6 +367,11 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 		return nil, errors.Join(err, h.cfg.Registry.ResumeTenants(context.WithoutCancel(ctx), paused))
 	}
 	rec.PromotedAt = time.Now()
+	// Before the tenants resume: the promoted standby's setting may name
+	// itself or the dead primary, and a commit would then wait forever.
+	if err := h.clearSync(ctx, c.Name, to.Name); err != nil {
+		h.log.Warn("synchronous_standby_names on the new primary", "cluster", c.Name, "err", err)
+	}
 	if err := h.cfg.Registry.Switch(ctx, c.Name, to.Name, registry.RoleFenced, paused); err != nil {
 		return nil, err
 	}
@@ -375,6 +380,8 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 	// no more than the promoted one: they follow it.
 	if err := h.followNewPrimary(ctx, c.Name, to.Name, old.Name); err != nil {
 		h.log.Warn("standbys to follow the new primary", "cluster", c.Name, "err", err)
+	} else if err := h.applySync(ctx, c.Name, to.Name, old.Name); err != nil {
+		h.log.Warn("synchronous_standby_names on the new primary", "cluster", c.Name, "err", err)
 	}
 	msg := fmt.Sprintf("failover of cluster %s: primary %s unreachable, %s promoted (detected %.2f s after the last good probe, promoted %.2f s later); %s fenced",
 		c.Name, old.Name, to.Name, rec.DetectedAt.Sub(lastOK).Seconds(), rec.PromotedAt.Sub(rec.DetectedAt).Seconds(), old.Name)
@@ -493,17 +500,9 @@ func (h *Service) Rejoin(ctx context.Context, cluster, member string) error {
 	if h.cfg.Servers == nil {
 		return fmt.Errorf("rejoin in cluster %s: %w", cluster, ErrNotSupported)
 	}
-	snap, err := h.cfg.Registry.Snapshot(ctx)
+	c, m, err := h.member(ctx, cluster, member)
 	if err != nil {
 		return err
-	}
-	c, ok := snap.Clusters[cluster]
-	if !ok {
-		return fmt.Errorf("cluster %q: %w", cluster, registry.ErrNotFound)
-	}
-	m, ok := c.Member(member)
-	if !ok {
-		return fmt.Errorf("member %s of cluster %s: %w", member, cluster, registry.ErrNotFound)
 	}
 	p, ok := c.Primary()
 	if !ok || m.Role == registry.RolePrimary || !c.Local {
@@ -513,6 +512,9 @@ func (h *Service) Rejoin(ctx context.Context, cluster, member string) error {
 		return fmt.Errorf("rebuild %s: %w", member, err)
 	}
 	if err := h.cfg.Registry.SetMemberRole(ctx, cluster, member, registry.RoleStandby); err != nil {
+		return err
+	}
+	if err := h.applySync(ctx, cluster, p.Name, ""); err != nil {
 		return err
 	}
 	msg := fmt.Sprintf("member %s of cluster %s rebuilt as a standby of %s", member, cluster, p.Name)

@@ -404,6 +404,9 @@ func (h *Service) promoteStep(ctx context.Context, r *workflow.Run) (string, err
 		if err := h.cfg.Servers.PromoteMember(ctx, d.Cluster, d.To); err != nil {
 			return "", err
 		}
+		if err := h.clearSync(ctx, d.Cluster, d.To); err != nil {
+			return "", err
+		}
 		d.lap("promote")
 		return "repoint", nil
 	})
@@ -440,6 +443,9 @@ func (h *Service) rejoinStep(ctx context.Context, r *workflow.Run) (string, erro
 		if err := h.followNewPrimary(ctx, d.Cluster, d.To, d.From); err != nil {
 			return "", err
 		}
+		if err := h.applySync(ctx, d.Cluster, d.To, ""); err != nil {
+			return "", err
+		}
 		d.Rejoined = true
 		msg := fmt.Sprintf("switchover of cluster %s: %s -> %s, tenants paused %.1f ms", d.Cluster, d.From, d.To, d.PauseMS)
 		if err := h.cfg.Registry.AddEvent(ctx, registry.EventSwitchover, d.Cluster, msg, d); err != nil {
@@ -457,13 +463,9 @@ func (h *Service) rejoinStep(ctx context.Context, r *workflow.Run) (string, erro
 // primary (they streamed from the old primary; none is ahead of the new
 // one).
 func (h *Service) followNewPrimary(ctx context.Context, cluster, primary, except string) error {
-	snap, err := h.cfg.Registry.Snapshot(ctx)
+	c, err := h.cluster(ctx, cluster)
 	if err != nil {
 		return err
-	}
-	c, ok := snap.Clusters[cluster]
-	if !ok {
-		return fmt.Errorf("cluster %q: %w", cluster, registry.ErrNotFound)
 	}
 	for _, m := range c.Members {
 		if m.Role != registry.RoleStandby || m.Name == except || m.Name == primary {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"tenantry/control"
 	"tenantry/ha"
 	"tenantry/move"
@@ -348,5 +350,132 @@ func TestMove_CompleteAddsWantedStandby(t *testing.T) {
 	}
 	if p := placement(t, ctx, tenant); p.Alias != "wants-standby" {
 		t.Fatalf("tenant on %s, want wants-standby", p.Alias)
+	}
+}
+
+// TestCluster_SyncReplication turns synchronous replication on for a
+// cluster with one standby: the primary names the standby in
+// synchronous_standby_names, which reports sync_state quorum, and a commit
+// waits (SyncRep) while the standby is down and is acknowledged once it is
+// back. A switchover applies it to the new primary; removing the last
+// standby falls back to asynchronous commits with an event saying so.
+func TestCluster_SyncReplication(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	runMoves(t)
+	c := apiClient()
+	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: "sync-1", Standbys: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := c.SetSync(ctx, "sync-1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cl.Sync {
+		t.Fatalf("cluster after set-sync on: %+v", cl)
+	}
+	if _, err := c.SetSync(ctx, "nope-1", true); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("set-sync of no such cluster: %v, want ErrNotFound", err)
+	}
+	wantSync(t, ctx, "sync-1-0", `ANY 1 ("sync-1-1")`, "sync-1-1")
+
+	primary := memberConn(t, ctx, "sync-1", "sync-1-0")
+	if _, err := primary.Exec(ctx, "CREATE TABLE sync_probe (n int)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := plat.Local.StopMember(ctx, "sync-1", "sync-1-1"); err != nil {
+		t.Fatal(err)
+	}
+	writer := memberConn(t, ctx, "sync-1", "sync-1-0")
+	var pid int
+	if err := writer.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := writer.Exec(ctx, "INSERT INTO sync_probe VALUES (1)")
+		done <- err
+	}()
+	err = poll(ctx, "the commit waiting for the standby", func() (bool, error) {
+		var ev string
+		err := primary.QueryRow(ctx, "SELECT COALESCE(wait_event, '') FROM pg_stat_activity WHERE pid = $1", pid).Scan(&ev)
+		return ev == "SyncRep", err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the commit returned (%v) with the only standby down", err)
+	default:
+	}
+	if err := plat.Local.StartMember(ctx, "sync-1", "sync-1-1"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("commit: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("the commit was not acknowledged after the standby came back")
+	}
+
+	switchover(t, ctx, c, "sync-1", "sync-1-1")
+	wantSync(t, ctx, "sync-1-1", `ANY 1 ("sync-1-0")`, "sync-1-0")
+
+	if err := c.RemoveStandby(ctx, "sync-1", "sync-1-0"); err != nil {
+		t.Fatal(err)
+	}
+	wantSync(t, ctx, "sync-1-1", "", "")
+	evs, err := plat.Store.Events(ctx, registry.EventFilter{Subject: "sync-1", Kind: registry.EventSyncDegraded})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 {
+		t.Fatalf("%d sync_degraded events, want 1: %+v", len(evs), evs)
+	}
+	t.Logf("event: %s", evs[0].Message)
+	if _, err := memberConn(t, ctx, "sync-1", "sync-1-1").Exec(ctx, "INSERT INTO sync_probe VALUES (2)"); err != nil {
+		t.Fatalf("commit with no standby left: %v", err)
+	}
+}
+
+// memberConn connects to database postgres of a local cluster's member;
+// closed when the test ends.
+func memberConn(t *testing.T, ctx context.Context, cluster, member string) *pgx.Conn {
+	t.Helper()
+	for _, m := range plat.Local.Cluster(cluster) {
+		if m.Name == member {
+			conn, err := m.Connect(ctx, "postgres")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { conn.Close(context.Background()) })
+			return conn
+		}
+	}
+	t.Fatalf("no member %s in cluster %s", member, cluster)
+	return nil
+}
+
+// wantSync checks the primary's synchronous_standby_names and, when
+// standby is set, waits for the standby to report as a quorum standby.
+func wantSync(t *testing.T, ctx context.Context, primary, names, standby string) {
+	t.Helper()
+	conn := memberConn(t, ctx, "sync-1", primary)
+	var got string
+	if err := conn.QueryRow(ctx, "SHOW synchronous_standby_names").Scan(&got); err != nil || got != names {
+		t.Fatalf("synchronous_standby_names on %s = %q (%v), want %q", primary, got, err, names)
+	}
+	if standby == "" {
+		return
+	}
+	err := poll(ctx, standby+" a quorum standby of "+primary, func() (bool, error) {
+		var state string
+		err := conn.QueryRow(ctx, "SELECT sync_state FROM pg_stat_replication WHERE application_name = $1 AND state = 'streaming'", standby).Scan(&state)
+		return state == "quorum", err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

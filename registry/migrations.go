@@ -156,5 +156,9 @@ CREATE INDEX tenant_traffic_hour ON tenant_traffic (hour);
 		`
 ALTER TABLE aliases ADD COLUMN standbys integer NOT NULL DEFAULT 0 CHECK (standbys >= 0);
 `,
+		// 9: synchronous replication per cluster (`cluster set-sync`).
+		`
+ALTER TABLE clusters ADD COLUMN sync boolean NOT NULL DEFAULT false;
+`,
 	},
 }

@@ -116,6 +116,10 @@ type Cluster struct {
 	// connections between clusters included. Local clusters use sslmode
 	// disable (loopback only); the zero value is libpq's "prefer".
 	TLS dbconn.TLS `json:"tls"`
+	// Sync: a commit on the primary is acknowledged once a standby has
+	// flushed it (synchronous_standby_names = ANY 1 of its standbys); with
+	// no standby left the primary runs asynchronously (`cluster set-sync`).
+	Sync bool `json:"sync,omitempty"`
 }
 
 // MemberConfig is the connection config of database db on member m of c as

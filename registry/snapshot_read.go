@@ -49,9 +49,9 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 		sql  string
 		scan func(pgx.Rows) error
 	}{
-		{"clusters", "SELECT name, local, sslmode, sslrootcert FROM clusters", func(r pgx.Rows) error {
+		{"clusters", "SELECT name, local, sslmode, sslrootcert, sync FROM clusters", func(r pgx.Rows) error {
 			var c Cluster
-			if err := r.Scan(&c.Name, &c.Local, &c.TLS.Mode, &c.TLS.RootCert); err != nil {
+			if err := r.Scan(&c.Name, &c.Local, &c.TLS.Mode, &c.TLS.RootCert, &c.Sync); err != nil {
 				return err
 			}
 			c.Members = []Member{}

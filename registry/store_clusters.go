@@ -76,6 +76,17 @@ func (s *Store) RemoveMember(ctx context.Context, cluster, member string) error 
 	})
 }
 
+// SetClusterSync records whether cluster replicates synchronously.
+func (s *Store) SetClusterSync(ctx context.Context, cluster string, sync bool) error {
+	if err := ValidateName("cluster", cluster); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		tag, err := tx.Exec(ctx, "UPDATE clusters SET sync = $2 WHERE name = $1", cluster, sync)
+		return mustAffect(tag, err, "set sync of cluster "+cluster)
+	})
+}
+
 // SetMemberRole sets one member's role. Making a member primary while
 // another is primary is ErrConflict: use SetPrimary.
 func (s *Store) SetMemberRole(ctx context.Context, cluster, member string, role Role) error {

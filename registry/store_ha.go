@@ -19,6 +19,8 @@ const (
 	EventRejoined       = "cluster.member_rejoined"
 	EventUpgraded       = "cluster.upgraded"
 	EventFollowed       = "cluster.primary_followed"
+	EventSyncApplied    = "cluster.sync_applied"
+	EventSyncDegraded   = "cluster.sync_degraded"
 )
 
 // PauseTenants pauses several tenants in one transaction (one registry

@@ -61,6 +61,34 @@ func addHACmds(a *app, cmd *cobra.Command) {
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
+		Use:   "set-sync CLUSTER on|off",
+		Short: "Turn a cluster's synchronous replication on (a commit waits for one standby) or off",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var on bool
+			switch args[1] {
+			case "on":
+				on = true
+			case "off":
+			default:
+				return usageErr("set-sync takes on or off, not %q", args[1])
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			cl, err := c.SetSync(cmd.Context(), args[0], on)
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(cl)
+			}
+			fmt.Fprintf(a.stdout, "cluster %s: synchronous replication %s\n", args[0], args[1])
+			return nil
+		},
+	})
+	cmd.AddCommand(&cobra.Command{
 		Use:   "rejoin CLUSTER MEMBER",
 		Short: "Rebuild a fenced former primary as a streaming standby of the primary (fresh base backup)",
 		Args:  cobra.ExactArgs(2),
