@@ -221,6 +221,9 @@ func (s *Service) Snapshot(ctx context.Context) (*registry.Snapshot, error) {
 type CreateClusterRequest struct {
 	Name     string `json:"name"`
 	Standbys int    `json:"standbys"`
+	// Sync makes the cluster replicate synchronously from the start (as
+	// `cluster set-sync` does).
+	Sync bool `json:"sync,omitempty"`
 }
 
 // CreateCluster provisions a cluster and records it with its credential.
@@ -247,6 +250,7 @@ func (s *Service) CreateCluster(ctx context.Context, req CreateClusterRequest) (
 	if err != nil {
 		return nil, fmt.Errorf("provision cluster %s: %w", req.Name, err)
 	}
+	c.Sync = req.Sync
 	if err := s.cfg.Credentials.CreateCluster(ctx, c, cred); err != nil {
 		// The undo must run even when the caller has gone away.
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -258,6 +262,11 @@ func (s *Service) CreateCluster(ctx context.Context, req CreateClusterRequest) (
 		return nil, err
 	}
 	s.log.Info("cluster created", "cluster", c.Name, "members", len(c.Members))
+	if c.Sync {
+		if err := s.applySync(ctx, c.Name); err != nil {
+			return nil, fmt.Errorf("cluster %s created, but its synchronous replication is not set (run cluster set-sync %s on): %w", c.Name, c.Name, err)
+		}
+	}
 	return &c, nil
 }
 

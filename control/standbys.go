@@ -136,15 +136,20 @@ type SetSyncRequest struct {
 // commit is acknowledged once one of the standbys has flushed it; a
 // cluster with no standby commits asynchronously until one is added
 // (event cluster.sync_degraded). Switchovers and failovers apply it to the
-// new primary.
+// new primary. Clusters this control plane does not run are refused
+// (ErrNotSupported): their HA manager owns the setting.
 func (s *Service) SetSync(ctx context.Context, cluster string, req SetSyncRequest) (*registry.Cluster, error) {
 	if err := registry.ValidateName("cluster", cluster); err != nil {
 		return nil, err
 	}
 	s.provisioning.Lock()
 	defer s.provisioning.Unlock()
-	if _, err := s.cluster(ctx, cluster); err != nil {
+	c, err := s.cluster(ctx, cluster)
+	if err != nil {
 		return nil, err
+	}
+	if !c.Local {
+		return nil, fmt.Errorf("cluster %s is not run by this control plane; its HA manager sets its synchronous replication: %w", cluster, ErrNotSupported)
 	}
 	if err := s.cfg.Store.SetClusterSync(ctx, cluster, req.Sync); err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package platform
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ func TestFollow_ExternalPrimary(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = plat.Store.DeleteCluster(ctx, "ext-1") })
+	if _, err := apiClient().SetSync(ctx, "ext-1", true); !errors.Is(err, control.ErrNotSupported) {
+		t.Fatalf("set-sync of an externally managed cluster: %v, want ErrNotSupported", err)
+	}
 	if err := p.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -363,15 +363,20 @@ func TestCluster_SyncReplication(t *testing.T) {
 	ctx := testContext(t, 2*time.Minute)
 	runMoves(t)
 	c := apiClient()
-	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: "sync-1", Standbys: 1}); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := c.SetSync(ctx, "sync-1", true)
+	cl, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: "sync-1", Standbys: 1, Sync: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !cl.Sync {
-		t.Fatalf("cluster after set-sync on: %+v", cl)
+		t.Fatalf("cluster created with sync: %+v", cl)
+	}
+	wantSync(t, ctx, "sync-1-0", `ANY 1 ("sync-1-1")`, "sync-1-1")
+	if cl, err = c.SetSync(ctx, "sync-1", false); err != nil || cl.Sync {
+		t.Fatalf("set-sync off: %+v, %v", cl, err)
+	}
+	wantSync(t, ctx, "sync-1-0", "", "")
+	if cl, err = c.SetSync(ctx, "sync-1", true); err != nil || !cl.Sync {
+		t.Fatalf("set-sync on: %+v, %v", cl, err)
 	}
 	if _, err := c.SetSync(ctx, "nope-1", true); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("set-sync of no such cluster: %v, want ErrNotFound", err)

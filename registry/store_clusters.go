@@ -21,8 +21,8 @@ func (s *Store) createCluster(ctx context.Context, c Cluster, cred *SealedCreden
 		return err
 	}
 	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
-		if _, err := tx.Exec(ctx, "INSERT INTO clusters (name, local, sslmode, sslrootcert) VALUES ($1, $2, $3, $4)",
-			c.Name, c.Local, c.TLS.Mode, c.TLS.RootCert); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO clusters (name, local, sslmode, sslrootcert, sync) VALUES ($1, $2, $3, $4, $5)",
+			c.Name, c.Local, c.TLS.Mode, c.TLS.RootCert, c.Sync); err != nil {
 			return dbErr("create cluster "+c.Name, err)
 		}
 		for _, m := range c.Members {

@@ -63,9 +63,12 @@ func newClusterCmd(a *app) *cobra.Command {
 		},
 	})
 	addHACmds(a, cmd)
-	var standbys int
+	var (
+		standbys int
+		sync     bool
+	)
 	create := &cobra.Command{
-		Use:   "create NAME [--standbys N]",
+		Use:   "create NAME [--standbys N] [--sync]",
 		Short: "Create a new cluster (local mode) with N streaming standbys",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -73,7 +76,7 @@ func newClusterCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cl, err := c.CreateCluster(cmd.Context(), control.CreateClusterRequest{Name: args[0], Standbys: standbys})
+			cl, err := c.CreateCluster(cmd.Context(), control.CreateClusterRequest{Name: args[0], Standbys: standbys, Sync: sync})
 			if err != nil {
 				return err
 			}
@@ -87,6 +90,7 @@ func newClusterCmd(a *app) *cobra.Command {
 		},
 	}
 	create.Flags().IntVar(&standbys, "standbys", 1, "number of streaming standbys")
+	create.Flags().BoolVar(&sync, "sync", false, "synchronous replication: a commit waits for one standby (see cluster set-sync)")
 	cmd.AddCommand(create, newClusterRegisterCmd(a))
 	return cmd
 }
