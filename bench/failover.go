@@ -48,8 +48,8 @@ type FailoverResult struct {
 	SwitchoverRequests       int64   `json:"switchover_requests"`
 	SwitchoverFailedRequests int64   `json:"switchover_failed_requests"`
 	// Acknowledged writes the checker did not find after a kill -9 of the
-	// primary: with synchronous_standby_names = '*' on the primary
-	// (commits wait for the standby's flush), and without.
+	// primary: with the cluster's synchronous replication on (`cluster
+	// set-sync`: commits wait for the standby's flush), and without.
 	LostWritesSync  int `json:"lost_writes_sync"`
 	LostWritesAsync int `json:"lost_writes_async"`
 	// Acknowledged writes checked in each case.
@@ -281,22 +281,9 @@ func firstWrite(ctx context.Context, lcfg load.Config) (time.Time, error) {
 	return time.Time{}, ctx.Err()
 }
 
-// setSync makes commits on the cluster's primary wait for a standby's
-// flush (synchronous_standby_names = '*'; on the primary only, so the
-// standby promoted next is not left waiting for a standby of its own).
+// setSync turns the cluster's synchronous replication on (`cluster
+// set-sync`): commits on its primary wait for the standby's flush.
 func (b *haBench) setSync(ctx context.Context) error {
-	snap, err := b.r.Store.Snapshot(ctx)
-	if err != nil {
-		return err
-	}
-	conn, err := b.r.Service.AdminConnect(ctx, snap.Clusters[haCluster], "postgres")
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "ALTER SYSTEM SET synchronous_standby_names = '*'"); err != nil {
-		return err
-	}
-	_, err = conn.Exec(ctx, "SELECT pg_reload_conf()")
+	_, err := b.r.Service.SetSync(ctx, haCluster, control.SetSyncRequest{Sync: true})
 	return err
 }
