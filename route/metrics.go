@@ -16,6 +16,7 @@ type metrics struct {
 	errors       *prometheus.CounterVec
 	buffered     prometheus.GaugeFunc
 	bufferWait   prometheus.Histogram
+	swapSeconds  prometheus.Histogram
 	pools        *poolCollector
 }
 
@@ -42,13 +43,18 @@ func newMetrics(r *Router) *metrics {
 			Help:    "How long transactions waited at a paused tenant's gate.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
+		swapSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "snapshot_apply_seconds",
+			Help:    "How long applying a new registry snapshot to every tenant took.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}),
 		pools: &poolCollector{r: r},
 	}
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
-	for _, c := range []prometheus.Collector{m.transactions, m.untracked, m.errors, m.buffered, m.bufferWait, m.pools} {
+	for _, c := range []prometheus.Collector{m.transactions, m.untracked, m.errors, m.buffered, m.bufferWait, m.swapSeconds, m.pools} {
 		errs = append(errs, reg.Register(c))
 	}
 	return errors.Join(errs...)

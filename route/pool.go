@@ -82,6 +82,15 @@ func (r *Router) closePool(p *tenantPool) {
 	p.pool.Close()
 }
 
+// closePoolLater is closePool in the background: closing a connection waits
+// for the server to end its session (see slotConn), which a snapshot swap
+// must not wait for.
+func (r *Router) closePoolLater(p *tenantPool) {
+	if p != nil {
+		go r.closePool(p)
+	}
+}
+
 // classify turns errors that mean "the control plane fenced this tenant on
 // the database" or "the server is not a primary" into retryable errors:
 // login refused (28000), sessions terminated (57P01, 57P02, 57P03), and

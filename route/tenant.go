@@ -272,7 +272,7 @@ func (r *Router) release(st *tenantState, p *tenantPool, gen int64) {
 		p.cluster.signalIdle()
 	}
 	if closeIt {
-		go r.closePool(p)
+		r.closePoolLater(p)
 	}
 	if ack != 0 {
 		r.acks.push(st.id, ack)
