@@ -12,14 +12,19 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 func TestRoute(t *testing.T) {
 	res, err := Route(context.Background(), RouteConfig{Cluster: pgtest.MustCluster(t),
-		Workers: 4, Duration: 600 * time.Millisecond, Rounds: 2})
+		Workers: 4, Duration: 600 * time.Millisecond, Rounds: 2, Warmup: 100 * time.Millisecond,
+		Tenants: 500, Active: 30, Swaps: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.RouterTx == 0 || res.DirectTx == 0 || res.Ratio <= 0 {
-		t.Fatalf("result %+v: want transactions on both sides", res)
+	if res.RouterTx == 0 || res.DirectTx == 0 || res.Ratio <= 0 || len(res.RoundRatios) != 2 {
+		t.Fatalf("result %+v: want transactions on both sides in 2 rounds", res)
 	}
-	t.Logf("router %.0f tx/s, direct %.0f tx/s, ratio %.3f", res.RouterTPS, res.DirectTPS, res.Ratio)
+	if res.Tenants != 500 || res.Active != 30 || res.Swaps != 5 || res.SnapshotSwapMs <= 0 || res.SnapshotSwapMaxMs < res.SnapshotSwapMs || res.RSSMB <= 0 {
+		t.Fatalf("result %+v: want 5 timed swaps of 500 tenants and the memory", res)
+	}
+	t.Logf("router %.0f tx/s, direct %.0f tx/s, ratio %.3f; swap %.3f ms median, %.3f max; rss %.1f MB (%s)",
+		res.RouterTPS, res.DirectTPS, res.Ratio, res.SnapshotSwapMs, res.SnapshotSwapMaxMs, res.RSSMB, res.RSSSource)
 }
 
 func TestOMS(t *testing.T) {
