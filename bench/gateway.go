@@ -4,11 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -17,13 +21,30 @@ import (
 	"tenantry/localpg"
 	"tenantry/oms"
 	"tenantry/registry"
+	"tenantry/tenantsig"
 )
+
+// Backends Gateway can put the gateway in front of.
+const (
+	// BackendOMS is two OMS instances on a local cluster: reads of orders.
+	BackendOMS = "oms"
+	// BackendStatic is one loopback HTTP server answering every request
+	// with the same 200 bytes: the gateway's own cost, as an nginx in front
+	// of a trivial backend is measured.
+	BackendStatic = "static"
+)
+
+// ErrUnknownBackend is returned (wrapped) by Gateway for a Backend it does
+// not know.
+var ErrUnknownBackend = errors.New("unknown backend")
 
 // GatewayConfig configures Gateway. Zero values mean the documented
 // defaults.
 type GatewayConfig struct {
+	// Backend is BackendOMS (default) or BackendStatic.
+	Backend string
 	// Cluster holds the OMS database (created on it); nil means a temporary
-	// local cluster, destroyed afterwards.
+	// local cluster, destroyed afterwards. Unused with BackendStatic.
 	Cluster *localpg.Cluster
 	// Duration is the measuring time of each side; default 5s.
 	Duration time.Duration
@@ -35,11 +56,14 @@ type GatewayConfig struct {
 }
 
 // GatewayResult is what Gateway measured. Both sides are measured in the
-// same run, in alternating rounds. Ratio is the median of the per-round
-// ratios (gateway round / the direct round next to it): on a shared, noisy
-// machine one stalled round would otherwise swing the ratio of the totals
-// (RatioOfTotals, reported too).
+// same run, in alternating rounds, by the same client (one net/http client
+// per side, its idle pool sized to the workers, reading each body to the
+// end; it runs on the same cores as the servers). Ratio is the median of the
+// per-round ratios (gateway round / the direct round next to it): on a
+// shared, noisy machine one stalled round would otherwise swing the ratio of
+// the totals (RatioOfTotals, reported too).
 type GatewayResult struct {
+	Backend       string    `json:"backend"`
 	Workers       int       `json:"workers"`
 	Rounds        int       `json:"rounds"`
 	DurationS     float64   `json:"duration_s"` // per side
@@ -59,11 +83,19 @@ type GatewayResult struct {
 // gatewayOrders is how many orders Gateway places and then reads.
 const gatewayOrders = 20
 
-// Gateway measures reads of orders (GET /v1/orders/{id}) through a gateway
-// in front of two OMS instances against reading from the instances
-// directly (the client balancing across both itself), in alternating
-// rounds, all on loopback.
+// staticBody is what the static backend answers: 200 bytes.
+var staticBody = []byte(strings.Repeat("0123456789", 19) + "tenantry!\n")
+
+// Gateway measures reads through a gateway against reads from its backend
+// directly, in alternating rounds, all on loopback. With BackendOMS it
+// reads orders (GET /v1/orders/{id}) through a gateway in front of two OMS
+// instances, or from the instances directly (the client balancing across
+// both itself, signing the tenant header as the gateway does); with
+// BackendStatic it reads 200 bytes from one trivial server.
 func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
+	if cfg.Backend == "" {
+		cfg.Backend = BackendOMS
+	}
 	if cfg.Duration <= 0 {
 		cfg.Duration = 5 * time.Second
 	}
@@ -74,39 +106,42 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 		cfg.Rounds = 10
 	}
 	log := logger(cfg.Logger)
-	inst, err := startOMS(ctx, cfg.Cluster, "bench_gateway", cfg.Workers, 2, log)
+	var (
+		b   gatewayBackend
+		err error
+	)
+	switch cfg.Backend {
+	case BackendOMS:
+		b, err = omsBackend(ctx, cfg, log)
+	case BackendStatic:
+		b, err = staticBackend()
+	default:
+		return GatewayResult{}, fmt.Errorf("%w %q: want %s or %s", ErrUnknownBackend, cfg.Backend, BackendOMS, BackendStatic)
+	}
 	if err != nil {
 		return GatewayResult{}, err
 	}
-	defer inst.close()
-	direct, err := inst.clients(cfg.Workers)
-	if err != nil {
-		return GatewayResult{}, err
-	}
-	orders, err := placeOrders(ctx, inst, direct[0], gatewayOrders)
-	if err != nil {
-		return GatewayResult{}, fmt.Errorf("seed orders: %w", err)
-	}
+	defer b.close()
 	apiKey := "tk_bench_" + rand.Text()
 	g, err := gateway.New(gateway.Config{
-		Source: registry.StaticSource{Snapshot: gatewaySnapshot(inst.urls, apiKey)}, HeaderKey: inst.root, Logger: log})
+		Source: registry.StaticSource{Snapshot: gatewaySnapshot(b.urls, apiKey)}, HeaderKey: b.root, Logger: log})
 	if err != nil {
 		return GatewayResult{}, err
 	}
-	gs := httptest.NewServer(g)
-	defer gs.Close()
-	viaGateway, err := load.NewClient(load.Config{BaseURL: gs.URL, Targets: []load.Target{{Tenant: tenant, APIKey: apiKey}},
-		Concurrency: cfg.Workers, Retry: load.RetryPolicy{MaxAttempts: 1}})
+	gwURL, stop, err := serveGateway(ctx, g)
 	if err != nil {
 		return GatewayResult{}, err
 	}
+	defer stop()
 
-	r := &readRounds{orders: orders, workers: cfg.Workers}
-	gwTarget := readTarget{clients: []*load.Client{viaGateway}, as: load.Target{Tenant: tenant, APIKey: apiKey}}
-	drTarget := readTarget{clients: direct, as: load.Target{Tenant: tenant}}
+	r := &readRounds{paths: b.paths, workers: cfg.Workers}
+	gwTarget := newReadTarget([]string{gwURL}, cfg.Workers, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+apiKey) })
+	drTarget := newReadTarget(b.urls, cfg.Workers, b.authorize)
+	defer gwTarget.client.CloseIdleConnections()
+	defer drTarget.client.CloseIdleConnections()
 	log.Info("warming up")
-	r.round(ctx, gwTarget, cfg.Duration/10)
-	r.round(ctx, drTarget, cfg.Duration/10)
+	r.round(gwTarget, cfg.Duration/10)
+	r.round(drTarget, cfg.Duration/10)
 	var gw, dr readSide
 	var ratios []float64
 	per := cfg.Duration / time.Duration(cfg.Rounds)
@@ -115,9 +150,9 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 		// ABBA order, so that drift over the run favours neither side.
 		var g, d readSide
 		if i%2 == 0 {
-			g, d = r.round(ctx, gwTarget, per), r.round(ctx, drTarget, per)
+			g, d = r.round(gwTarget, per), r.round(drTarget, per)
 		} else {
-			d, g = r.round(ctx, drTarget, per), r.round(ctx, gwTarget, per)
+			d, g = r.round(drTarget, per), r.round(gwTarget, per)
 		}
 		gw.add(&g)
 		dr.add(&d)
@@ -129,7 +164,7 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 		}
 	}
 	return GatewayResult{
-		Workers: cfg.Workers, Rounds: cfg.Rounds, DurationS: gw.elapsed.Seconds(),
+		Backend: cfg.Backend, Workers: cfg.Workers, Rounds: cfg.Rounds, DurationS: gw.elapsed.Seconds(),
 		GatewayRPS: gw.rps(), DirectRPS: dr.rps(),
 		Ratio: median(ratios), RatioOfTotals: ratio(gw.rps(), dr.rps()), RoundRatios: ratios,
 		GatewayP50Ms: ms(gw.hist.Quantile(0.50)), GatewayP99Ms: ms(gw.hist.Quantile(0.99)),
@@ -138,17 +173,69 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 	}, nil
 }
 
-// clients returns one load client per instance, calling it directly.
-func (o *omsInstances) clients(workers int) ([]*load.Client, error) {
-	var out []*load.Client
-	for _, u := range o.urls {
-		c, err := load.NewClient(o.loadConfig(u, workers))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
+// gatewayBackend is what the gateway fronts in a run: its instances, the
+// paths a round reads, how a direct request is authorized, and the root of
+// the tenant-header keys the instances verify.
+type gatewayBackend struct {
+	urls      []string
+	paths     []string
+	root      []byte
+	authorize func(*http.Request)
+	close     func()
+}
+
+// omsBackend starts two OMS instances and places the orders a round reads.
+func omsBackend(ctx context.Context, cfg GatewayConfig, log *slog.Logger) (gatewayBackend, error) {
+	inst, err := startOMS(ctx, cfg.Cluster, "bench_gateway", cfg.Workers, 2, log)
+	if err != nil {
+		return gatewayBackend{}, err
 	}
-	return out, nil
+	seed, err := load.NewClient(inst.loadConfig(inst.urls[0], 1))
+	if err != nil {
+		inst.close()
+		return gatewayBackend{}, err
+	}
+	orders, err := placeOrders(ctx, inst, seed, gatewayOrders)
+	if err != nil {
+		inst.close()
+		return gatewayBackend{}, fmt.Errorf("seed orders: %w", err)
+	}
+	b := gatewayBackend{urls: inst.urls, root: inst.root, close: inst.close,
+		authorize: func(r *http.Request) { tenantsig.SignRequest(r, inst.key, tenant, omsStack, time.Now()) }}
+	for _, id := range orders {
+		b.paths = append(b.paths, "/v1/orders/"+strconv.FormatInt(id, 10))
+	}
+	return b, nil
+}
+
+// staticBackend starts one loopback server answering staticBody to every
+// request, unauthenticated.
+func staticBackend() (gatewayBackend, error) {
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+		h["Content-Length"] = []string{strconv.Itoa(len(staticBody))}
+		w.Write(staticBody)
+	}))
+	return gatewayBackend{urls: []string{hs.URL}, paths: []string{"/static"}, root: []byte(rand.Text()),
+		authorize: func(*http.Request) {}, close: hs.Close}, nil
+}
+
+// serveGateway serves g on a loopback port as `tenantry gateway` does
+// (Gateway.Serve: the HTTP edge's limits) and returns its URL and a stop
+// function that drains it.
+func serveGateway(ctx context.Context, g *gateway.Gateway) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Serve(sctx, ln)
+	}()
+	return "http://" + ln.Addr().String(), func() { cancel(); <-done }, nil
 }
 
 // placeOrders stocks three products and places n orders of one to three
@@ -200,14 +287,42 @@ func gatewaySnapshot(instances []string, apiKey string) *registry.Snapshot {
 }
 
 // readTarget is where a round sends its reads: request i goes to
-// clients[i % len(clients)], as target as.
+// bases[i % len(bases)], authorized by authorize.
 type readTarget struct {
-	clients []*load.Client
-	as      load.Target
+	bases     []string
+	client    *http.Client
+	authorize func(*http.Request)
+}
+
+// newReadTarget returns a target with its own client: keep-alive, an idle
+// pool holding a connection per worker (no dials once warm), no
+// compression, HTTP/1.1, as a load generator such as wrk drives a server.
+func newReadTarget(bases []string, workers int, authorize func(*http.Request)) readTarget {
+	tr := &http.Transport{
+		MaxIdleConns: 2 * workers * len(bases), MaxIdleConnsPerHost: 2 * workers,
+		IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+	}
+	return readTarget{bases: bases, client: &http.Client{Transport: tr}, authorize: authorize}
+}
+
+// get reads url to the end and reports whether it answered 200.
+func (t readTarget) get(ctx context.Context, url string) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	t.authorize(req)
+	resp, err := t.client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return err == nil && resp.StatusCode == http.StatusOK
 }
 
 type readRounds struct {
-	orders  []int64
+	paths   []string
 	workers int
 }
 
@@ -231,27 +346,35 @@ func (s *readSide) rps() float64 {
 	return float64(s.hist.Count()) / s.elapsed.Seconds()
 }
 
-// round reads orders from t with every worker for d.
-func (r *readRounds) round(ctx context.Context, t readTarget, d time.Duration) readSide {
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
+// roundGrace bounds how long a request started within a round may take.
+const roundGrace = 30 * time.Second
+
+// round reads from t with every worker for d: each worker starts requests
+// until d has passed and the round ends when the last one is answered, so
+// that no connection is cut mid-request (a cut connection would cost the
+// next round a dial).
+func (r *readRounds) round(t readTarget, d time.Duration) readSide {
 	var (
 		mu  sync.Mutex
 		out readSide
 		wg  sync.WaitGroup
 	)
 	start := time.Now()
+	end := start.Add(d)
+	ctx, cancel := context.WithDeadline(context.Background(), end.Add(roundGrace))
+	defer cancel()
 	for w := range r.workers {
 		wg.Go(func() {
 			mine := &readSide{}
-			for i := w; ctx.Err() == nil; i++ {
-				path := "/v1/orders/" + strconv.FormatInt(r.orders[i%len(r.orders)], 10)
+			for i := w; ; i++ {
 				t0 := time.Now()
-				resp, err := t.clients[i%len(t.clients)].Do(ctx, t.as, http.MethodGet, path, "", nil)
-				switch {
-				case err == nil && resp.Status == http.StatusOK:
+				if t0.After(end) {
+					break
+				}
+				url := t.bases[i%len(t.bases)] + r.paths[i%len(r.paths)]
+				if t.get(ctx, url) {
 					mine.hist.Record(time.Since(t0))
-				case ctx.Err() == nil:
+				} else {
 					mine.errors++
 				}
 			}

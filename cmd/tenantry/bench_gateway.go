@@ -15,15 +15,21 @@ func newBenchGatewayCmd(a *app) *cobra.Command {
 	var cfg bench.GatewayConfig
 	cmd := &cobra.Command{
 		Use:   "gateway",
-		Short: "Measure OMS reads through the gateway against calling the OMS instances directly",
-		Long: `Starts a temporary local cluster, two OMS instances and a gateway in front of them,
-all on loopback, then reads orders (GET /v1/orders/{id}) in alternating rounds through the
-gateway and directly (the client balancing across both instances itself). Each side runs
---duration in total, split into --rounds rounds. Reports throughput, latency and their ratio.`,
+		Short: "Measure reads through the gateway against calling its backend directly",
+		Long: `With --backend oms (the default): starts a temporary local cluster, two OMS instances
+and a gateway in front of them, all on loopback, then reads orders (GET /v1/orders/{id}) in
+alternating rounds through the gateway and directly (the client balancing across both
+instances itself). With --backend static: a gateway in front of one loopback server that
+answers 200 bytes to every request (the gateway's own cost, as nginx's is measured).
+Each side runs --duration in total, split into --rounds rounds. Reports throughput,
+latency and their ratio.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Duration <= 0 || cfg.Workers < 1 || cfg.Rounds < 1 {
 				return usageErr("--duration must be positive, --workers and --rounds at least 1")
+			}
+			if cfg.Backend != bench.BackendOMS && cfg.Backend != bench.BackendStatic {
+				return usageErr("--backend must be " + bench.BackendOMS + " or " + bench.BackendStatic)
 			}
 			cfg.Logger = a.log
 			res, err := bench.Gateway(cmd.Context(), cfg)
@@ -37,11 +43,12 @@ gateway and directly (the client balancing across both instances itself). Each s
 				res.GatewayRPS, res.GatewayP50Ms, res.GatewayP99Ms, res.GatewayErrors)
 			fmt.Fprintf(a.stdout, "direct:  %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors\n",
 				res.DirectRPS, res.DirectP50Ms, res.DirectP99Ms, res.DirectErrors)
-			fmt.Fprintf(a.stdout, "ratio (gateway/direct throughput): %.2f median of rounds, %.2f of totals  [%d workers, %d rounds, %.1fs per side]\n",
-				res.Ratio, res.RatioOfTotals, res.Workers, res.Rounds, res.DurationS)
+			fmt.Fprintf(a.stdout, "ratio (gateway/direct throughput): %.2f median of rounds, %.2f of totals  [%s backend, %d workers, %d rounds, %.1fs per side]\n",
+				res.Ratio, res.RatioOfTotals, res.Backend, res.Workers, res.Rounds, res.DurationS)
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&cfg.Backend, "backend", bench.BackendOMS, "what the gateway fronts: oms (two OMS instances) or static (a 200-byte loopback server)")
 	cmd.Flags().DurationVar(&cfg.Duration, "duration", 5*time.Second, "measuring time per side (gateway and direct)")
 	cmd.Flags().IntVar(&cfg.Workers, "workers", 16, "concurrent clients")
 	cmd.Flags().IntVar(&cfg.Rounds, "rounds", 10, "alternating rounds per side")
