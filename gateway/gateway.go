@@ -41,7 +41,6 @@ import (
 	"tenantry/httpedge"
 	"tenantry/jsonapi"
 	"tenantry/registry"
-	"tenantry/tenantsig"
 )
 
 // MaxBodyBytes is the largest request body the gateway accepts. Bodies are
@@ -83,9 +82,10 @@ type Config struct {
 	// signs the tenant header of every request with the key of the stack it
 	// goes to. Required.
 	HeaderKey []byte
-	// Transport sends requests to instances. Nil means a *http.Transport
-	// tuned for a proxy: 256 idle connections per instance, keep-alives,
-	// HTTP/1.1, no transparent compression.
+	// Transport sends requests to instances. Nil means a transport tuned
+	// for a proxy: HTTP/1.1 keep-alive connections (up to DefaultConcurrency
+	// idle per instance), the exchange done on the handler's goroutine, no
+	// transparent compression.
 	Transport http.RoundTripper
 	// Logger receives operator logs; nil discards them.
 	Logger *slog.Logger
@@ -527,7 +527,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	h := pr.Out.Header
 	h.Del("Authorization")
 	h.Del(HeaderPreview) // the gateway's own; the instance has no use for it
-	tenantsig.SignRequest(pr.Out, st.pool.key, st.tenant, st.pool.stack, g.cfg.Now())
+	st.pool.signer.SignRequest(pr.Out, st.tenant, g.cfg.Now())
 	if st.body != nil {
 		body := st.body
 		pr.Out.Body = io.NopCloser(bytes.NewReader(body))

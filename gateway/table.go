@@ -23,11 +23,11 @@ type table struct {
 }
 
 // pool is the instances of one stack that the registry lists as healthy,
-// with the stack's tenant-header key.
+// with the signer of the stack's tenant headers.
 type pool struct {
-	stack string
-	key   []byte // tenantsig.StackKey
-	ups   []*upstream
+	stack  string
+	signer *tenantsig.Signer // of tenantsig.StackKey
+	ups    []*upstream
 }
 
 // weighted is a route with its cumulative weights; zero-weight backends and
@@ -80,7 +80,7 @@ func buildTable(snap *registry.Snapshot, root []byte, hs *healthSet, bad func(st
 		if st.Status == registry.StackStopped || st.Status == registry.StackFailed {
 			continue
 		}
-		p := &pool{stack: name, key: tenantsig.StackKey(root, name)}
+		p := &pool{stack: name, signer: tenantsig.NewSigner(tenantsig.StackKey(root, name), name)}
 		for _, in := range st.Instances {
 			if !in.Healthy {
 				continue

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"tenantry/tenantsig"
 )
 
 // maxAttempts bounds how many instances one request may be tried on.
@@ -71,7 +69,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		// The signature covers the path, which differs when the instances'
 		// URLs have different base paths.
-		tenantsig.SignRequest(r2, st.pool.key, st.tenant, st.pool.stack, t.g.now())
+		st.pool.signer.SignRequest(r2, st.tenant, t.g.now())
 		t.g.metrics.retries.WithLabelValues(st.pool.stack).Inc()
 		st.up.health.inflight.Add(-1)
 		next.health.inflight.Add(1)
@@ -111,26 +109,41 @@ func neverSent(err error) bool {
 }
 
 // defaultTransport is tuned for one hop to a few instances on a fast
-// network: many idle connections per instance so that concurrent requests
-// reuse connections instead of dialling, HTTP/1.1 only, no transparent
+// network: keep-alive connections reused by concurrent requests instead of
+// dialling (maxIdlePerInstance idle per instance: one per request in flight
+// at the tenants' default concurrency), HTTP/1.1 only, no transparent
 // compression (bodies pass through as the instance encoded them), and a
 // bound on the wait for response headers so that a stuck instance does not
-// hold the client's request (and the gateway's goroutine) forever.
-func defaultTransport(responseHeaderTimeout time.Duration) *http.Transport {
-	return &http.Transport{
-		Proxy: nil,
-		DialContext: (&net.Dialer{
-			Timeout:   5 * time.Second,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		MaxIdleConns:          4096,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: responseHeaderTimeout,
-		DisableCompression:    true,
-		ForceAttemptHTTP2:     false,
-		WriteBufferSize:       32 << 10,
-		ReadBufferSize:        32 << 10,
+// hold the client's request (and the gateway's goroutine) forever. http://
+// instances get the forwarder; https ones and upgrades the same settings on
+// an *http.Transport.
+func defaultTransport(responseHeaderTimeout time.Duration) http.RoundTripper {
+	const idleTimeout = 90 * time.Second
+	dial := (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return &forwarder{
+		dial:                  dial,
+		responseHeaderTimeout: responseHeaderTimeout,
+		idleTimeout:           idleTimeout,
+		maxIdlePerHost:        maxIdlePerInstance,
+		now:                   time.Now,
+		idle:                  map[string][]*fconn{},
+		fallback: &http.Transport{
+			Proxy:                 nil,
+			DialContext:           dial,
+			MaxIdleConns:          4096,
+			MaxIdleConnsPerHost:   maxIdlePerInstance,
+			IdleConnTimeout:       idleTimeout,
+			ExpectContinueTimeout: time.Second,
+			ResponseHeaderTimeout: responseHeaderTimeout,
+			DisableCompression:    true,
+			ForceAttemptHTTP2:     false,
+			WriteBufferSize:       32 << 10,
+			ReadBufferSize:        32 << 10,
+		},
 	}
 }
+
+// maxIdlePerInstance is how many idle connections the default transport
+// keeps per instance: DefaultConcurrency, so that a tenant at its limit
+// never dials.
+const maxIdlePerInstance = DefaultConcurrency

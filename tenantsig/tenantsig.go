@@ -20,9 +20,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"tenantry/keys"
@@ -108,15 +110,66 @@ func Verify(r *http.Request, key []byte, stack string, now time.Time) (string, e
 	return tenant, nil
 }
 
-// mac is the hex HMAC of the signed fields, each followed by a newline (no
-// field can hold one: tenants and stacks are validated names, methods are
-// tokens, and a request target has no raw control characters).
-func mac(key []byte, fields ...string) string {
+// mac is the hex HMAC of the signed fields.
+func mac(key []byte, ts, tenant, stack, method, target string) string {
 	m := hmac.New(sha256.New, key)
-	m.Write([]byte("v1\n"))
-	for _, f := range fields {
-		m.Write([]byte(f))
-		m.Write([]byte{'\n'})
-	}
+	m.Write(appendFields(nil, ts, tenant, stack, method, target, ""))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// appendFields appends what the MAC covers to buf: a version line, then
+// each field followed by a newline (no field can hold one: tenants and
+// stacks are validated names, methods are tokens, and a request target has
+// no raw control characters). The target is path, and "?" and query when
+// query is not empty.
+func appendFields(buf []byte, ts, tenant, stack, method, path, query string) []byte {
+	buf = append(buf, "v1\n"...)
+	for _, f := range [...]string{ts, tenant, stack, method} {
+		buf = append(append(buf, f...), '\n')
+	}
+	buf = append(buf, path...)
+	if query != "" {
+		buf = append(append(buf, '?'), query...)
+	}
+	return append(buf, '\n')
+}
+
+// Signer signs tenant headers for one stack as SignRequest does, with its
+// keyed HMAC states and buffers reused across requests: the gateway signs
+// every request it forwards. It is safe for concurrent use.
+type Signer struct {
+	stack string
+	pool  sync.Pool // *signState
+}
+
+type signState struct {
+	mac hash.Hash
+	buf []byte
+	sum []byte
+}
+
+// NewSigner returns a Signer for stack with key (StackKey of stack).
+func NewSigner(key []byte, stack string) *Signer {
+	key = append([]byte(nil), key...)
+	s := &Signer{stack: stack}
+	s.pool.New = func() any { return &signState{mac: hmac.New(sha256.New, key)} }
+	return s
+}
+
+// SignRequest is SignRequest with the Signer's key and stack.
+func (s *Signer) SignRequest(r *http.Request, tenant string, now time.Time) {
+	st := s.pool.Get().(*signState)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	st.buf = appendFields(st.buf[:0], ts, tenant, s.stack, r.Method, r.URL.EscapedPath(), r.URL.RawQuery)
+	st.mac.Reset()
+	st.mac.Write(st.buf)
+	st.sum = st.mac.Sum(st.sum[:0])
+	sig := make([]byte, len(ts)+1+hex.EncodedLen(len(st.sum)))
+	n := copy(sig, ts)
+	sig[n] = '.'
+	hex.Encode(sig[n+1:], st.sum)
+	s.pool.Put(st)
+	vals := []string{tenant, string(sig)}
+	r.Header[HeaderTenant] = vals[0:1:1]
+	r.Header[HeaderSignature] = vals[1:2:2]
 }
