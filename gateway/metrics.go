@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,24 @@ type metrics struct {
 	latency  *prometheus.HistogramVec // stack, tenant
 	retries  *prometheus.CounterVec   // stack: attempts moved to another instance
 	downs    *prometheus.CounterVec   // stack: instances taken out of rotation
+
+	// series caches the series of each stack, tenant and status code that
+	// has been observed (series are never deleted): looking them up by
+	// label values hashes and compares every label on every request.
+	series sync.Map // seriesKey -> *requestSeries
+}
+
+type seriesKey struct {
+	stack, tenant string
+	code          int
+}
+
+// requestSeries are the series one request's outcome goes to; errors and
+// latency are nil when the outcome does not count there.
+type requestSeries struct {
+	requests prometheus.Counter
+	errors   prometheus.Counter
+	latency  prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -72,11 +91,24 @@ func codeLabel(code int) string {
 }
 
 func (m *metrics) observe(stack, tenant string, code int, d time.Duration) {
-	m.requests.WithLabelValues(stack, tenant, codeLabel(code)).Inc()
-	if code >= 500 {
-		m.errors.WithLabelValues(stack, tenant).Inc()
+	k := seriesKey{stack, tenant, code}
+	v, ok := m.series.Load(k)
+	if !ok {
+		rs := &requestSeries{requests: m.requests.WithLabelValues(stack, tenant, codeLabel(code))}
+		if code >= 500 {
+			rs.errors = m.errors.WithLabelValues(stack, tenant)
+		}
+		if stack != "" {
+			rs.latency = m.latency.WithLabelValues(stack, tenant)
+		}
+		v, _ = m.series.LoadOrStore(k, rs)
 	}
-	if stack != "" {
-		m.latency.WithLabelValues(stack, tenant).Observe(d.Seconds())
+	rs := v.(*requestSeries)
+	rs.requests.Inc()
+	if rs.errors != nil {
+		rs.errors.Inc()
+	}
+	if rs.latency != nil {
+		rs.latency.Observe(d.Seconds())
 	}
 }
