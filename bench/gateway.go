@@ -123,8 +123,12 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 	}
 	defer b.close()
 	apiKey := "tk_bench_" + rand.Text()
+	// The tenant's limits are checked on every request as always, but set
+	// so high that they never refuse one: a 429 would be cheaper than a
+	// proxied read and flatter the gateway.
 	g, err := gateway.New(gateway.Config{
-		Source: registry.StaticSource{Snapshot: gatewaySnapshot(b.urls, apiKey)}, HeaderKey: b.root, Logger: log})
+		Source: registry.StaticSource{Snapshot: gatewaySnapshot(b.urls, apiKey)}, HeaderKey: b.root, Logger: log,
+		DefaultLimits: registry.Limits{Rate: 1 << 30, Concurrency: 1 << 20}})
 	if err != nil {
 		return GatewayResult{}, err
 	}
