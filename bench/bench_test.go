@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -46,6 +47,21 @@ func TestGateway(t *testing.T) {
 	}
 	if res.GatewayRPS <= 0 || res.DirectRPS <= 0 || res.GatewayErrors != 0 || res.DirectErrors != 0 || len(res.RoundRatios) != 2 {
 		t.Fatalf("result %+v: want reads on both sides in 2 rounds, no errors", res)
+	}
+	t.Logf("gateway %.0f req/s, direct %.0f req/s, ratio %.2f", res.GatewayRPS, res.DirectRPS, res.Ratio)
+}
+
+func TestGateway_static(t *testing.T) {
+	res, err := Gateway(context.Background(), GatewayConfig{Backend: BackendStatic,
+		Workers: 2, Duration: 400 * time.Millisecond, Rounds: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Backend != BackendStatic || res.GatewayRPS <= 0 || res.DirectRPS <= 0 || res.GatewayErrors != 0 || res.DirectErrors != 0 || len(res.RoundRatios) != 2 {
+		t.Fatalf("result %+v: want static reads on both sides in 2 rounds, no errors", res)
+	}
+	if _, err := Gateway(context.Background(), GatewayConfig{Backend: "nginx"}); !errors.Is(err, ErrUnknownBackend) {
+		t.Fatalf("backend nginx: err %v, want ErrUnknownBackend", err)
 	}
 	t.Logf("gateway %.0f req/s, direct %.0f req/s, ratio %.2f", res.GatewayRPS, res.DirectRPS, res.Ratio)
 }
