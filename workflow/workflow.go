@@ -195,6 +195,14 @@ func Cancel(err error) error { return &stepError{action: actionCancel, err: err}
 // finds the signal in Run.Signals.
 func Wait(until time.Time) error { return &stepError{action: actionWait, until: until} }
 
+// Retryable reports whether err, returned by a step, is one the runner
+// retries with backoff: an error, not an instruction (Wait, Fail, Cancel).
+// A step wrapper uses it to look into the failures of the step it wraps.
+func Retryable(err error) bool {
+	var se *stepError
+	return err != nil && !errors.As(err, &se)
+}
+
 // Workflow is the persisted record of one workflow.
 type Workflow struct {
 	ID        string          `json:"id"`
