@@ -44,6 +44,7 @@ var errorCodes = []struct {
 	{move.ErrWrongState, http.StatusConflict, "wrong_state"},
 	{move.ErrPrecheck, http.StatusConflict, "precheck_failed"},
 	{move.ErrAborted, http.StatusConflict, "aborted"},
+	{move.ErrLinkNotInSync, http.StatusConflict, "link_not_in_sync"},
 	{rollout.ErrWrongState, http.StatusConflict, "rollout_wrong_state"},
 	{isolate.ErrGate, http.StatusConflict, "gate_refused"},
 	{isolate.ErrWrongState, http.StatusConflict, "isolation_wrong_state"},

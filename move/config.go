@@ -94,6 +94,10 @@ type Config struct {
 	Hypercare time.Duration
 	// PurgeBatch is the rows deleted per statement when purging; default 5,000.
 	PurgeBatch int
+	// LinkCheckInterval is how often a move waiting in ready or hypercare
+	// wakes to check its replication link for a failover of one of its
+	// clusters or an invalidated slot (failover.go); default 30 s.
+	LinkCheckInterval time.Duration
 	// SchemaVersion reads the application schema version of a tenant
 	// database (oms.SchemaVersion); a move refuses to start when source and
 	// target differ. Required.
@@ -166,6 +170,9 @@ func (c *Config) fill() error {
 	}
 	if c.PurgeBatch == 0 {
 		c.PurgeBatch = 5_000
+	}
+	if c.LinkCheckInterval == 0 {
+		c.LinkCheckInterval = 30 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now

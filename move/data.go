@@ -102,4 +102,15 @@ type Data struct {
 	VerifyPending bool  `json:"verify_pending,omitempty"`
 	FailedFlips   int   `json:"failed_flips,omitempty"`
 	Purged        int64 `json:"purged_rows,omitempty"`
+
+	// LinkPrimaries are the primaries of both aliases' clusters (by alias)
+	// the link was made on; another primary now means a failover or
+	// switchover broke it (failover.go).
+	LinkPrimaries map[string]Primary `json:"link_primaries,omitempty"`
+	// LinkDown, while set, says why the link is not in sync: it is being
+	// rebuilt after a failover; cutback is refused meanwhile.
+	LinkDown string `json:"link_down,omitempty"`
+	// Relinks are the link's rebuilds after failovers, switchovers or lost
+	// slots, oldest first.
+	Relinks []Relink `json:"relinks,omitempty"`
 }

@@ -44,7 +44,7 @@ func (m *Mover) hypercare(ctx context.Context, r *workflow.Run) (string, error) 
 			d.LastError = err.Error()
 			_ = r.Info(ctx, "replication link unhealthy", map[string]string{"error": err.Error()})
 		}
-		return "", workflow.Wait(minTime(d.HypercareEnds, m.cfg.Now().Add(30*time.Second)))
+		return "", workflow.Wait(minTime(d.HypercareEnds, m.cfg.Now().Add(m.cfg.LinkCheckInterval)))
 	})
 }
 

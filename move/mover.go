@@ -11,8 +11,9 @@
 // persisted state), errors.go (the sentinels), sides.go (connections to both
 // aliases), one file per step (prepare.go, replicate.go, verify.go,
 // ready.go, flip.go for promote and cutback, reverse.go for the link swap
-// after a flip, hypercare.go, complete.go, cancel.go with abort) and
-// service.go.
+// after a flip, hypercare.go, complete.go, cancel.go with abort), failover.go
+// (the link across a failover or switchover of either cluster: checked,
+// rebuilt, relink step) and service.go.
 package move
 
 import (
@@ -43,11 +44,12 @@ func (m *Mover) Def() *workflow.Def {
 		Start: "prepare",
 		Steps: map[string]workflow.Step{
 			"prepare":   m.prepare,
-			"replicate": m.replicate,
-			"verify":    m.verify,
-			"ready":     m.ready,
+			"replicate": m.watchLink(m.replicate),
+			"verify":    m.watchLink(m.verify),
+			"ready":     m.watchLink(m.ready),
 			"promote":   m.promote,
-			"hypercare": m.hypercare,
+			"hypercare": m.watchLink(m.hypercare),
+			stepRelink:  m.relink,
 			"cutback":   m.cutback,
 			"complete":  m.complete,
 			"cancel":    m.cancel,

@@ -23,6 +23,7 @@ func (m *Mover) ready(ctx context.Context, r *workflow.Run) (string, error) {
 		if d.Auto && d.FailedFlips < 3 {
 			return "promote", nil
 		}
-		return "", workflow.Wait(time.Time{})
+		// Woken now and then to check the link (failover.go).
+		return "", workflow.Wait(time.Now().Add(m.cfg.LinkCheckInterval))
 	})
 }

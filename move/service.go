@@ -147,9 +147,15 @@ func (s *Service) Command(ctx context.Context, id, name string, wait bool) (*Inf
 		if d.On == d.Target || slices.Contains([]string{"promote", "cutback", "complete", "cancel", "abort"}, before.Step) {
 			return nil, fmt.Errorf("%w: promote: tenant is on %s, move at step %s", ErrWrongState, d.On, before.Step)
 		}
+		if err := s.m.linkInSync(ctx, before); err != nil {
+			return nil, fmt.Errorf("promote: %w", err)
+		}
 	case SignalCutback:
 		if d.On != d.Target || len(d.Flips) == 0 {
 			return nil, fmt.Errorf("%w: cutback: tenant is on %s (not promoted)", ErrWrongState, d.On)
+		}
+		if err := s.m.linkInSync(ctx, before); err != nil {
+			return nil, fmt.Errorf("cutback: %w", err)
 		}
 	case SignalCancel:
 		if d.On == d.Target {
@@ -198,10 +204,11 @@ func (s *Service) waitActed(ctx context.Context, id, name string, before *Info) 
 }
 
 // flipError rebuilds the error of a refused or rolled-back flip from its
-// recorded text (flipStep records only those two), wrapping ErrPrecheck or
-// ErrAborted so that callers (and the API's error table) can branch on it.
+// recorded text (flipStep records only those two, and failover.go a flip
+// refused while the link is rebuilt), wrapping ErrPrecheck, ErrAborted or
+// ErrLinkNotInSync so that callers (and the API's error table) can branch on it.
 func flipError(name, last string) error {
-	for _, sentinel := range []error{ErrPrecheck, ErrAborted} {
+	for _, sentinel := range []error{ErrPrecheck, ErrAborted, ErrLinkNotInSync} {
 		if rest, ok := strings.CutPrefix(last, sentinel.Error()); ok {
 			return fmt.Errorf("%s: %w%s", name, sentinel, rest)
 		}

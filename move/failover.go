@@ -1,0 +1,458 @@
+package move
+
+// Moves across a failover or switchover. PostgreSQL 15 keeps logical slots
+// on the primary only: when a cluster of a move fails over or switches
+// over, the link's slot stays behind on the former primary, and the
+// subscription still connects to the address it was made with (the former
+// primary's). A subscriber cluster's failover keeps the subscription
+// (catalogs are replicated) but may lose applied changes the slot already
+// counts as confirmed. So the move never trusts a link made on other
+// primaries than its clusters' current ones:
+//
+//   - every step relying on the link (replicate, verify, ready, hypercare)
+//     runs under watchLink, which checks the link before the step and again
+//     when the step fails; ready and hypercare wake every
+//     Config.LinkCheckInterval to be checked;
+//   - before promotion a broken link restarts replication: both links and
+//     the target's copy of the tenant are dropped, and replicate (then
+//     verify) runs again on the current primaries;
+//   - after a flip (hypercare) the link from the serving side is rebuilt
+//     with a fresh copy into the other side (step relink); a cutback is
+//     refused with ErrLinkNotInSync until it is in sync again;
+//   - an invalidated slot (wal_status 'lost') fails the move with
+//     ErrSlotInvalidated;
+//   - a subscription whose publisher was only re-addressed (same primary,
+//     slot in place) is pointed at the new address (ALTER SUBSCRIPTION ...
+//     CONNECTION).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"tenantry/logrepl"
+	"tenantry/registry"
+	"tenantry/workflow"
+)
+
+// stepRelink is the step that rebuilds the link of a move in hypercare.
+const stepRelink = "relink"
+
+// Primary is the primary member of an alias's cluster, as a link was made
+// on it.
+type Primary struct {
+	Cluster string `json:"cluster"`
+	Member  string `json:"member"`
+	Addr    string `json:"addr"` // host:port
+}
+
+// Relink is one rebuild of a move's link.
+type Relink struct {
+	At     time.Time `json:"at"`
+	Step   string    `json:"step"` // where the move was when it noticed
+	Reason string    `json:"reason"`
+	Action string    `json:"action"`
+	Done   time.Time `json:"done,omitzero"` // the link in sync again
+}
+
+// primaries reads the primary of each alias's cluster from snap.
+func primaries(snap *registry.Snapshot, aliases ...string) (map[string]Primary, error) {
+	out := make(map[string]Primary, len(aliases))
+	for _, a := range aliases {
+		ep, err := snap.AliasEndpoint(a)
+		if err != nil {
+			return nil, err
+		}
+		c := snap.Clusters[ep.Cluster]
+		p, _ := c.Primary()
+		out[a] = Primary{Cluster: c.Name, Member: p.Name, Addr: net.JoinHostPort(ep.Host, strconv.Itoa(ep.Port))}
+	}
+	return out, nil
+}
+
+// linkCheck is what checkLinkFailover read of a link; diagnose judges it.
+type linkCheck struct {
+	Link          Link
+	Source        string             // the move's source alias (for messages)
+	Made, Now     map[string]Primary // by alias: when the link was made; now
+	SlotErr       error              // logrepl.Slot's error
+	SlotWALStatus string
+	SubAddr       string // where the subscription connects
+	SubErr        error
+}
+
+// diagnose decides what a link's state means: nil when it is intact;
+// ErrSlotInvalidated; ErrLinkLost with the reason (rebuild it); repoint
+// when only the publisher's address changed (same primary, slot in place);
+// any other error (a side could not be read) as it is.
+func diagnose(c linkCheck) (repoint bool, err error) {
+	l := c.Link
+	for _, a := range []string{l.From, l.To} {
+		made, ok := c.Made[a]
+		if now := c.Now[a]; ok && now.Member != made.Member {
+			side := "target"
+			if a == c.Source {
+				side = "source"
+			}
+			return false, fmt.Errorf("%w: %s cluster %s failed over or switched over: primary %s (%s) is now %s (%s)",
+				ErrLinkLost, side, now.Cluster, made.Member, made.Addr, now.Member, now.Addr)
+		}
+	}
+	switch {
+	case errors.Is(c.SlotErr, logrepl.ErrSlotLost) && c.SlotWALStatus == "lost":
+		return false, fmt.Errorf("%w: slot %s on %s lost the WAL it needed (wal_status lost: the subscriber fell more than max_slot_wal_keep_size behind): %v",
+			ErrSlotInvalidated, l.Slot, l.From, c.SlotErr)
+	case errors.Is(c.SlotErr, logrepl.ErrSlotLost):
+		return false, fmt.Errorf("%w: slot %s is not on the primary of %s (%s)", ErrLinkLost, l.Slot, l.From, c.Now[l.From].Addr)
+	case c.SlotErr != nil:
+		return false, c.SlotErr
+	case errors.Is(c.SubErr, logrepl.ErrSubscriptionBroken):
+		return false, fmt.Errorf("%w: subscription %s is not on the primary of %s", ErrLinkLost, l.Subscription, l.To)
+	case c.SubErr != nil:
+		return false, c.SubErr
+	case c.SubAddr != c.Now[l.From].Addr:
+		if _, ok := c.Made[l.From]; ok {
+			return true, nil // same primary, new address: the slot is there
+		}
+		return false, fmt.Errorf("%w: subscription %s connects to %s, not to the primary of %s (%s)",
+			ErrLinkLost, l.Subscription, c.SubAddr, l.From, c.Now[l.From].Addr)
+	}
+	return false, nil
+}
+
+// checkLinkFailover checks d.Link against its clusters' current primaries
+// (see diagnose); with fix, a re-addressed publisher is repointed.
+func (m *Mover) checkLinkFailover(ctx context.Context, d *Data, fix bool) error {
+	l := d.Link
+	snap, sides, err := m.open(ctx, l.From, l.To)
+	if err != nil {
+		return err
+	}
+	defer closeSides(sides)
+	from, to := sides[0], sides[1]
+	c := linkCheck{Link: *l, Source: d.Source, Made: d.LinkPrimaries}
+	if c.Now, err = primaries(snap, l.From, l.To); err != nil {
+		return err
+	}
+	var slot logrepl.SlotState
+	slot, c.SlotErr = logrepl.Slot(ctx, from.pool, l.Slot)
+	c.SlotWALStatus = slot.WALStatus
+	c.SubAddr, c.SubErr = logrepl.SubscriptionPublisher(ctx, to.pool, l.Subscription)
+	repoint, err := diagnose(c)
+	if err != nil || !repoint {
+		return err
+	}
+	if !fix {
+		return fmt.Errorf("%w: subscription %s connects to %s, the primary of %s is at %s now", ErrLinkLost, l.Subscription, c.SubAddr, l.From, c.Now[l.From].Addr)
+	}
+	if err := logrepl.RepointSubscription(ctx, to.pool, l.Subscription, from.ep); err != nil {
+		return err
+	}
+	d.LinkPrimaries = c.Now
+	return nil
+}
+
+// watchLink runs step (one relying on the move's link) under the failover
+// checks: before it, while it runs (watchdog) and again when it fails with
+// an error it would retry.
+func (m *Mover) watchLink(step workflow.Step) workflow.Step {
+	return func(ctx context.Context, r *workflow.Run) (string, error) {
+		if next, err, handled := m.guardLink(ctx, r, nil); handled {
+			return next, err
+		}
+		var before Data
+		if err := r.Decode(&before); err != nil {
+			return "", workflow.Fail(err)
+		}
+		sctx, cancel := context.WithCancelCause(ctx)
+		stop := m.watchdog(sctx, cancel, before)
+		next, err := step(sctx, r)
+		stop()
+		cancel(nil)
+		if !workflow.Retryable(err) || errors.Is(err, workflow.ErrLeaseLost) || ctx.Err() != nil {
+			return next, err
+		}
+		if gnext, gerr, handled := m.guardLink(ctx, r, err); handled {
+			return gnext, gerr
+		}
+		return next, err
+	}
+}
+
+// watchdog checks, every LinkCheckInterval while a step runs, what the
+// step cannot see while it waits on a link that is gone (an initial copy
+// from a dead publisher waits for ever: its workers fail before they count
+// an error): a primary of either cluster that changed since the link was
+// made, and the slot and subscription of the link as d (read before the
+// step) names it. It cancels the step with the fault; the step's caller
+// acts on it. stop ends it.
+func (m *Mover) watchdog(ctx context.Context, cancel context.CancelCauseFunc, d Data) (stop func()) {
+	done, finished := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(m.cfg.LinkCheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := m.linkGone(ctx, &d); err != nil {
+				cancel(err)
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}
+
+// linkGone is the watchdog's check: ErrLinkLost or ErrSlotInvalidated, or
+// nil (also when something could not be read: the step sees that itself).
+func (m *Mover) linkGone(ctx context.Context, d *Data) error {
+	if d.Link != nil {
+		err := m.checkLinkFailover(ctx, d, false)
+		if errors.Is(err, ErrLinkLost) || errors.Is(err, ErrSlotInvalidated) {
+			return err
+		}
+		return nil
+	}
+	snap, err := m.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return nil
+	}
+	now, err := primaries(snap, d.Source, d.Target)
+	if err != nil {
+		return nil
+	}
+	for a, made := range d.LinkPrimaries {
+		if p := now[a]; p.Member != made.Member {
+			return fmt.Errorf("%w: cluster %s of %s failed over or switched over: primary %s is now %s", ErrLinkLost, p.Cluster, a, made.Member, p.Member)
+		}
+	}
+	return nil
+}
+
+// guardLink checks the move's link and, when it is broken, acts (handled
+// true): a restart of replication before promotion, the relink step after
+// it, the move failed for an invalidated slot. stepErr is the wrapped
+// step's error, nil before it runs; when the link cannot be checked after
+// a step failed (a cluster unreachable: a failover may be under way), the
+// move waits and looks again instead of spending its retries.
+func (m *Mover) guardLink(ctx context.Context, r *workflow.Run, stepErr error) (next string, err error, handled bool) {
+	var d Data
+	if err := r.Decode(&d); err != nil {
+		return "", workflow.Fail(err), true
+	}
+	if d.Flip != nil {
+		return "", nil, false // a flip in progress: resolveFlip's to settle
+	}
+	defer func() {
+		if eerr := r.Encode(&d); eerr != nil {
+			next, err, handled = "", workflow.Fail(eerr), true
+		}
+	}()
+	if d.LinkPrimaries == nil && d.Link == nil {
+		// Before the link is made: the primaries it will be made on.
+		// (A registry that cannot be read fails the step itself.)
+		if snap, err := m.cfg.Registry.Snapshot(ctx); err == nil {
+			d.LinkPrimaries, _ = primaries(snap, d.Source, d.Target)
+		}
+		return "", nil, false
+	}
+	if d.Link == nil {
+		return "", nil, false
+	}
+	fault := m.checkLinkFailover(ctx, &d, true)
+	switch {
+	case fault == nil:
+		if d.LinkDown != "" && r.Step == "ready" {
+			m.linkBack(ctx, r, &d)
+		}
+		return "", nil, false
+	case errors.Is(fault, ErrSlotInvalidated):
+		d.LastError = fault.Error()
+		_ = r.Info(ctx, "move failed: "+fault.Error(), nil)
+		return "", workflow.Fail(fault), true
+	case errors.Is(fault, ErrLinkLost):
+		next, err := m.linkLost(ctx, r, &d, fault)
+		return next, err, true
+	case stepErr != nil:
+		d.LastError = fmt.Sprintf("%v; the link cannot be checked (%v): waiting for the cluster or its failover", stepErr, fault)
+		_ = r.Info(ctx, d.LastError, nil)
+		return "", workflow.Wait(time.Now().Add(2 * time.Second)), true
+	}
+	return "", nil, false
+}
+
+// linkLost acts on a broken link: before promotion replication restarts,
+// after it the move goes to step relink. Cutbacks and promotions asked for
+// meanwhile are refused.
+func (m *Mover) linkLost(ctx context.Context, r *workflow.Run, d *Data, fault error) (string, error) {
+	if d.LinkDown == "" || len(d.Relinks) == 0 || !d.Relinks[len(d.Relinks)-1].Done.IsZero() {
+		rl := Relink{At: m.cfg.Now(), Step: r.Step, Reason: fault.Error()}
+		if len(d.Flips) == 0 {
+			rl.Action = "replication restarted"
+		} else {
+			other := d.Target
+			if d.On == d.Target {
+				other = d.Source
+			}
+			rl.Action = fmt.Sprintf("link %s -> %s rebuilt with a fresh copy", d.On, other)
+		}
+		d.Relinks = append(d.Relinks, rl)
+		d.LinkDown = fmt.Sprintf("%s (noticed at %s); %s", fault, rl.At.UTC().Format(time.RFC3339), rl.Action)
+		_ = r.Info(ctx, d.LinkDown, rl)
+	}
+	d.LastError = d.LinkDown
+	if len(d.Flips) > 0 {
+		m.refuseFlips(ctx, r, d)
+		d.Phase = PhaseHypercare
+		return stepRelink, save(ctx, r, d)
+	}
+	return m.restartReplication(ctx, r, d)
+}
+
+// refuseFlips consumes the cutbacks and promotions sent before the link
+// broke: each is recorded as refused, which Service.Command's wait reports.
+func (m *Mover) refuseFlips(ctx context.Context, r *workflow.Run, d *Data) {
+	for _, s := range r.Signals {
+		if s.Name != SignalCutback && s.Name != SignalPromote {
+			continue
+		}
+		r.Consume(s)
+		d.FailedFlips++
+		d.LastError = fmt.Sprintf("%s: %s refused: %s", ErrLinkNotInSync, s.Name, d.LinkDown)
+		_ = r.Info(ctx, d.LastError, nil)
+	}
+}
+
+// restartReplication, before promotion: drops both links (a subscription
+// whose publisher is gone is detached from its slot first) and the
+// target's copy of the tenant, then replicate and verify run again on the
+// clusters' current primaries. Idempotent.
+func (m *Mover) restartReplication(ctx context.Context, r *workflow.Run, d *Data) (string, error) {
+	if err := m.dropLinks(ctx, r, d); err != nil {
+		return "", err
+	}
+	if err := m.purgeCopy(ctx, r, d, d.Target); err != nil {
+		return "", err
+	}
+	d.Link, d.LinkPrimaries = nil, nil
+	d.Copy, d.CopySeconds, d.Verify, d.LagBytes = nil, 0, nil, 0
+	d.Phase = PhaseReplicating
+	if err := save(ctx, r, d); err != nil {
+		return "", err
+	}
+	return "replicate", nil
+}
+
+// purgeCopy deletes the tenant's rows from alias, keeping its role (and
+// its fence).
+func (m *Mover) purgeCopy(ctx context.Context, r *workflow.Run, d *Data, alias string) error {
+	_, sides, err := m.open(ctx, alias)
+	if err != nil {
+		return err
+	}
+	defer closeSides(sides)
+	_, err = logrepl.PurgeTenant(ctx, sides[0].pool, d.Tenant, d.Tables, m.cfg.PurgeBatch, func(table string, deleted int64) {
+		_ = r.Progress(ctx, map[string]any{"purge": table, "deleted": deleted, "alias": alias})
+	})
+	return err
+}
+
+// relink rebuilds, in hypercare, the link from the side serving the tenant
+// to the other: both links and the other side's copy are dropped, then a
+// new publication and slot on the serving side's current primary and a
+// subscription with a fresh copy (copy_data) on the other side. Once that
+// copy is done and the lag under the bound, the move is back in hypercare
+// and cutback allowed. Idempotent: a re-run starts over.
+func (m *Mover) relink(ctx context.Context, r *workflow.Run) (string, error) {
+	return m.step(ctx, r, func(d *Data) (string, error) {
+		d.Phase = PhaseHypercare
+		m.refuseFlips(ctx, r, d)
+		from, to := d.On, d.Target
+		if from == d.Target {
+			to = d.Source
+		}
+		if err := m.dropLinks(ctx, r, d); err != nil {
+			return "", err
+		}
+		if err := m.purgeCopy(ctx, r, d, to); err != nil {
+			return "", err
+		}
+		snap, sides, err := m.open(ctx, from, to)
+		if err != nil {
+			return "", err
+		}
+		defer closeSides(sides)
+		x, y := sides[0], sides[1]
+		if d.LinkPrimaries, err = primaries(snap, d.Source, d.Target); err != nil {
+			return "", err
+		}
+		l, err := linkFor(r.ID, d, from, to)
+		if err != nil {
+			return "", workflow.Fail(err)
+		}
+		if err := logrepl.CreatePublication(ctx, x.pool, l.Publication, d.Tenant, d.Tables); err != nil {
+			return "", err
+		}
+		if _, err := logrepl.CreateSlot(ctx, x.pool, l.Slot); err != nil {
+			return "", err
+		}
+		if err := logrepl.CreateSubscription(ctx, y.pool, l.Subscription, x.ep, l.Publication,
+			logrepl.SubOpts{CopyData: true, SlotName: l.Slot, Enabled: true}); err != nil {
+			return "", err
+		}
+		d.Link = &l
+		if err := save(ctx, r, d); err != nil {
+			return "", err
+		}
+		if err := m.cfg.hook(ctx, "relinking"); err != nil {
+			return "", err
+		}
+		err = logrepl.WaitSynced(ctx, y.pool, l.Subscription, d.Tenant, func(ts []logrepl.TableSync) {
+			_ = r.Progress(ctx, map[string]any{"relink_copy": ts})
+		})
+		if err != nil {
+			return "", err
+		}
+		if err := m.waitLag(ctx, r, d, x, l); err != nil {
+			return "", err
+		}
+		m.linkBack(ctx, r, d)
+		return "hypercare", nil
+	})
+}
+
+// linkBack records that the link is in sync again after a rebuild.
+func (m *Mover) linkBack(ctx context.Context, r *workflow.Run, d *Data) {
+	if n := len(d.Relinks); n > 0 && d.Relinks[n-1].Done.IsZero() {
+		d.Relinks[n-1].Done = m.cfg.Now()
+		_ = r.Info(ctx, fmt.Sprintf("replication link %s -> %s in sync again after: %s", d.Link.From, d.Link.To, d.Relinks[n-1].Reason), nil)
+	}
+	d.LinkDown, d.LastError = "", ""
+}
+
+// linkInSync refuses a flip asked for while the move's link is broken or
+// being rebuilt (ErrLinkNotInSync with the reason); it checks the link
+// against the clusters' primaries now, so a failover the move has not
+// noticed yet refuses too.
+func (m *Mover) linkInSync(ctx context.Context, in *Info) error {
+	d := in.Data
+	if in.Step == stepRelink || d.LinkDown != "" {
+		return fmt.Errorf("%w: %s", ErrLinkNotInSync, d.LinkDown)
+	}
+	if d.Link == nil || d.Flip != nil {
+		return nil
+	}
+	if err := m.checkLinkFailover(ctx, &d, false); err != nil {
+		return fmt.Errorf("%w: %v", ErrLinkNotInSync, err)
+	}
+	return nil
+}
