@@ -59,7 +59,10 @@ func testMoveOptions() MoveOptions {
 	return MoveOptions{LeaseTTL: 2 * time.Second, Manual: true, Config: move.Config{
 		AckTimeout:   time.Second,
 		ApplyTimeout: 3 * time.Second,
-		Hook:         testHook,
+		// Moves in ready and hypercare check their link this often (a
+		// failover of one of their clusters; failover_move_test.go).
+		LinkCheckInterval: 2 * time.Second,
+		Hook:              testHook,
 	}}
 }
 
@@ -302,6 +305,17 @@ func startLoad(t *testing.T, ctx context.Context, rate float64, fs ...tenantFixt
 // failed request and logs the client's figures.
 func (lr *loadRun) finish(t *testing.T) load.Stats {
 	t.Helper()
+	s := lr.end(t)
+	if s.Failures != 0 {
+		t.Errorf("load saw %d failed requests: %v", s.Failures, s.FailuresByCode)
+	}
+	return s
+}
+
+// end stops the load, logs the client's figures and returns them; it
+// fails the test when the load could not run or acknowledged nothing.
+func (lr *loadRun) end(t *testing.T) load.Stats {
+	t.Helper()
 	lr.stop()
 	<-lr.done
 	if lr.err != nil && !errors.Is(lr.err, context.Canceled) {
@@ -310,9 +324,6 @@ func (lr *loadRun) finish(t *testing.T) load.Stats {
 	s := lr.sum.Stats
 	t.Logf("load: %d requests, %d acknowledged, %d retries, %d failed %v, p99 %v, max %v, longest stall %v",
 		s.Requests, s.Acknowledged, s.Retries, s.Failures, s.FailuresByCode, s.Latency.P99, s.Latency.Max, s.LongestStall)
-	if s.Failures != 0 {
-		t.Errorf("load saw %d failed requests: %v", s.Failures, s.FailuresByCode)
-	}
 	if s.Acknowledged == 0 {
 		t.Errorf("load acknowledged no request")
 	}
