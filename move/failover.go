@@ -171,6 +171,9 @@ func (m *Mover) watchLink(step workflow.Step) workflow.Step {
 		stop := m.watchdog(sctx, cancel, before)
 		next, err := step(sctx, r)
 		stop()
+		if cause := context.Cause(sctx); err != nil && cause != nil && ctx.Err() == nil {
+			err = cause // the watchdog's finding, not "context canceled"
+		}
 		cancel(nil)
 		if !workflow.Retryable(err) || errors.Is(err, workflow.ErrLeaseLost) || ctx.Err() != nil {
 			return next, err
@@ -416,18 +419,34 @@ func (m *Mover) relink(ctx context.Context, r *workflow.Run) (string, error) {
 		if err := m.cfg.hook(ctx, "relinking"); err != nil {
 			return "", err
 		}
-		err = logrepl.WaitSynced(ctx, y.pool, l.Subscription, d.Tenant, func(ts []logrepl.TableSync) {
-			_ = r.Progress(ctx, map[string]any{"relink_copy": ts})
-		})
+		// Another failover while the copy runs would leave it waiting for
+		// ever: the watchdog cancels it (the primaries it was made on are
+		// recorded) and the step starts over.
+		wctx, cancel := context.WithCancelCause(ctx)
+		stop := m.watchdog(wctx, cancel, Data{Source: d.Source, Target: d.Target, LinkPrimaries: d.LinkPrimaries})
+		err = m.relinkSync(wctx, r, d, x, y, l)
+		stop()
+		cancel(nil)
 		if err != nil {
-			return "", err
-		}
-		if err := m.waitLag(ctx, r, d, x, l); err != nil {
+			if cause := context.Cause(wctx); cause != nil && ctx.Err() == nil {
+				err = cause
+			}
 			return "", err
 		}
 		m.linkBack(ctx, r, d)
 		return "hypercare", nil
 	})
+}
+
+// relinkSync waits for the rebuilt link's copy, then for its lag.
+func (m *Mover) relinkSync(ctx context.Context, r *workflow.Run, d *Data, x, y *side, l Link) error {
+	err := logrepl.WaitSynced(ctx, y.pool, l.Subscription, d.Tenant, func(ts []logrepl.TableSync) {
+		_ = r.Progress(ctx, map[string]any{"relink_copy": ts})
+	})
+	if err != nil {
+		return err
+	}
+	return m.waitLag(ctx, r, d, x, l)
 }
 
 // linkBack records that the link is in sync again after a rebuild.
