@@ -48,6 +48,7 @@ var errorCodes = []struct {
 	{rollout.ErrWrongState, http.StatusConflict, "rollout_wrong_state"},
 	{isolate.ErrGate, http.StatusConflict, "gate_refused"},
 	{isolate.ErrWrongState, http.StatusConflict, "isolation_wrong_state"},
+	{isolate.ErrCapacity, http.StatusConflict, "capacity_refused"},
 	{rollout.ErrNoGateway, http.StatusServiceUnavailable, "no_gateway"},
 	{ha.ErrPrecheck, http.StatusConflict, "ha_precheck_failed"},
 	{ha.ErrNotSupported, http.StatusNotImplemented, "ha_not_supported"},

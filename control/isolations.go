@@ -13,6 +13,7 @@ import (
 	"tenantry/backup"
 	"tenantry/isolate"
 	"tenantry/registry"
+	"tenantry/tenanttable"
 )
 
 // isolationProvisioner is isolate.Provisioner on a plane's Service: its
@@ -29,12 +30,71 @@ func (a isolationProvisioner) CreateCluster(ctx context.Context, name string, st
 	return err
 }
 
-func (a isolationProvisioner) CreateAlias(ctx context.Context, alias, cluster string) error {
-	err := a.p.Service.CreateAlias(ctx, registry.Alias{Name: alias, Cluster: cluster, Database: alias})
+func (a isolationProvisioner) CreateAlias(ctx context.Context, alias, cluster string, standbys int) error {
+	err := a.p.Service.CreateAlias(ctx, registry.Alias{Name: alias, Cluster: cluster, Database: alias, Standbys: standbys})
 	if errors.Is(err, registry.ErrExists) {
-		return nil
+		return a.p.Store.SetAliasStandbys(ctx, alias, standbys)
 	}
 	return err
+}
+
+// DiskProvisioner is a Provisioner whose clusters' data lives under a
+// directory of this machine (the local platform): isolations check its
+// free space before they make a cluster there.
+type DiskProvisioner interface {
+	// ClusterDir is where new clusters' data directories go.
+	ClusterDir() string
+}
+
+// DeployChecker is a stack.Provider that can tell, before deploying,
+// whether a deploy could start (a binary to run, a free port).
+type DeployChecker interface {
+	CanDeploy(ctx context.Context) error
+}
+
+// Capacity weighs the tenant's rows on alias (the sum of their sizes), the
+// free space of the Provisioner's cluster directory (DiskProvisioner) and
+// whether the stack provider can deploy (DeployChecker).
+func (a isolationProvisioner) Capacity(ctx context.Context, tenant, alias string) (isolate.Capacity, error) {
+	var c isolate.Capacity
+	conn, err := a.connectAlias(ctx, alias)
+	if err != nil {
+		return c, err
+	}
+	defer conn.Close(ctx)
+	if c.TenantBytes, err = tenantBytes(ctx, conn, tenant); err != nil {
+		return c, err
+	}
+	if dp, ok := a.p.cfg.Provisioner.(DiskProvisioner); ok {
+		c.Dir = dp.ClusterDir()
+		if c.FreeBytes, err = freeBytes(c.Dir); err != nil {
+			return c, err
+		}
+	}
+	if dc, ok := a.p.stacks().(DeployChecker); ok {
+		if err := dc.CanDeploy(ctx); err != nil {
+			c.Stacks = err.Error()
+		}
+	}
+	return c, nil
+}
+
+// tenantBytes sums the sizes of the tenant's rows in every tenant table.
+func tenantBytes(ctx context.Context, conn *pgx.Conn, tenant string) (int64, error) {
+	tables, err := tenanttable.Names(ctx, conn)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, t := range tables {
+		var n int64
+		q := fmt.Sprintf("SELECT COALESCE(sum(pg_column_size(t.*)), 0)::bigint FROM %s t WHERE tenant_id = $1", pgx.Identifier{t}.Sanitize())
+		if err := conn.QueryRow(ctx, q, tenant).Scan(&n); err != nil {
+			return 0, fmt.Errorf("size of %s's rows in %s: %w", tenant, t, err)
+		}
+		total += n
+	}
+	return total, nil
 }
 
 // StandbysStreaming counts the physical walsenders of cluster's primary
@@ -65,15 +125,7 @@ func (a isolationProvisioner) Backup(ctx context.Context, tenant, alias, dir str
 			return 0, err
 		}
 	}
-	snap, err := a.p.Store.Snapshot(ctx)
-	if err != nil {
-		return 0, err
-	}
-	al, ok := snap.Aliases[alias]
-	if !ok {
-		return 0, fmt.Errorf("alias %q: %w", alias, registry.ErrNotFound)
-	}
-	conn, err := a.connect(ctx, al.Cluster, al.Database)
+	conn, err := a.connectAlias(ctx, alias)
 	if err != nil {
 		return 0, err
 	}
@@ -86,6 +138,19 @@ func (a isolationProvisioner) Backup(ctx context.Context, tenant, alias, dir str
 		return 0, fmt.Errorf("verify backup %s: %w", dir, err)
 	}
 	return backupRows(m), nil
+}
+
+// connectAlias opens an admin connection to alias's database.
+func (a isolationProvisioner) connectAlias(ctx context.Context, alias string) (*pgx.Conn, error) {
+	snap, err := a.p.Store.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	al, ok := snap.Aliases[alias]
+	if !ok {
+		return nil, fmt.Errorf("alias %q: %w", alias, registry.ErrNotFound)
+	}
+	return a.connect(ctx, al.Cluster, al.Database)
 }
 
 // connect opens an admin connection to database db on cluster's primary.
@@ -107,6 +172,13 @@ func backupRows(m *backup.Manifest) int64 {
 		n += t.Rows
 	}
 	return n
+}
+
+// TwinRequest marks Twin as Tenant's sandbox twin ("" clears it).
+type TwinRequest struct {
+	Tenant string `json:"tenant,omitempty"`
+	Twin   string `json:"twin"`
+	By     string `json:"by,omitempty"`
 }
 
 // EnvRequest marks the environment.
@@ -154,6 +226,22 @@ func (s *Server) EnableIsolations(is *isolate.Service) {
 		in, err := is.Command(r.Context(), tenant, r.PathValue("command"))
 		return http.StatusOK, in, err
 	})
+	s.Handle("POST /v1/isolations/{tenant}/resume", func(r *http.Request) (int, any, error) {
+		var req isolate.ResumeRequest
+		if err := DecodeJSON(r, &req); err != nil {
+			return 0, nil, err
+		}
+		in, err := is.Resume(r.Context(), r.PathValue("tenant"), req.Until)
+		return http.StatusOK, in, err
+	})
+	s.Handle("PUT /v1/tenants/{id}/sandbox-twin", func(r *http.Request) (int, any, error) {
+		var req TwinRequest
+		if err := DecodeJSON(r, &req); err != nil {
+			return 0, nil, err
+		}
+		req.Tenant = r.PathValue("id")
+		return http.StatusOK, req, is.SetTwin(r.Context(), req.Tenant, req.Twin, req.By)
+	})
 	s.Handle("GET /v1/env", func(r *http.Request) (int, any, error) {
 		env, err := is.Env(r.Context())
 		return http.StatusOK, EnvRequest{Env: env}, err
@@ -191,6 +279,19 @@ func (c *Client) Isolation(ctx context.Context, tenant string) (*isolate.Info, e
 func (c *Client) IsolationCommand(ctx context.Context, tenant, command string) (*isolate.Info, error) {
 	var out isolate.Info
 	return &out, c.Do(ctx, http.MethodPost, "/v1/isolations/"+url.PathEscape(tenant)+"/"+url.PathEscape(command), nil, &out)
+}
+
+// ResumeIsolation resumes the tenant's isolation held by --until, to stop
+// again after until ("" runs to the end).
+func (c *Client) ResumeIsolation(ctx context.Context, tenant, until string) (*isolate.Info, error) {
+	var out isolate.Info
+	return &out, c.Do(ctx, http.MethodPost, "/v1/isolations/"+url.PathEscape(tenant)+"/resume", isolate.ResumeRequest{Until: until}, &out)
+}
+
+// SetSandboxTwin marks twin as tenant's sandbox twin ("" clears it).
+func (c *Client) SetSandboxTwin(ctx context.Context, tenant, twin, by string) (*TwinRequest, error) {
+	var out TwinRequest
+	return &out, c.Do(ctx, http.MethodPut, "/v1/tenants/"+url.PathEscape(tenant)+"/sandbox-twin", TwinRequest{Twin: twin, By: by}, &out)
 }
 
 // Env returns the environment's kind ("" unmarked).

@@ -20,11 +20,12 @@ type StatsSink interface {
 
 var _ StatsSink = (*registry.Store)(nil)
 
-// TrafficSink is a StatsSink that also keeps each tenant's requests per
-// hour (*registry.Store: what `isolate --window auto` reads). A sink
-// without it gets the per-stack figures only.
+// TrafficSink is a StatsSink that also keeps each tenant's outcomes per
+// stack and hour (*registry.Store: what `isolate --window auto` and an
+// isolation's latency baseline read). A sink without it gets the per-stack
+// figures only.
 type TrafficSink interface {
-	AddTenantTraffic(ctx context.Context, at time.Time, counts map[string]int64) error
+	AddTenantStats(ctx context.Context, at time.Time, stats map[registry.TenantStack]registry.StackStats) error
 }
 
 var _ TrafficSink = (*registry.Store)(nil)
@@ -38,26 +39,7 @@ type stackCounters struct {
 	buckets  [registry.LatencyBuckets]atomic.Int64
 }
 
-// statsSet holds the counters of every stack that served a request, and
-// each tenant's request count.
-type statsSet struct {
-	m       sync.Map // stack name -> *stackCounters
-	tenants sync.Map // tenant id -> *atomic.Int64
-}
-
-func (s *statsSet) observe(stack, tenant string, code int, d time.Duration) {
-	if tenant != "" {
-		v, ok := s.tenants.Load(tenant)
-		if !ok {
-			v, _ = s.tenants.LoadOrStore(tenant, new(atomic.Int64))
-		}
-		v.(*atomic.Int64).Add(1)
-	}
-	v, ok := s.m.Load(stack)
-	if !ok {
-		v, _ = s.m.LoadOrStore(stack, &stackCounters{})
-	}
-	c := v.(*stackCounters)
+func (c *stackCounters) observe(code int, d time.Duration) {
 	c.requests.Add(1)
 	if code >= 500 {
 		c.errors.Add(1)
@@ -65,36 +47,63 @@ func (s *statsSet) observe(stack, tenant string, code int, d time.Duration) {
 	c.buckets[registry.LatencyBucket(d)].Add(1)
 }
 
-// drain returns the figures since the last drain (stacks with requests
-// only) and starts a new period.
-func (s *statsSet) drain() map[string]registry.StackStats {
-	out := map[string]registry.StackStats{}
-	s.m.Range(func(k, v any) bool {
-		c := v.(*stackCounters)
-		n := c.requests.Swap(0)
-		if n == 0 {
-			return true
+// drain returns the figures since the last drain; ok is false without
+// requests.
+func (c *stackCounters) drain() (st registry.StackStats, ok bool) {
+	n := c.requests.Swap(0)
+	if n == 0 {
+		return st, false
+	}
+	st = registry.StackStats{Requests: n, Errors: c.errors.Swap(0), Buckets: make([]int64, registry.LatencyBuckets)}
+	for i := range c.buckets {
+		st.Buckets[i] = c.buckets[i].Swap(0)
+	}
+	return st, true
+}
+
+// statsSet holds the counters of every stack that served a request, and
+// of every tenant on every stack.
+type statsSet struct {
+	m       sync.Map // stack name -> *stackCounters
+	tenants sync.Map // registry.TenantStack -> *stackCounters
+}
+
+func counters(m *sync.Map, key any) *stackCounters {
+	v, ok := m.Load(key)
+	if !ok {
+		v, _ = m.LoadOrStore(key, &stackCounters{})
+	}
+	return v.(*stackCounters)
+}
+
+func (s *statsSet) observe(stack, tenant string, code int, d time.Duration) {
+	if tenant != "" {
+		counters(&s.tenants, registry.TenantStack{Tenant: tenant, Stack: stack}).observe(code, d)
+	}
+	counters(&s.m, stack).observe(code, d)
+}
+
+// drainMap returns the figures of every counter of m with requests since
+// the last drain, and starts a new period.
+func drainMap[K comparable](m *sync.Map) map[K]registry.StackStats {
+	out := map[K]registry.StackStats{}
+	m.Range(func(k, v any) bool {
+		if st, ok := v.(*stackCounters).drain(); ok {
+			out[k.(K)] = st
 		}
-		st := registry.StackStats{Requests: n, Errors: c.errors.Swap(0), Buckets: make([]int64, registry.LatencyBuckets)}
-		for i := range c.buckets {
-			st.Buckets[i] = c.buckets[i].Swap(0)
-		}
-		out[k.(string)] = st
 		return true
 	})
 	return out
 }
 
-// drainTenants returns each tenant's requests since the last drain.
-func (s *statsSet) drainTenants() map[string]int64 {
-	out := map[string]int64{}
-	s.tenants.Range(func(k, v any) bool {
-		if n := v.(*atomic.Int64).Swap(0); n > 0 {
-			out[k.(string)] = n
-		}
-		return true
-	})
-	return out
+// drain returns the per-stack figures since the last drain (stacks with
+// requests only).
+func (s *statsSet) drain() map[string]registry.StackStats { return drainMap[string](&s.m) }
+
+// drainTenants returns each tenant's figures per stack since the last
+// drain.
+func (s *statsSet) drainTenants() map[registry.TenantStack]registry.StackStats {
+	return drainMap[registry.TenantStack](&s.tenants)
 }
 
 // PublishStats writes the per-stack figures since the last publish to
@@ -114,7 +123,7 @@ func (g *Gateway) PublishStats(ctx context.Context) error {
 		return fmt.Errorf("publish stack stats: %w", err)
 	}
 	if ts, ok := g.cfg.Stats.(TrafficSink); ok {
-		if err := ts.AddTenantTraffic(ctx, g.cfg.Now(), g.stats.drainTenants()); err != nil {
+		if err := ts.AddTenantStats(ctx, g.cfg.Now(), g.stats.drainTenants()); err != nil {
 			return fmt.Errorf("publish tenant traffic: %w", err)
 		}
 	}

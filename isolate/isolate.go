@@ -47,7 +47,14 @@ const Kind = "isolate"
 const (
 	SignalCutback  = "cutback"  // data and traffic back to the pooled environment
 	SignalComplete = "complete" // end hypercare now: purge the old copy, sever the link
+	SignalResume   = "resume"   // go on after the phase --until stopped at (payload: ResumeRequest)
 )
+
+// ResumeRequest is the payload of SignalResume: the phase to stop after
+// next ("" runs to the end).
+type ResumeRequest struct {
+	Until string `json:"until,omitempty"`
+}
 
 // Errors callers branch on.
 var (
@@ -58,6 +65,9 @@ var (
 	ErrGate = errors.New("refused by the production gate")
 	// ErrPhase: a phase failed its check; the isolation cuts back.
 	ErrPhase = errors.New("isolation phase failed")
+	// ErrCapacity: preflight found too little room for the dedicated
+	// environment (disk for the new cluster, a stack that cannot deploy).
+	ErrCapacity = errors.New("not enough capacity for the isolation")
 )
 
 // Environment kinds (EnvSet).
@@ -71,6 +81,7 @@ const (
 	EventEnvSet    = "env.set"
 	EventStarted   = "isolation.started"
 	EventOverride  = "isolation.override"
+	EventTwin      = "tenant.sandbox_twin"
 	EventRefused   = "isolation.refused"
 	EventSucceeded = "isolation.succeeded"
 	EventCutBack   = "isolation.cut_back"
@@ -225,6 +236,16 @@ type Request struct {
 	// AutoCutback cuts back by itself after Rollout.FailureLimit
 	// consecutive failing hypercare verdicts.
 	AutoCutback bool `json:"auto_cutback,omitempty"`
+	// Until stops the plan after this phase (its checks run, the phase is
+	// done): the isolation waits there until resumed, so that phases run
+	// one at a time (`isolate resume TENANT --until NEXT`). "" runs them
+	// all. Not hypercare nor complete (hypercare waits already).
+	Until string `json:"until,omitempty"`
+	// SpaceFactor is the free disk preflight wants where the dedicated
+	// cluster's data goes, per member, as a multiple of the tenant's size
+	// (plus 64 MiB for an empty cluster); default 3 (the copy, its WAL,
+	// room to grow).
+	SpaceFactor float64 `json:"space_factor,omitempty"`
 	// DryRun returns the plan and changes nothing.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -254,6 +275,19 @@ type Data struct {
 	Override *Override `json:"override,omitempty"`
 	// WindowChoice says which hour --window auto picked, from what figures.
 	WindowChoice string `json:"window_choice,omitempty"`
+	// Twin is the sandbox twin whose sandbox isolation passed the gate
+	// ("" the tenant's own, or no gate).
+	Twin string `json:"twin,omitempty"`
+	// Capacity is what preflight weighed.
+	Capacity *Capacity `json:"capacity,omitempty"`
+	// Baseline is the tenant's own figures on the source stack before the
+	// app cutover: the p99 the cutover's analysis and hypercare hold the
+	// dedicated stack to. Captured once, before the rollout starts.
+	Baseline *Baseline `json:"baseline,omitempty"`
+	// Until is the phase the plan stops after now (Request.Until, then
+	// each resume's); HeldBefore the phase that waits for a resume.
+	Until      string `json:"until,omitempty"`
+	HeldBefore string `json:"held_before,omitempty"`
 	// SourceAlias and SourceStack serve the tenant before; OwnRoute is the
 	// tenant's own route before (nil: it followed the default route).
 	SourceAlias string                `json:"source_alias"`
@@ -294,6 +328,44 @@ type Data struct {
 	CompleteSent bool `json:"complete_sent,omitempty"`
 	CutbackSent  bool `json:"cutback_sent,omitempty"`
 	CancelSent   bool `json:"cancel_sent,omitempty"`
+}
+
+// Capacity is what preflight weighs before an isolation: the tenant's size,
+// the free disk where the dedicated cluster's data goes, and whether the
+// stack provider can deploy.
+type Capacity struct {
+	// TenantBytes is the size of the tenant's rows on its alias.
+	TenantBytes int64 `json:"tenant_bytes"`
+	// Dir is where new clusters' data goes ("": clusters are provisioned
+	// elsewhere, disk not checked); FreeBytes is free there for this
+	// process's user, NeedBytes what the isolation wants.
+	Dir       string `json:"dir,omitempty"`
+	FreeBytes int64  `json:"free_bytes,omitempty"`
+	NeedBytes int64  `json:"need_bytes,omitempty"`
+	// Stacks is why the stack provider cannot deploy ("" it can).
+	Stacks string `json:"stacks,omitempty"`
+}
+
+// Baseline is the tenant's own request outcomes on one stack over a
+// period, as the gateways recorded them.
+type Baseline struct {
+	Stack    string    `json:"stack"`
+	Since    time.Time `json:"since"`
+	Requests int64     `json:"requests"`
+	Errors   int64     `json:"errors_5xx"`
+	P99MS    float64   `json:"p99_ms"`
+	// Used is false when too few requests were recorded to judge by:
+	// the cutover then holds the new stack to the old stack's p99.
+	Used   bool   `json:"used"`
+	Detail string `json:"detail"`
+}
+
+// String is the baseline in words ("none" when nil).
+func (b *Baseline) String() string {
+	if b == nil {
+		return "none"
+	}
+	return b.Detail
 }
 
 // RouteBackend is one backend of a route (registry.Backend's fields).

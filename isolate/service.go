@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"tenantry/move"
@@ -22,8 +23,15 @@ type Provisioner interface {
 	// standbys and records it.
 	CreateCluster(ctx context.Context, name string, standbys int) error
 	// CreateAlias creates alias on cluster (a database of the alias's name,
-	// with the schema and the tenants' roles).
-	CreateAlias(ctx context.Context, alias, cluster string) error
+	// with the schema and the tenants' roles) wanting standbys streaming
+	// standbys (a move completing on it adds the missing ones); for an
+	// alias that exists it sets how many it wants.
+	CreateAlias(ctx context.Context, alias, cluster string, standbys int) error
+	// Capacity reports the tenant's size on alias, the free disk where new
+	// clusters' data goes ("" Dir: provisioned elsewhere), and why the
+	// stack provider could not deploy ("" it can). NeedBytes is left to
+	// the caller.
+	Capacity(ctx context.Context, tenant, alias string) (Capacity, error)
 	// StandbysStreaming counts the standbys streaming from cluster's primary.
 	StandbysStreaming(ctx context.Context, cluster string) (int, error)
 	// Backup takes tenant's logical backup from alias into dir and verifies
@@ -129,6 +137,15 @@ func (req *Request) fill() error {
 	if _, err := ParseWindow(req.Window); err != nil && req.Window != WindowAuto {
 		return fmt.Errorf("%w: %v", registry.ErrInvalid, err)
 	}
+	if req.Until != "" && (!slices.Contains(Phases, req.Until) || req.Until == PhaseHypercare || req.Until == PhaseComplete) {
+		return fmt.Errorf("%w: --until %q: want a phase from %s to %s", registry.ErrInvalid, req.Until, PhasePreflight, PhaseStandby)
+	}
+	if req.SpaceFactor == 0 {
+		req.SpaceFactor = DefaultSpaceFactor
+	}
+	if req.SpaceFactor < 1 || req.SpaceFactor > 1e15 {
+		return fmt.Errorf("%w: space factor %g must be 1 to 1e15", registry.ErrInvalid, req.SpaceFactor)
+	}
 	if req.Force && req.Reason == "" {
 		return fmt.Errorf("%w: --force needs --reason (it is recorded with who forced)", registry.ErrInvalid)
 	}
@@ -210,6 +227,58 @@ func (s *Service) preflight(ctx context.Context, req *Request, self string) (ali
 // else.
 var ErrInUseByOther = fmt.Errorf("%w: in use by another", registry.ErrConflict)
 
+// DefaultSpaceFactor is Request.SpaceFactor's default.
+const DefaultSpaceFactor = 3
+
+// emptyClusterBytes is what a member of an empty cluster takes (catalog,
+// WAL segments), added to the tenant's share of each member.
+const emptyClusterBytes = 64 << 20
+
+// capacity checks that the dedicated environment fits: free disk where the
+// cluster's members go for the tenant's size × SpaceFactor (plus an empty
+// cluster's) per member, and a stack provider able to deploy. It refuses
+// with ErrCapacity, naming the figures.
+func (s *Service) capacity(ctx context.Context, req *Request, alias string) (*Capacity, error) {
+	c, err := s.cfg.Provisioner.Capacity(ctx, req.Tenant, alias)
+	if err != nil {
+		return nil, fmt.Errorf("capacity: %w", err)
+	}
+	members := int64(1 + *req.Standbys)
+	c.NeedBytes = members * (int64(float64(c.TenantBytes)*req.SpaceFactor) + emptyClusterBytes)
+	if c.NeedBytes < 0 { // overflow of a huge factor
+		c.NeedBytes = 1<<63 - 1
+	}
+	if c.Dir != "" && c.FreeBytes < c.NeedBytes {
+		return &c, fmt.Errorf("%w: %s free in %s, the dedicated cluster wants %s (%d members × (tenant %s × %g + %s))",
+			ErrCapacity, bytesText(c.FreeBytes), c.Dir, bytesText(c.NeedBytes), members, bytesText(c.TenantBytes),
+			req.SpaceFactor, bytesText(emptyClusterBytes))
+	}
+	if c.Stacks != "" {
+		return &c, fmt.Errorf("%w: the stack provider cannot deploy %s: %s", ErrCapacity, req.Stack, c.Stacks)
+	}
+	return &c, nil
+}
+
+// bytesText is n in MiB or GiB.
+func bytesText(n int64) string {
+	if n >= 10<<30 {
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// capacityText is the preflight's capacity check in words.
+func (c *Capacity) String() string {
+	if c == nil {
+		return "capacity not checked"
+	}
+	disk := "disk not checked (clusters provisioned elsewhere)"
+	if c.Dir != "" {
+		disk = fmt.Sprintf("%s free in %s for %s wanted", bytesText(c.FreeBytes), c.Dir, bytesText(c.NeedBytes))
+	}
+	return fmt.Sprintf("tenant %s; %s; stacks deployable", bytesText(c.TenantBytes), disk)
+}
+
 // Env returns the environment kind recorded in the registry ("" when never
 // set).
 func (s *Service) Env(ctx context.Context) (string, error) {
@@ -235,40 +304,67 @@ func (s *Service) SetEnv(ctx context.Context, env, by string) error {
 	return s.cfg.Store.AddEvent(ctx, EventEnvSet, "", "environment marked "+env, map[string]string{"env": env, "by": by})
 }
 
-// Rehearsed reports the succeeded isolation of tenant recorded while the
-// registry was a sandbox, if any.
-func (s *Service) Rehearsed(ctx context.Context, tenant string) (*registry.Event, error) {
-	evs, err := s.cfg.Store.Events(ctx, registry.EventFilter{Subject: tenant, Kind: EventSucceeded, Newest: true, Limit: 1000})
+// Rehearsed reports the succeeded isolation of tenant, or of its sandbox
+// twin (Store.SandboxTwin), recorded while the registry was a sandbox, if
+// any, and the twin it was found for ("" the tenant's own).
+func (s *Service) Rehearsed(ctx context.Context, tenant string) (*registry.Event, string, error) {
+	twin, err := s.cfg.Store.SandboxTwin(ctx, tenant)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	for _, e := range evs {
-		var v struct {
-			Env string `json:"env"`
+	for _, subject := range []string{tenant, twin} {
+		if subject == "" {
+			continue
 		}
-		if json.Unmarshal(e.Data, &v) == nil && v.Env == EnvSandbox {
-			return &e, nil
+		evs, err := s.cfg.Store.Events(ctx, registry.EventFilter{Subject: subject, Kind: EventSucceeded, Newest: true, Limit: 1000})
+		if err != nil {
+			return nil, "", err
+		}
+		for _, e := range evs {
+			var v struct {
+				Env string `json:"env"`
+			}
+			if json.Unmarshal(e.Data, &v) == nil && v.Env == EnvSandbox {
+				if subject == tenant {
+					return &e, "", nil
+				}
+				return &e, subject, nil
+			}
 		}
 	}
-	return nil, nil
+	return nil, "", nil
 }
 
-// gate applies the production gate: it returns the environment and, for a
-// forced production run, the override to record.
-func (s *Service) gate(ctx context.Context, req *Request) (string, *Override, error) {
+// SetTwin marks twin as tenant's sandbox twin ("" clears it), with an
+// event saying who did.
+func (s *Service) SetTwin(ctx context.Context, tenant, twin, by string) error {
+	if err := s.cfg.Store.SetSandboxTwin(ctx, tenant, twin); err != nil {
+		return err
+	}
+	msg := "sandbox twin of " + tenant + " cleared"
+	if twin != "" {
+		msg = fmt.Sprintf("%s marked as the sandbox twin of %s: its sandbox isolation passes %s's production gate", twin, tenant, tenant)
+	}
+	return s.cfg.Store.AddEvent(ctx, EventTwin, tenant, msg, map[string]string{"twin": twin, "by": by})
+}
+
+// gate applies the production gate: it returns the environment, the
+// sandbox twin whose record passed it ("" none or the tenant's own) and,
+// for a forced production run, the override to record.
+func (s *Service) gate(ctx context.Context, req *Request) (string, string, *Override, error) {
 	env, err := s.Env(ctx)
 	if err != nil || env != EnvProduction {
-		return env, nil, err
+		return env, "", nil, err
 	}
-	ev, err := s.Rehearsed(ctx, req.Tenant)
+	ev, twin, err := s.Rehearsed(ctx, req.Tenant)
 	if err != nil || ev != nil {
-		return env, nil, err
+		return env, twin, nil, err
 	}
 	if !req.Force {
-		return env, nil, fmt.Errorf("%w: the environment is production and no succeeded isolation of %s is recorded in a sandbox; "+
-			"rehearse it in the sandbox, or pass --force --reason", ErrGate, req.Tenant)
+		return env, "", nil, fmt.Errorf("%w: the environment is production and no succeeded isolation of %s (or of a tenant marked as its sandbox twin) "+
+			"is recorded in a sandbox; rehearse it in the sandbox, or pass --force --reason", ErrGate, req.Tenant)
 	}
-	return env, &Override{By: req.By, Reason: req.Reason, At: s.cfg.Now().UTC()}, nil
+	return env, "", &Override{By: req.By, Reason: req.Reason, At: s.cfg.Now().UTC()}, nil
 }
 
 // Plan validates req and returns what the isolation would do, with the
@@ -285,8 +381,16 @@ func (s *Service) Plan(ctx context.Context, req Request) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, ov, gerr := s.gate(ctx, &req)
+	capa, cerr := s.capacity(ctx, &req, alias)
+	if cerr != nil && !errors.Is(cerr, ErrCapacity) {
+		return nil, cerr
+	}
+	env, twin, ov, gerr := s.gate(ctx, &req)
 	p := &Plan{Tenant: req.Tenant, Env: env, Request: req, WindowChoice: why}
+	capText := "capacity: " + capa.String()
+	if cerr != nil {
+		capText = "capacity: refused: " + cerr.Error()
+	}
 	switch {
 	case gerr != nil && errors.Is(gerr, ErrGate):
 		p.Gate = "refused: " + gerr.Error()
@@ -294,6 +398,8 @@ func (s *Service) Plan(ctx context.Context, req Request) (*Plan, error) {
 		return nil, gerr
 	case ov != nil:
 		p.Gate = fmt.Sprintf("forced by %q: %s (recorded in the events)", ov.By, ov.Reason)
+	case env == EnvProduction && twin != "":
+		p.Gate = "passed: a succeeded sandbox isolation of " + twin + ", marked as " + req.Tenant + "'s sandbox twin, is recorded"
 	case env == EnvProduction:
 		p.Gate = "passed: a succeeded sandbox isolation of " + req.Tenant + " is recorded"
 	default:
@@ -302,18 +408,20 @@ func (s *Service) Plan(ctx context.Context, req Request) (*Plan, error) {
 	w, _ := ParseWindow(req.Window)
 	p.Steps = []PlanStep{
 		{Phase: PhasePreflight, Checks: []string{"tenant " + req.Tenant + " active on " + alias, "no move, rollout or isolation of it running",
-			"route sends all traffic to " + from, "environment gate"}},
+			"route sends all traffic to " + from, capText, "environment gate"}},
 		{Phase: PhaseBackup, Creates: []string{"logical backup of " + req.Tenant + " from " + alias + " under " + s.cfg.BackupDir}, Checks: []string{"backup verified (manifest MAC, checksums)"}},
 		{Phase: PhaseProvision, Creates: []string{fmt.Sprintf("cluster %s (primary + %d standbys)", req.ClusterName, *req.Standbys),
 			"alias " + req.Alias + " (schema, tenant roles)"}, Checks: []string{"reuses them when an earlier isolation made them"}},
 		{Phase: PhaseDeploy, Creates: []string{fmt.Sprintf("stack %s (%d instances), no traffic", req.Stack, req.Instances)}, Checks: []string{"instances healthy"}},
 		{Phase: PhaseSmoke, Checks: []string{"smoke suite through the gateway's preview of " + req.Stack}},
 		{Phase: PhaseCutover, Creates: []string{fmt.Sprintf("rollout of route %s from %s to %s", req.Tenant, from, req.Stack)},
-			Checks: []string{"analysis: 5xx rate and p99 against " + from + "; automatic rollback"}},
+			Checks: []string{"analysis: 5xx rate, and p99 against the tenant's own on " + from + " (its last " + BaselineWindow.String() +
+				" at the gateways; " + from + "'s with too few requests); automatic rollback"}},
 		{Phase: PhaseReplicate, Creates: []string{"move of " + req.Tenant + " from " + alias + " to " + req.Alias}, Checks: []string{"schema versions equal", "copy, then chunked parity"}},
 		{Phase: PhasePromote, Checks: []string{"inside the window " + w.String() + forcedText(req.Force) + autoText(why), "lag bound; pause, fence, marker catch-up, flip"}},
 		{Phase: PhaseStandby, Checks: []string{"link back " + req.Alias + " -> " + alias + " kept", fmt.Sprintf("%d standbys streaming on %s", *req.Standbys, req.ClusterName)}},
-		{Phase: PhaseHypercare, Checks: []string{"for " + time.Duration(req.Hypercare).String() + ": the link back's lag; cutback possible in seconds"}},
+		{Phase: PhaseHypercare, Checks: []string{"for " + time.Duration(req.Hypercare).String() +
+			": verdicts on " + req.Stack + " (5xx, p99 against the tenant's own on " + from + ") and the link back's lag; cutback possible in seconds"}},
 		{Phase: PhaseComplete, Checks: []string{"on command or at the end of hypercare: old copy purged, link severed, " + from + " released"}},
 	}
 	return p, nil
@@ -356,11 +464,16 @@ func (s *Service) Start(ctx context.Context, req Request) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, ov, err := s.gate(ctx, &req)
+	capa, err := s.capacity(ctx, &req, alias)
 	if err != nil {
 		return nil, err
 	}
-	d := Data{Request: req, Env: env, Override: ov, SourceAlias: alias, SourceStack: from, WindowChoice: why}
+	env, twin, ov, err := s.gate(ctx, &req)
+	if err != nil {
+		return nil, err
+	}
+	d := Data{Request: req, Env: env, Override: ov, Twin: twin, Capacity: capa, Until: req.Until,
+		SourceAlias: alias, SourceStack: from, WindowChoice: why}
 	snap, err := s.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -386,7 +499,7 @@ func (s *Service) Start(ctx context.Context, req Request) (*Info, error) {
 		}
 	}
 	_ = s.cfg.Store.AddEvent(ctx, EventStarted, req.Tenant, fmt.Sprintf("isolation %s to %s on %s, stack %s", id, req.Alias, req.ClusterName, req.Stack),
-		map[string]string{"isolation": id, "env": env})
+		map[string]string{"isolation": id, "env": env, "twin": twin})
 	return s.Get(ctx, id)
 }
 
@@ -467,6 +580,35 @@ func (s *Service) Command(ctx context.Context, tenant, name string) (*Info, erro
 		return nil, fmt.Errorf("%w: unknown command %q (cutback, complete)", registry.ErrInvalid, name)
 	}
 	if err := s.runner.Signal(ctx, in.ID, name, nil); err != nil {
+		return nil, err
+	}
+	return s.Get(ctx, in.ID)
+}
+
+// Resume sends resume to the tenant's isolation, held after the phase
+// --until named: it goes on and stops again after until ("" runs to the
+// end). ErrWrongState when it is not held.
+func (s *Service) Resume(ctx context.Context, tenant string, until string) (*Info, error) {
+	in, err := s.Latest(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if in.Status != string(workflow.StatusRunning) {
+		return nil, fmt.Errorf("isolation %s of %s is %s: %w", in.ID, tenant, in.Status, workflow.ErrNotRunning)
+	}
+	if in.Data.HeldBefore == "" {
+		return nil, fmt.Errorf("%w: resume: the isolation is at %s, not held by --until", ErrWrongState, in.Step)
+	}
+	if until != "" {
+		i, held := slices.Index(Phases, until), slices.Index(Phases, in.Data.HeldBefore)
+		if i < 0 || until == PhaseHypercare || until == PhaseComplete {
+			return nil, fmt.Errorf("%w: --until %q: want a phase from %s to %s", registry.ErrInvalid, until, PhasePreflight, PhaseStandby)
+		}
+		if i < held {
+			return nil, fmt.Errorf("%w: --until %s: the isolation is past it (held before %s)", registry.ErrInvalid, until, in.Data.HeldBefore)
+		}
+	}
+	if err := s.runner.Signal(ctx, in.ID, SignalResume, ResumeRequest{Until: until}); err != nil {
 		return nil, err
 	}
 	return s.Get(ctx, in.ID)

@@ -2,6 +2,7 @@ package isolate
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -82,6 +83,16 @@ func (s *Service) step(name string, f body) workflow.Step {
 				}
 			}
 		}
+		if d.HeldBefore == name {
+			if !s.resumed(ctx, r, &d) {
+				d.Current = name
+				d.phase(name).State = StateWaiting
+				if err := r.Encode(&d); err != nil {
+					return "", workflow.Fail(err)
+				}
+				return "", workflow.Wait(time.Time{})
+			}
+		}
 		if name == stepAbort || name == stepCutback {
 			if p := d.phase(d.Current); d.Current != name && d.Current != stepCutback && (p.State == StateRunning || p.State == StateWaiting) {
 				state := StateSkipped
@@ -123,6 +134,11 @@ func (s *Service) step(name string, f body) workflow.Step {
 			}
 			_ = r.Info(ctx, msg, p)
 			_ = s.cfg.Store.AddEvent(ctx, EventPhase, r.Subject, msg, map[string]any{"isolation": r.ID, "phase": name, "seconds": p.Seconds})
+			if d.Until == name && slices.Contains(Phases, next) {
+				d.HeldBefore = next
+				d.WaitingFor = fmt.Sprintf("isolate resume: stopped after %s (--until)", name)
+				_ = r.Info(ctx, "stopped after "+name+" (--until); waits for isolate resume", nil)
+			}
 		}
 		if eerr := r.Encode(&d); eerr != nil {
 			return "", workflow.Fail(eerr)
@@ -135,6 +151,30 @@ func (s *Service) step(name string, f body) workflow.Step {
 		}
 		return next, nil
 	}
+}
+
+// resumed reports whether the isolation, held before a phase by --until,
+// was resumed (consuming the signal and taking its next --until).
+func (s *Service) resumed(ctx context.Context, r *workflow.Run, d *Data) bool {
+	for _, sg := range r.Signals {
+		if sg.Name != SignalResume {
+			continue
+		}
+		r.Consume(sg)
+		var rr ResumeRequest
+		if len(sg.Payload) > 0 {
+			_ = json.Unmarshal(sg.Payload, &rr)
+		}
+		held := d.HeldBefore
+		d.Until, d.HeldBefore, d.WaitingFor = rr.Until, "", ""
+		until := rr.Until
+		if until == "" {
+			until = "the end"
+		}
+		_ = r.Info(ctx, "resumed at "+held+", until "+until, rr)
+		return true
+	}
+	return false
 }
 
 func (s *Service) save(ctx context.Context, r *workflow.Run, d *Data) error {
@@ -156,7 +196,15 @@ func (s *Service) preflightStep(ctx context.Context, r *workflow.Run, d *Data) (
 	if alias != d.SourceAlias || from != d.SourceStack {
 		return "", time.Time{}, phaseFailed("tenant moved since the isolation was asked for: now on %s served by %s", alias, from)
 	}
-	d.phase(PhasePreflight).Detail = fmt.Sprintf("environment %s; %s on %s, served by %s", envName(d.Env), req.Tenant, alias, from)
+	capa, err := s.capacity(ctx, &req, alias)
+	if errors.Is(err, ErrCapacity) {
+		return "", time.Time{}, phaseFailed("%v", err)
+	}
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	d.Capacity = capa
+	d.phase(PhasePreflight).Detail = fmt.Sprintf("environment %s; %s on %s, served by %s; %s", envName(d.Env), req.Tenant, alias, from, capa)
 	return PhaseBackup, time.Time{}, nil
 }
 
@@ -186,12 +234,13 @@ func (s *Service) provision(ctx context.Context, r *workflow.Run, d *Data) (stri
 		}
 		made = "created"
 	}
-	if _, ok := snap.Aliases[req.Alias]; !ok {
-		if err := s.cfg.Provisioner.CreateAlias(ctx, req.Alias, req.ClusterName); err != nil {
+	if a, ok := snap.Aliases[req.Alias]; !ok || a.Standbys != *req.Standbys {
+		if err := s.cfg.Provisioner.CreateAlias(ctx, req.Alias, req.ClusterName, *req.Standbys); err != nil {
 			return "", time.Time{}, err
 		}
 	}
-	d.phase(PhaseProvision).Detail = fmt.Sprintf("cluster %s (%s, %d standbys), alias %s", req.ClusterName, made, *req.Standbys, req.Alias)
+	d.phase(PhaseProvision).Detail = fmt.Sprintf("cluster %s (%s, %d standbys), alias %s wanting %d standbys",
+		req.ClusterName, made, *req.Standbys, req.Alias, *req.Standbys)
 	return PhaseDeploy, time.Time{}, nil
 }
 
@@ -245,8 +294,22 @@ func (s *Service) cutover(ctx context.Context, r *workflow.Run, d *Data) (string
 			}
 		}
 	}
+	if d.RolloutID == "" && d.Baseline == nil {
+		b, err := s.baseline(ctx, d)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		d.Baseline = b
+		if err := s.save(ctx, r, d); err != nil {
+			return "", time.Time{}, err
+		}
+	}
 	if d.RolloutID == "" {
-		in, err := s.cfg.Rollouts.Start(ctx, rollout.StartRequest{Route: req.Tenant, To: req.Stack, Params: req.Rollout})
+		params := req.Rollout
+		if d.Baseline != nil && d.Baseline.Used && params.BaselineP99 == 0 {
+			params.BaselineP99 = rollout.Duration(time.Duration(d.Baseline.P99MS * float64(time.Millisecond)))
+		}
+		in, err := s.cfg.Rollouts.Start(ctx, rollout.StartRequest{Route: req.Tenant, To: req.Stack, Params: params})
 		if err != nil {
 			if errors.Is(err, registry.ErrInvalid) || errors.Is(err, registry.ErrNotFound) {
 				return "", time.Time{}, phaseFailed("start the rollout: %v", err)
@@ -271,7 +334,7 @@ func (s *Service) cutover(ctx context.Context, r *workflow.Run, d *Data) (string
 			passed++
 		}
 	}
-	d.phase(PhaseCutover).Detail = fmt.Sprintf("rollout %s %s at %d%%, %d intervals passed", in.ID, in.Data.Phase, in.Data.Weight, passed)
+	d.phase(PhaseCutover).Detail = fmt.Sprintf("rollout %s %s at %d%%, %d intervals passed; baseline: %s", in.ID, in.Data.Phase, in.Data.Weight, passed, d.Baseline)
 	switch {
 	case in.Status == workflow.StatusSucceeded || (in.Status == workflow.StatusRunning && in.Data.Phase == rollout.PhaseHolding):
 		return PhaseReplicate, time.Time{}, nil

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"tenantry/move"
+	"tenantry/rollout"
 )
 
 // Verdict is one hypercare judgement of the tenant's dedicated stack and
 // its link back: the stack's 5xx rate and p99 over the interval against
-// the cutover rollout's thresholds and baseline (the tenant's p99 on the
-// shared stack, measured through the preview as the tenant), and the link
-// back's health and lag.
+// the cutover rollout's thresholds and baseline (the tenant's own p99 on
+// the shared stack before the cutover, Data.Baseline; without enough of
+// its history, the rollout's), and the link back's health and lag.
 type Verdict struct {
 	At       time.Time `json:"at"`
 	Requests int64     `json:"requests"`
@@ -73,6 +74,9 @@ func (s *Service) judge(ctx context.Context, d *Data, mv *move.Info) (*Verdict, 
 			v.Reasons = append(v.Reasons, fmt.Sprintf("5xx rate %.4f over %.4f", rate, p.MaxErrorRate))
 		}
 		base := ro.Data.BaselineP99Ms
+		if d.Baseline != nil && d.Baseline.Used {
+			base = d.Baseline.P99MS
+		}
 		bound := max(base*p.MaxP99Ratio, base+float64(time.Duration(p.MinP99Delta).Microseconds())/1000)
 		if base > 0 && v.P99MS > bound {
 			v.Reasons = append(v.Reasons, fmt.Sprintf("p99 %.1f ms over %.1f ms (%.2f × the tenant's %.1f ms on %s, at least +%v)",
@@ -97,4 +101,33 @@ func (s *Service) judge(ctx context.Context, d *Data, mv *move.Info) (*Verdict, 
 		d.Verdicts = d.Verdicts[len(d.Verdicts)-maxVerdicts:]
 	}
 	return &v, nil
+}
+
+// BaselineWindow is how much of the tenant's history on its stack the
+// baseline reads (whole hours at the gateways, the current one included).
+const BaselineWindow = 24 * time.Hour
+
+// baseline reads the tenant's own outcomes on the stack serving it (the
+// gateways' per-tenant figures) over BaselineWindow: with at least the
+// rollout's MinRequests, its p99 is what the dedicated stack is held to.
+func (s *Service) baseline(ctx context.Context, d *Data) (*Baseline, error) {
+	since := s.cfg.Now().Add(-BaselineWindow).UTC()
+	st, err := s.cfg.Store.TenantStats(ctx, d.Request.Tenant, d.SourceStack, since)
+	if err != nil {
+		return nil, err
+	}
+	b := &Baseline{Stack: d.SourceStack, Since: since, Requests: st.Requests, Errors: st.Errors,
+		P99MS: float64(st.Quantile(0.99).Microseconds()) / 1000}
+	minReq := d.Request.Rollout.MinRequests
+	if minReq == 0 {
+		minReq = rollout.DefaultParams.MinRequests
+	}
+	b.Used = st.Requests >= int64(minReq)
+	if b.Used {
+		b.Detail = fmt.Sprintf("the tenant's own p99 on %s: %.1f ms over %d requests since %s", d.SourceStack, b.P99MS, st.Requests, since.Format(time.RFC3339))
+	} else {
+		b.Detail = fmt.Sprintf("only %d requests of the tenant on %s since %s (fewer than %d): the cutover holds the new stack to %s's p99",
+			st.Requests, d.SourceStack, since.Format(time.RFC3339), minReq, d.SourceStack)
+	}
+	return b, nil
 }

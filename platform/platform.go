@@ -188,6 +188,10 @@ func (l *Local) Cluster(name string) []*localpg.Cluster {
 	return append([]*localpg.Cluster(nil), l.clusters[name]...)
 }
 
+// ClusterDir is where ProvisionCluster puts its clusters' data directories
+// (control.DiskProvisioner: isolations check its free space first).
+func (l *Local) ClusterDir() string { return filepath.Join(l.Dir, "clusters") }
+
 // ProvisionCluster creates and starts a local cluster with standbys
 // streaming standbys, and returns its registry description (members named
 // control.MemberName: NAME-0 for the primary, NAME-1... for the standbys)

@@ -160,5 +160,18 @@ ALTER TABLE aliases ADD COLUMN standbys integer NOT NULL DEFAULT 0 CHECK (standb
 		`
 ALTER TABLE clusters ADD COLUMN sync boolean NOT NULL DEFAULT false;
 `,
+		// 10: isolations (issue 14). A tenant's hourly traffic per stack
+		// with its 5xx and latency histogram (the tenant's own p99 on the
+		// stack that serves it, the baseline of its isolation's cutover and
+		// hypercare); a tenant's sandbox twin (the production gate accepts
+		// the twin's sandbox isolation).
+		`
+ALTER TABLE tenant_traffic ADD COLUMN stack text NOT NULL DEFAULT '',
+	ADD COLUMN errors bigint NOT NULL DEFAULT 0 CHECK (errors >= 0),
+	ADD COLUMN buckets bigint[] NOT NULL DEFAULT '{}',
+	DROP CONSTRAINT tenant_traffic_pkey,
+	ADD PRIMARY KEY (tenant, hour, stack);
+ALTER TABLE tenants ADD COLUMN sandbox_twin text;
+`,
 	},
 }

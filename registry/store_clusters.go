@@ -196,3 +196,18 @@ func validateNames(kindNames ...string) error {
 	}
 	return nil
 }
+
+// SetAliasStandbys sets how many streaming standbys alias wants its
+// cluster to have (a move completing on the alias adds the missing ones).
+func (s *Store) SetAliasStandbys(ctx context.Context, alias string, standbys int) error {
+	if err := ValidateName("alias", alias); err != nil {
+		return err
+	}
+	if standbys < 0 {
+		return fmt.Errorf("%w: alias %s wants %d standbys", ErrInvalid, alias, standbys)
+	}
+	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		tag, err := tx.Exec(ctx, "UPDATE aliases SET standbys = $2 WHERE name = $1", alias, standbys)
+		return mustAffect(tag, err, "set the standbys of alias "+alias)
+	})
+}

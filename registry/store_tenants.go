@@ -235,3 +235,44 @@ func (s *Store) APIKeys(ctx context.Context, tenant string) ([]APIKey, error) {
 	})
 	return keys, err
 }
+
+// SetSandboxTwin marks twin as tenant's sandbox twin: the production gate
+// of an isolation of tenant accepts a succeeded sandbox isolation of twin
+// (a sandbox tenant made to rehearse it). "" clears the mark. twin need not
+// exist here (the sandbox tenant may be gone); it must be a valid id other
+// than tenant. ErrNotFound when tenant does not exist. Not routing
+// configuration: the registry version does not change.
+func (s *Store) SetSandboxTwin(ctx context.Context, tenant, twin string) error {
+	if err := ValidateTenantID(tenant); err != nil {
+		return err
+	}
+	var v *string
+	if twin != "" {
+		if err := ValidateTenantID(twin); err != nil {
+			return err
+		}
+		if twin == tenant {
+			return fmt.Errorf("%w: tenant %s cannot be its own sandbox twin", ErrInvalid, tenant)
+		}
+		v = &twin
+	}
+	tag, err := s.pool.Exec(ctx, "UPDATE tenants SET sandbox_twin = $2 WHERE id = $1", tenant, v)
+	return mustAffect(tag, err, "set the sandbox twin of tenant "+tenant)
+}
+
+// SandboxTwin returns tenant's sandbox twin ("" when none is marked).
+// ErrNotFound when tenant does not exist.
+func (s *Store) SandboxTwin(ctx context.Context, tenant string) (string, error) {
+	if err := ValidateTenantID(tenant); err != nil {
+		return "", err
+	}
+	var twin *string
+	err := s.pool.QueryRow(ctx, "SELECT sandbox_twin FROM tenants WHERE id = $1", tenant).Scan(&twin)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("tenant %q: %w", tenant, ErrNotFound)
+	}
+	if err != nil || twin == nil {
+		return "", dbErr("read the sandbox twin of tenant "+tenant, err)
+	}
+	return *twin, nil
+}

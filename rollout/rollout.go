@@ -108,6 +108,12 @@ type Params struct {
 	// MinP99Delta keeps the latency check from failing on noise at small
 	// latencies: a p99 within this of the old one passes. Default 25ms.
 	MinP99Delta Duration `json:"min_p99_delta,omitempty"`
+	// BaselineP99 fixes the p99 the new stack is held to (with MaxP99Ratio
+	// and MinP99Delta); 0: the old stack's, measured through the preview
+	// and then over each interval. An isolation's cutover gives the
+	// tenant's own p99 on the old stack: the old stack's mixes every
+	// tenant it serves.
+	BaselineP99 Duration `json:"baseline_p99,omitempty"`
 	// MinRequests is the fewest requests an interval is judged on; probes
 	// through the preview make up the difference. Default 20.
 	MinRequests int `json:"min_requests,omitempty"`
@@ -181,6 +187,8 @@ func (p Params) Validate() error {
 		return bad("max p99 ratio %v must be 1 to 100", p.MaxP99Ratio)
 	case p.MinP99Delta < 0 || time.Duration(p.MinP99Delta) > time.Minute:
 		return bad("min p99 delta %v must be 0 to 1m", time.Duration(p.MinP99Delta))
+	case p.BaselineP99 < 0 || time.Duration(p.BaselineP99) > time.Minute:
+		return bad("baseline p99 %v must be 0 to 1m", time.Duration(p.BaselineP99))
 	case p.MinRequests < 1 || p.MinRequests > 10000:
 		return bad("min requests %d must be 1 to 10000", p.MinRequests)
 	case p.Hold < 0 || time.Duration(p.Hold) > 90*24*time.Hour:

@@ -93,6 +93,11 @@ func (s *Service) precheck(ctx context.Context, r *workflow.Run) (string, error)
 			return "", fail(d, fmt.Errorf("%w: smoke suite through the preview: %s", ErrSmoke, strings.Join(failed, "; ")))
 		}
 		d.note("smoke passed", fmt.Sprintf("%d checks", len(d.Smoke)))
+		if fixed := d.Params.BaselineP99; fixed > 0 {
+			d.BaselineP99Ms = ms(time.Duration(fixed))
+			d.note("baseline", fmt.Sprintf("fixed by the request: p99 %.1fms", d.BaselineP99Ms))
+			return stepShift, nil
+		}
 		base := figuresOf(s.preview(key, d.From).Probe(ctx, d.Params.MinRequests))
 		d.BaselineP99Ms = base.P99Ms
 		d.note("baseline", fmt.Sprintf("old stack %s through the preview: p99 %.1fms over %d probes", d.From, base.P99Ms, base.Requests))
@@ -204,7 +209,7 @@ func (s *Service) judgeInterval(ctx context.Context, r *workflow.Run, d *Data) (
 		v.Probes = int(short)
 	}
 	v.New, v.Old = figuresOf(nw), figuresOf(old)
-	if old.Requests >= int64(d.Params.MinRequests) {
+	if old.Requests >= int64(d.Params.MinRequests) && d.Params.BaselineP99 == 0 {
 		d.BaselineP99Ms = v.Old.P99Ms
 	}
 	v.BaselineP99Ms = d.BaselineP99Ms

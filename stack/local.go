@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -142,6 +143,23 @@ func (p *LocalProvider) prepare() (string, error) {
 		return "", fmt.Errorf("create stack dir: %w", err)
 	}
 	return bin, nil
+}
+
+// CanDeploy reports whether a Deploy could start instances now: the binary
+// is there, Dir can be made, and a loopback port is free for an instance.
+func (p *LocalProvider) CanDeploy(context.Context) error {
+	bin, err := p.prepare()
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("instance binary: %w", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("no free loopback port for an instance: %w", err)
+	}
+	return l.Close()
 }
 
 // claim registers ls under its name; ErrRunning if the provider runs a

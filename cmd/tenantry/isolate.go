@@ -35,7 +35,7 @@ func newIsolateCmd(a *app) *cobra.Command {
 	var hypercare time.Duration
 	var dryRun, follow bool
 	cmd := &cobra.Command{
-		Use:   "isolate TENANT [--cluster-name N] [--standbys 1] [--window HH:MM-HH:MM|auto] [--hypercare 72h] [--auto-cutback] [--force --reason R] [--dry-run] [--follow]",
+		Use:   "isolate TENANT [--cluster-name N] [--standbys 1] [--window HH:MM-HH:MM|auto] [--hypercare 72h] [--auto-cutback] [--until PHASE] [--force --reason R] [--dry-run] [--follow]",
 		Short: "Move a tenant to its own environment (dedicated stack and cluster with a standby) as one guarded, reversible plan",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -88,6 +88,8 @@ func newIsolateCmd(a *app) *cobra.Command {
 	f.BoolVar(&req.Force, "force", false, "promote outside the window; in production, go ahead without a sandbox record")
 	f.StringVar(&req.Reason, "reason", "", "why --force (recorded in the events with who)")
 	f.BoolVar(&req.AutoCutback, "auto-cutback", false, "cut back by itself after 3 failing hypercare verdicts in a row (dedicated stack's 5xx and p99, the link back)")
+	f.StringVar(&req.Until, "until", "", "stop after this phase (preflight ... standby) until `tenantry isolate resume TENANT`: run the phases one at a time")
+	f.Float64Var(&req.SpaceFactor, "space-factor", 0, "free disk preflight wants per member of the dedicated cluster, as a multiple of the tenant's size, plus 64 MiB (default 3)")
 	f.BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&follow, "follow", false, "follow the isolation until it waits in hypercare or ends")
 
@@ -124,7 +126,24 @@ func newIsolateCmd(a *app) *cobra.Command {
 			},
 		}
 	}
-	cmd.AddCommand(status,
+	var until string
+	resume := &cobra.Command{
+		Use:   "resume TENANT [--until PHASE]",
+		Short: "Go on with an isolation stopped by --until, up to and including --until's phase (default: to the end)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			if _, err := c.ResumeIsolation(cmd.Context(), args[0], until); err != nil {
+				return err
+			}
+			return a.followIsolation(cmd.Context(), c, args[0])
+		},
+	}
+	resume.Flags().StringVar(&until, "until", "", "stop again after this phase")
+	cmd.AddCommand(status, resume,
 		command(isolate.SignalCutback, "Take the tenant's data (through the link back) and then its traffic back, nothing lost"),
 		command(isolate.SignalComplete, "End hypercare now: purge the old copy, sever the link back, retire the rollout"))
 	return cmd
@@ -210,7 +229,8 @@ func (a *app) followIsolation(ctx context.Context, c *control.Client, tenant str
 			fmt.Fprintf(a.stderr, "%s  %-10s %-8s %s\n", time.Now().UTC().Format("15:04:05"), d.Current, d.PhaseState(), d.CurrentDetail())
 			last = line
 		}
-		if in.Status != string(workflow.StatusRunning) || d.Current == isolate.PhaseHypercare || d.WaitingFor != "" && d.Current == isolate.PhasePromote {
+		if in.Status != string(workflow.StatusRunning) || d.Current == isolate.PhaseHypercare || d.HeldBefore != "" ||
+			d.WaitingFor != "" && d.Current == isolate.PhasePromote {
 			return a.showIsolation(in, nil)
 		}
 		select {
@@ -257,6 +277,15 @@ func printIsolation(w io.Writer, in *isolate.Info) {
 	}
 	if d.WindowChoice != "" {
 		fmt.Fprintf(w, "  window %s: %s\n", r.Window, d.WindowChoice)
+	}
+	if d.Twin != "" {
+		fmt.Fprintf(w, "  gate passed by the sandbox isolation of %s, its sandbox twin\n", d.Twin)
+	}
+	if d.Capacity != nil {
+		fmt.Fprintf(w, "  capacity: %s\n", d.Capacity)
+	}
+	if d.Baseline != nil {
+		fmt.Fprintf(w, "  latency baseline: %s\n", d.Baseline)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  PHASE\tSTATE\tSECONDS\tDETAIL")

@@ -89,7 +89,41 @@ func newTenantCmd(a *app) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(create, list, show, newTenantDeleteCmd(a), newTenantKeyCmd(a), newTenantLimitsCmd(a))
+	cmd.AddCommand(create, list, show, newTenantSetCmd(a), newTenantDeleteCmd(a), newTenantKeyCmd(a), newTenantLimitsCmd(a))
+	return cmd
+}
+
+// newTenantSetCmd is `tenantry tenant set TENANT --sandbox-twin OTHER`.
+func newTenantSetCmd(a *app) *cobra.Command {
+	var twin string
+	cmd := &cobra.Command{
+		Use:   "set TENANT --sandbox-twin OTHER",
+		Short: "Mark OTHER as TENANT's sandbox twin: in production, a succeeded sandbox isolation of OTHER passes TENANT's isolation gate (\"\" clears it)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("sandbox-twin") {
+				return usageErr("tenant set: nothing to set (--sandbox-twin OTHER)")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			out, err := c.SetSandboxTwin(cmd.Context(), args[0], twin, operator())
+			if err != nil {
+				return err
+			}
+			if a.output == "json" {
+				return a.printJSON(out)
+			}
+			if out.Twin == "" {
+				fmt.Fprintf(a.stdout, "tenant %s: no sandbox twin\n", out.Tenant)
+				return nil
+			}
+			fmt.Fprintf(a.stdout, "tenant %s: sandbox twin %s (its succeeded sandbox isolation passes %s's production gate)\n", out.Tenant, out.Twin, out.Tenant)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&twin, "sandbox-twin", "", "the sandbox tenant that rehearses this tenant's isolation")
 	return cmd
 }
 
