@@ -26,7 +26,7 @@ func TestStore_TenantStats(t *testing.T) {
 	shared := registry.TenantStack{Tenant: "acme", Stack: "shared"}
 	// Two gateways add to the same hour: 95 fast requests and 5 of 400 ms.
 	must(t, s.AddTenantStats(ctx, now, map[registry.TenantStack]registry.StackStats{
-		shared: {Requests: 60, Errors: 1, Buckets: hist(5*time.Millisecond, 60)},
+		shared:                              {Requests: 60, Errors: 1, Buckets: hist(5*time.Millisecond, 60)},
 		{Tenant: "acme", Stack: "acme-app"}: {Requests: 7, Buckets: hist(time.Second, 7)},
 		{Tenant: "zeta", Stack: "shared"}:   {Requests: 50, Buckets: hist(2*time.Second, 50)},
 	}))
