@@ -259,15 +259,18 @@ func (s *Service) capacity(ctx context.Context, req *Request, alias string) (*Ca
 	return &c, nil
 }
 
-// bytesText is n in MiB or GiB.
+// bytesText is n in KiB, MiB or GiB.
 func bytesText(n int64) string {
-	if n >= 10<<30 {
+	switch {
+	case n >= 10<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 	}
-	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 }
 
-// capacityText is the preflight's capacity check in words.
+// String is the preflight's capacity check in words.
 func (c *Capacity) String() string {
 	if c == nil {
 		return "capacity not checked"

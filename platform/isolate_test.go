@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
 	"os/exec"
 	"strings"
@@ -112,6 +113,29 @@ func TestIsolate_FullUnderLoad(t *testing.T) {
 	if c := snap.Clusters[tenant+"-db"]; c == nil || len(c.Members) != 2 {
 		t.Errorf("dedicated cluster: %+v", c)
 	}
+	// The cutover held the dedicated stack to the tenant's own p99 on the
+	// shared stack, recorded before it started.
+	b := d.Baseline
+	if b == nil || !b.Used || b.Stack != SharedStack || b.Requests < 20 || b.P99MS <= 0 {
+		t.Errorf("latency baseline: %+v", b)
+	} else {
+		ro, err := plat.Plane.Rollouts.Get(ctx, d.RolloutID, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := float64(time.Duration(ro.Data.Params.BaselineP99).Microseconds()) / 1000; ro.Data.BaselineP99Ms != want || math.Abs(want-b.P99MS) > 0.01 {
+			t.Errorf("the cutover's baseline %.3f ms (fixed %.3f ms), the tenant's own %.3f ms", ro.Data.BaselineP99Ms, want, b.P99MS)
+		}
+		t.Logf("baseline: %s", b.Detail)
+	}
+	// The dedicated alias wants the standbys asked for: a standby lost
+	// during hypercare is made again when the isolation completes.
+	if a := snap.Aliases[tenant+"-ded"]; a == nil || a.Standbys != 1 {
+		t.Errorf("dedicated alias: %+v, want 1 standby wanted", a)
+	}
+	if err := plat.Service.RemoveStandby(ctx, tenant+"-db", tenant+"-db-1"); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := rolloutClient().IsolationCommand(ctx, tenant, isolate.SignalComplete); err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +147,12 @@ func TestIsolate_FullUnderLoad(t *testing.T) {
 	lr.finish(t)
 	lr.check(t, ctx)
 	wantServing(t, ctx, tenant, tenant+"-ded", "")
+	if snap, err = plat.Store.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c := snap.Clusters[tenant+"-db"]; c == nil || len(c.Members) != 2 {
+		t.Errorf("dedicated cluster after the completion: %+v, want its primary and a standby again", c)
+	}
 	mv, err := plat.Moves.Get(ctx, in.Data.MoveID, false)
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +265,7 @@ func TestIsolate_ProductionGate(t *testing.T) {
 	cmd.Stderr = &stderr
 	err = cmd.Run()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "no succeeded isolation of "+tenant+" is recorded in a sandbox") {
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "no succeeded isolation of "+tenant+" (or of a tenant marked as its sandbox twin) is recorded in a sandbox") {
 		t.Errorf("tenantry isolate in production: %v, stderr %q; want exit 1 naming the reason", err, stderr.String())
 	}
 	for _, bad := range []isolate.Request{
@@ -371,11 +401,18 @@ func stopRunnerAt(t *testing.T, ctx context.Context, point string, during func()
 }
 
 // TestIsolate_Crash kills (SIGKILL) the control-plane replica running an
-// isolation at points in its phases — after the backup, with the rollout
-// and the move started, after the cutover, the verification, the
-// promotion, the standby check and the completion — and lets this
+// isolation in every phase — after the preflight and the backup, in the
+// provision and the deploy, after the smoke suite, with the rollout and the
+// move started, after the cutover, the verification, the promotion and the
+// standby check, in hypercare and after the completion — and lets this
 // process's runner take over each time: the isolation ends completed, with
 // every phase done, no failed request and the checker passing.
+//
+// The killed replica (a worker process) makes no cluster and deploys no
+// stack (it has no local provisioner): in the provision and the deploy it
+// is killed as it takes the phase over, and this process's runner, which
+// has them, is cut off right after it made the cluster and the stack,
+// before it could record so — the next replica finds them and reuses them.
 func TestIsolate_Crash(t *testing.T) {
 	ctx := testContext(t, 6*time.Minute)
 	const tenant = "iso-crash"
@@ -392,17 +429,24 @@ func TestIsolate_Crash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	killed := crashWorkerAt(t, ctx, "isolate:preflight:done", nil)
+	t.Logf("killed at isolate:preflight:done (%v ago)", time.Since(killed).Round(time.Millisecond))
 	for _, c := range []struct {
 		stopAt, crashAt string
 		during          func()
 	}{
 		{"isolate:backup", "isolate:backup:done", nil},
+		{"isolate:provision:done", "isolate:provision", nil},
+		{"isolate:provision:done", "isolate:deploy", nil},
+		{"isolate:deploy:done", "isolate:deploy", nil},
+		{"isolate:deploy:done", "isolate:smoke:done", nil},
 		{"isolate:cutover", "isolate:cutover:child", nil},
 		{"isolate:cutover", "isolate:cutover:done", nil},
 		{"isolate:replicate", "isolate:replicate:child", nil},
 		{"isolate:replicate", "isolate:replicate:done", nil},
 		{"isolate:promote", "isolate:promote:done", nil},
 		{"isolate:standby", "isolate:standby:done", nil},
+		{"isolate:hypercare", "isolate:hypercare", nil},
 		{"isolate:complete", "isolate:complete:done", completeInHypercare},
 	} {
 		stopRunnerAt(t, ctx, c.stopAt, c.during)
@@ -552,5 +596,223 @@ func TestIsolate_CrashCutback(t *testing.T) {
 	lr.check(t, ctx)
 	if b := routeOf(t, ctx, tenant); len(b) != 1 || b[0].Stack != SharedStack {
 		t.Errorf("route after the cutback: %+v", b)
+	}
+}
+
+// tenantryCLI runs the tenantry binary against this platform's API and
+// returns its stdout, stderr and exit code.
+func tenantryCLI(t *testing.T, ctx context.Context, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, tenantryBin, append([]string{"--api", plat.APIURL}, args...)...)
+	cmd.Env = append(os.Environ(), "TENANTRY_TOKEN="+plat.Local.State.AdminToken)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return stdout.String(), stderr.String(), ee.ExitCode()
+	case err != nil:
+		t.Fatalf("tenantry %v: %v", args, err)
+	}
+	return stdout.String(), stderr.String(), 0
+}
+
+// TestIsolate_Capacity: preflight weighs the tenant's size against the
+// free disk where the dedicated cluster would go; with a space factor no
+// disk can meet, the isolation is refused (409, CLI exit 1) with the
+// figures named and nothing changed, and the dry run says why.
+func TestIsolate_Capacity(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	const tenant = "iso-capacity"
+	newTenant(t, ctx, tenant, 20)
+	c := rolloutClient()
+	req := isolationRequest(tenant, 1)
+	p, err := c.PlanIsolation(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := strings.Join(p.Steps[0].Checks, "; ")
+	t.Logf("preflight: %s", pre)
+	if !strings.Contains(pre, "capacity: tenant ") || !strings.Contains(pre, "free in "+plat.Local.ClusterDir()) {
+		t.Errorf("the plan's capacity check: %s", pre)
+	}
+	req.SpaceFactor = 1e12
+	if p, err = c.PlanIsolation(ctx, req); err != nil || !strings.Contains(strings.Join(p.Steps[0].Checks, "; "), "capacity: refused") {
+		t.Errorf("plan with a space factor of 1e12: %+v %v", p, err)
+	}
+	_, err = c.StartIsolation(ctx, req)
+	if !errors.Is(err, isolate.ErrCapacity) || !strings.Contains(err.Error(), "free in "+plat.Local.ClusterDir()) ||
+		!strings.Contains(err.Error(), "the dedicated cluster wants") {
+		t.Fatalf("isolation that cannot fit: %v, want the capacity refusal naming the figures", err)
+	}
+	t.Logf("refused: %v", err)
+	_, stderr, code := tenantryCLI(t, ctx, "isolate", tenant, "--space-factor", "1e12")
+	if code != 1 || !strings.Contains(stderr, "not enough capacity") {
+		t.Errorf("tenantry isolate --space-factor 1e12: exit %d, %q; want exit 1 naming the reason", code, stderr)
+	}
+	if _, err := c.Isolation(ctx, tenant); !errors.Is(err, registry.ErrNotFound) {
+		t.Errorf("an isolation was recorded after the refusal: %v", err)
+	}
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := snap.Clusters[tenant+"-db"]; ok {
+		t.Error("a refused isolation made its cluster")
+	}
+	if _, err := c.StartIsolation(ctx, isolate.Request{Tenant: tenant, SpaceFactor: 0.5}); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("space factor 0.5: %v, want invalid", err)
+	}
+}
+
+// TestIsolate_Until: an isolation runs its phases one at a time: --until
+// stops it after a phase (done, its checks run) with nothing of the next
+// made; `isolate resume --until` runs the next ones and stops again; a
+// cutback while it is stopped takes it back.
+func TestIsolate_Until(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	runMoves(t)
+	const tenant = "iso-until"
+	newTenant(t, ctx, tenant, 20)
+	req := isolationRequest(tenant, 0)
+	req.Until = isolate.PhasePreflight
+	cleanupIsolation(t, req)
+	c := rolloutClient()
+	if _, err := c.StartIsolation(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	held := func(before string) func(*isolate.Info) bool {
+		return func(in *isolate.Info) bool { return in.Data.HeldBefore == before && in.Data.Current == before }
+	}
+	in := waitIsolation(t, ctx, tenant, held(isolate.PhaseBackup))
+	logIsolation(t, in)
+	phases := map[string]isolate.PhaseRecord{}
+	for _, p := range in.Data.Phases {
+		phases[p.Name] = p
+	}
+	if phases[isolate.PhasePreflight].State != isolate.StateDone || phases[isolate.PhaseBackup].State != isolate.StateWaiting ||
+		phases[isolate.PhaseProvision].State != isolate.StatePending || !strings.Contains(in.Data.WaitingFor, "resume") {
+		t.Fatalf("after --until preflight: %+v, waiting for %q", phases, in.Data.WaitingFor)
+	}
+	if !strings.Contains(phases[isolate.PhasePreflight].Detail, "free in") {
+		t.Errorf("preflight ran without its capacity check: %s", phases[isolate.PhasePreflight].Detail)
+	}
+	if in.Data.Capacity == nil || in.Data.Capacity.TenantBytes <= 0 {
+		t.Errorf("capacity recorded: %+v", in.Data.Capacity)
+	}
+	if in.Data.BackupDir != "" {
+		t.Errorf("the backup ran before the resume: %s", in.Data.BackupDir)
+	}
+	if _, err := c.IsolationCommand(ctx, tenant, isolate.SignalComplete); !errors.Is(err, isolate.ErrWrongState) {
+		t.Errorf("complete while held: %v", err)
+	}
+	if _, err := c.ResumeIsolation(ctx, tenant, "nowhere"); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("resume --until nowhere: %v", err)
+	}
+
+	// The next two phases, through the CLI; it follows until held again.
+	out, stderr, code := tenantryCLI(t, ctx, "isolate", "resume", tenant, "--until", isolate.PhaseProvision)
+	if code != 0 {
+		t.Fatalf("isolate resume: exit %d: %s", code, stderr)
+	}
+	in = waitIsolation(t, ctx, tenant, held(isolate.PhaseDeploy))
+	logIsolation(t, in)
+	if !strings.Contains(out, "stopped after provision") {
+		t.Errorf("isolate resume printed:\n%s", out)
+	}
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := snap.Clusters[tenant+"-db"]; !ok || in.Data.BackupRows == 0 {
+		t.Errorf("after resume --until provision: cluster made %v, %d rows backed up", ok, in.Data.BackupRows)
+	}
+	if _, ok := snap.Stacks[tenant+"-app"]; ok {
+		t.Error("the stack was deployed before the resume")
+	}
+	if _, err := c.ResumeIsolation(ctx, tenant, isolate.PhasePreflight); !errors.Is(err, registry.ErrInvalid) {
+		t.Errorf("resume --until a phase already done: %v", err)
+	}
+	if _, err := c.IsolationCommand(ctx, tenant, isolate.SignalCutback); err != nil {
+		t.Fatal(err)
+	}
+	in = waitIsolation(t, ctx, tenant, func(*isolate.Info) bool { return false })
+	logIsolation(t, in)
+	if in.Status != string(workflow.StatusSucceeded) || in.Data.Outcome != "cut_back" {
+		t.Errorf("cutback while held: %s (%s) %s", in.Status, in.Data.Outcome, in.Error)
+	}
+	wantServing(t, ctx, tenant, PooledAlias, "")
+}
+
+// TestIsolate_SandboxTwin: in production, an isolation of a tenant with
+// no sandbox record is refused; marking as its sandbox twin a tenant whose
+// isolation succeeded while the environment was a sandbox (`tenant set
+// --sandbox-twin`, an event) lets it through, and the isolation records
+// the twin.
+func TestIsolate_SandboxTwin(t *testing.T) {
+	ctx := testContext(t, 4*time.Minute)
+	runMoves(t)
+	const twin, tenant = "iso-twin-rehearsal", "iso-twin"
+	newTenant(t, ctx, twin, 20)
+	newTenant(t, ctx, tenant, 20)
+	c := rolloutClient()
+	if err := c.SetEnv(ctx, isolate.EnvSandbox, "test"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.SetEnv(context.Background(), isolate.EnvSandbox, "test") })
+
+	// The rehearsal: the twin's isolation succeeds in the sandbox.
+	rehearsal := isolationRequest(twin, 0)
+	cleanupIsolation(t, rehearsal)
+	if _, err := c.StartIsolation(ctx, rehearsal); err != nil {
+		t.Fatal(err)
+	}
+	in := waitIsolation(t, ctx, twin, inHypercare)
+	if _, err := c.IsolationCommand(ctx, twin, isolate.SignalComplete); err != nil {
+		t.Fatal(err)
+	}
+	if in = waitIsolation(t, ctx, twin, func(*isolate.Info) bool { return false }); in.Data.Outcome != "completed" {
+		logIsolation(t, in)
+		t.Fatalf("the sandbox rehearsal: %s (%s) %s", in.Status, in.Data.Outcome, in.Error)
+	}
+
+	if err := c.SetEnv(ctx, isolate.EnvProduction, "test"); err != nil {
+		t.Fatal(err)
+	}
+	req := isolationRequest(tenant, 0)
+	req.Until = isolate.PhasePreflight
+	cleanupIsolation(t, req)
+	if _, err := c.StartIsolation(ctx, req); !errors.Is(err, isolate.ErrGate) {
+		t.Fatalf("production isolation of %s without a twin: %v, want the gate's refusal", tenant, err)
+	}
+	out, stderr, code := tenantryCLI(t, ctx, "tenant", "set", tenant, "--sandbox-twin", twin)
+	if code != 0 || !strings.Contains(out, "sandbox twin "+twin) {
+		t.Fatalf("tenant set --sandbox-twin: exit %d, %q %q", code, out, stderr)
+	}
+	if _, _, code := tenantryCLI(t, ctx, "tenant", "set", tenant, "--sandbox-twin", "Bad!"); code != 2 {
+		t.Errorf("tenant set --sandbox-twin Bad!: exit %d, want 2", code)
+	}
+	p, err := c.PlanIsolation(ctx, req)
+	if err != nil || !strings.Contains(p.Gate, "passed: a succeeded sandbox isolation of "+twin) {
+		t.Errorf("plan with the twin marked: %+v %v", p, err)
+	}
+	in, err = c.StartIsolation(ctx, req)
+	if err != nil {
+		t.Fatalf("production isolation of %s with its twin rehearsed: %v", tenant, err)
+	}
+	if in.Data.Twin != twin || in.Data.Override != nil {
+		t.Errorf("isolation's gate record: twin %q, override %+v", in.Data.Twin, in.Data.Override)
+	}
+	evs, err := plat.Store.Events(ctx, registry.EventFilter{Subject: tenant, Kind: isolate.EventTwin})
+	if err != nil || len(evs) != 1 || !strings.Contains(string(evs[0].Data), twin) {
+		t.Errorf("twin events: %+v %v", evs, err)
+	}
+	waitIsolation(t, ctx, tenant, func(in *isolate.Info) bool { return in.Data.HeldBefore != "" })
+	if _, err := c.IsolationCommand(ctx, tenant, isolate.SignalCutback); err != nil {
+		t.Fatal(err)
+	}
+	if in = waitIsolation(t, ctx, tenant, func(*isolate.Info) bool { return false }); in.Data.Outcome != "cut_back" {
+		t.Errorf("after the cutback: %s (%s) %s", in.Status, in.Data.Outcome, in.Error)
 	}
 }

@@ -136,8 +136,21 @@ func newIsolateCmd(a *app) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if _, err := c.ResumeIsolation(cmd.Context(), args[0], until); err != nil {
+			in, err := c.ResumeIsolation(cmd.Context(), args[0], until)
+			if err != nil {
 				return err
+			}
+			// Until the runner takes the resume, the isolation still shows
+			// held where it was.
+			for held := in.Data.HeldBefore; in.Data.HeldBefore == held && in.Status == string(workflow.StatusRunning); {
+				select {
+				case <-cmd.Context().Done():
+					return cmd.Context().Err()
+				case <-time.After(200 * time.Millisecond):
+				}
+				if in, err = c.Isolation(cmd.Context(), args[0]); err != nil {
+					return err
+				}
 			}
 			return a.followIsolation(cmd.Context(), c, args[0])
 		},
