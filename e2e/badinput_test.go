@@ -231,6 +231,12 @@ func TestBadInput(t *testing.T) {
 		{"api: deploy a badly named stack", api, "POST", "/v1/stacks", adminH, `{"name":"Bad Stack","version":"v1","instances":1}`},
 		{"api: deploy 10,000 instances", api, "POST", "/v1/stacks", adminH, `{"name":"e2e-bad-stack","version":"v1","instances":10000}`},
 		{"api: stop an unknown stack", api, "POST", "/v1/stacks/no-such-stack/stop", adminH, ""},
+		{"api: isolation with a bad --until", api, "POST", "/v1/isolations", adminH, `{"tenant":"` + a.Tenant + `","until":"somewhere"}`},
+		{"api: isolation with a space factor under 1", api, "POST", "/v1/isolations", adminH, `{"tenant":"` + a.Tenant + `","space_factor":0.5}`},
+		{"api: resume no isolation", api, "POST", "/v1/isolations/" + a.Tenant + "/resume", adminH, `{"until":"deploy"}`},
+		{"api: sandbox twin with a bad id", api, "PUT", "/v1/tenants/" + a.Tenant + "/sandbox-twin", adminH, `{"twin":"x'); DROP TABLE tenants; --"}`},
+		{"api: tenant its own sandbox twin", api, "PUT", "/v1/tenants/" + a.Tenant + "/sandbox-twin", adminH, `{"twin":"` + a.Tenant + `"}`},
+		{"api: sandbox twin of an unknown tenant", api, "PUT", "/v1/tenants/e2e-bad-nobody/sandbox-twin", adminH, `{"twin":"` + a.Tenant + `"}`},
 		{"api: path trick", api, "GET", "/v1/tenants/../clusters", adminH, ""},
 		{"api: huge body", api, "POST", "/v1/tenants", adminH, `{"id":"` + strings.Repeat("a", 2<<20) + `","alias":"pool-1"}`},
 	}
