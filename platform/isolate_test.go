@@ -527,25 +527,34 @@ func TestIsolate_WindowAuto(t *testing.T) {
 
 // TestIsolate_AutoCutback: a dedicated stack that turns 300 ms slower
 // once it serves the tenant fails hypercare's verdicts (p99 against the
-// tenant's on the shared stack); with --auto-cutback the isolation takes
-// the data and the traffic back by itself, with no failed request.
+// tenant's own on the shared stack, over 1.5 × it or + 100 ms); with
+// --auto-cutback the isolation takes the data and the traffic back by
+// itself, with no failed request.
+//
+// The load's four connections make at most 13 requests a second against a
+// 300 ms stack: verdicts are judged from 10 requests on. The tenant's own
+// p99 under this load is 150-250 ms on a busy machine: 300 ms more fails
+// 1.5 × it.
 func TestIsolate_AutoCutback(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
 	runMoves(t)
 	const tenant = "iso-auto"
 	fx := newTenant(t, ctx, tenant, 100)
 	// The isolation reuses a ready stack of its name: this one goes slow
-	// after its first 400 requests (the smoke suite's and the cutover's).
-	deployStack(t, ctx, tenant+"-app", tenant, oms.Faults{Latency: 300 * time.Millisecond, After: 400})
+	// after its first 800 requests (the smoke suites', the cutover's and
+	// the replication's).
+	deployStack(t, ctx, tenant+"-app", tenant, oms.Faults{Latency: 300 * time.Millisecond, After: 800})
 	lr := startLoad(t, ctx, 60, fx)
 	req := isolationRequest(tenant, 0)
 	req.AutoCutback = true
+	req.Rollout.MaxP99Ratio, req.Rollout.MinRequests = 1.5, 10
 	cleanupIsolation(t, req)
 	if _, err := rolloutClient().StartIsolation(ctx, req); err != nil {
 		t.Fatal(err)
 	}
 	in := waitIsolation(t, ctx, tenant, func(*isolate.Info) bool { return false })
 	logIsolation(t, in)
+	t.Logf("baseline: %s", in.Data.Baseline)
 	for _, v := range in.Data.Verdicts {
 		t.Logf("verdict %s: %d requests, p99 %.1f ms, pass %v %v", v.At.Format("15:04:05.000"), v.Requests, v.P99MS, v.Pass, v.Reasons)
 	}
