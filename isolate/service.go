@@ -576,7 +576,7 @@ func (s *Service) Command(ctx context.Context, tenant, name string) (*Info, erro
 			return nil, fmt.Errorf("%w: cutback: the isolation is at %s", ErrWrongState, in.Step)
 		}
 	case SignalComplete:
-		if in.Step != PhaseStandby && in.Step != PhaseHypercare {
+		if in.Step != PhaseStandby && in.Step != PhaseHypercare || in.Data.HeldBefore != "" {
 			return nil, fmt.Errorf("%w: complete: the isolation is at %s, not promoted and in hypercare", ErrWrongState, in.Step)
 		}
 	default:
