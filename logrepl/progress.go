@@ -20,7 +20,9 @@ const (
 	SyncReady    = "r" // replicated by the apply worker
 )
 
-// TableSync is the initial-copy progress of one table of a subscription.
+// TableSync is the initial-copy progress of one table: of a subscription's
+// table sync (CopyProgress), or of CopyLink, which reports SyncInit,
+// SyncCopying and SyncReady (copied and committed).
 type TableSync struct {
 	Table string `json:"table"`
 	State string `json:"state"`
@@ -28,6 +30,9 @@ type TableSync struct {
 	// (pg_stat_progress_copy; the copy commits only at its end); once
 	// copied, the tenant's rows in the target table.
 	Rows int64 `json:"rows"`
+	// Bytes copied so far, by CopyLink (binary COPY format); the
+	// subscription's own sync does not report them.
+	Bytes int64 `json:"bytes,omitempty"`
 }
 
 // CopyProgress reads the initial-copy state of every table of subscription

@@ -84,6 +84,20 @@ func mustCount(t *testing.T, db *pgxpool.Pool, tenant string) map[string]int64 {
 	return c
 }
 
+// mustClusters starts two clusters, a and b, for links between them.
+func mustClusters(t *testing.T) (a, b *localpg.Cluster) {
+	t.Helper()
+	a, b = pgtest.MustNewCluster(t, "a"), pgtest.MustNewCluster(t, "b")
+	for _, c := range []*localpg.Cluster{a, b} {
+		// The launcher starts subscription workers at most once per
+		// wal_retrieve_retry_interval (5 s); tests start many.
+		db := pgtest.MustPool(t, c, "postgres")
+		mustExec(t, db, `ALTER SYSTEM SET wal_retrieve_retry_interval = '100ms'`)
+		mustExec(t, db, `SELECT pg_reload_conf()`)
+	}
+	return a, b
+}
+
 func mustLSN(t *testing.T, db *pgxpool.Pool) logrepl.LSN {
 	t.Helper()
 	l, err := logrepl.CurrentLSN(context.Background(), db)
@@ -99,14 +113,7 @@ func mustLSN(t *testing.T, db *pgxpool.Pool) logrepl.LSN {
 // the failure sentinels on a second move between the same clusters.
 func TestLink(t *testing.T) {
 	ctx := context.Background()
-	ca, cb := pgtest.MustNewCluster(t, "a"), pgtest.MustNewCluster(t, "b")
-	for _, c := range []*localpg.Cluster{ca, cb} {
-		// The launcher starts subscription workers at most once per
-		// wal_retrieve_retry_interval (5 s); tests start many.
-		db := pgtest.MustPool(t, c, "postgres")
-		mustExec(t, db, `ALTER SYSTEM SET wal_retrieve_retry_interval = '100ms'`)
-		mustExec(t, db, `SELECT pg_reload_conf()`)
-	}
+	ca, cb := mustClusters(t)
 	a, b := mustSide(t, ca, true), mustSide(t, cb, false)
 	n, err := logrepl.NamesFor("m1")
 	if err != nil {
@@ -146,7 +153,7 @@ func TestLink(t *testing.T) {
 		if err := logrepl.WaitSynced(ctx, b.db, n.Forward.Subscription, tenant, func(p []logrepl.TableSync) { seen = p }); err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(seen) != "[{order_lines r 600} {orders r 200}]" {
+		if fmt.Sprint(seen) != "[{order_lines r 600 0} {orders r 200 0}]" {
 			t.Errorf("last progress = %v", seen)
 		}
 		if got := mustCount(t, b.db, "yx"); got["orders"]+got["order_lines"] != 0 {

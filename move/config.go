@@ -98,6 +98,10 @@ type Config struct {
 	// wakes to check its replication link for a failover of one of its
 	// clusters or an invalidated slot (failover.go); default 30 s.
 	LinkCheckInterval time.Duration
+	// CopyWorkers is how many tables the initial copy loads at once
+	// (logrepl.CopyLink); default logrepl.DefaultCopyWorkers, at most 6
+	// (each worker holds a connection of the step's pools on both sides).
+	CopyWorkers int
 	// SchemaVersion reads the application schema version of a tenant
 	// database (oms.SchemaVersion); a move refuses to start when source and
 	// target differ. Required.
@@ -174,6 +178,10 @@ func (c *Config) fill() error {
 	if c.LinkCheckInterval == 0 {
 		c.LinkCheckInterval = 30 * time.Second
 	}
+	if c.CopyWorkers <= 0 {
+		c.CopyWorkers = logrepl.DefaultCopyWorkers
+	}
+	c.CopyWorkers = min(c.CopyWorkers, 6)
 	if c.Now == nil {
 		c.Now = time.Now
 	}

@@ -3,14 +3,18 @@ package move
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"tenantry/logrepl"
 	"tenantry/workflow"
 )
 
-// replicate starts the forward link and waits for the initial copy, then for
-// the lag to drop.
+// replicate makes the forward link with a binary copy of the tenant's rows
+// from the snapshot of the link's slot (logrepl.CopyLink: idempotent, an
+// interrupted copy is discarded and made again), then waits for the lag to
+// drop. CopySeconds is the time to a copy and a subscription streaming from
+// where it ends.
 func (m *Mover) replicate(ctx context.Context, r *workflow.Run) (string, error) {
 	return m.step(ctx, r, func(d *Data) (string, error) {
 		d.Phase = PhaseReplicating
@@ -25,34 +29,41 @@ func (m *Mover) replicate(ctx context.Context, r *workflow.Run) (string, error) 
 			return "", workflow.Fail(err)
 		}
 		d.Link = &l
-		start := time.Now()
-		if err := logrepl.CreatePublication(ctx, src.pool, l.Publication, d.Tenant, d.Tables); err != nil {
-			return "", err
-		}
-		if _, err := logrepl.CreateSlot(ctx, src.pool, l.Slot); err != nil {
-			return "", err
-		}
-		if err := logrepl.CreateSubscription(ctx, dst.pool, l.Subscription, src.ep, l.Publication,
-			logrepl.SubOpts{CopyData: true, SlotName: l.Slot, Enabled: true}); err != nil {
-			return "", err
-		}
 		if err := save(ctx, r, d); err != nil {
 			return "", err
 		}
-		if err := m.cfg.hook(ctx, "replicating"); err != nil {
-			return "", err
-		}
-		err = logrepl.WaitSynced(ctx, dst.pool, l.Subscription, d.Tenant, func(ts []logrepl.TableSync) {
-			d.Copy = ts
-			_ = r.Progress(ctx, map[string]any{"copy": ts})
+		start := time.Now()
+		var hooked atomic.Bool
+		var saved time.Time
+		res, err := logrepl.CopyLink(ctx, src.pool, dst.pool, src.ep, l.Link, d.Tenant, d.Tables, logrepl.CopyOptions{
+			Workers:    m.cfg.CopyWorkers,
+			PurgeBatch: m.cfg.PurgeBatch,
+			// Called from one goroutine while this one waits in CopyLink;
+			// the bars of move status read the saved Data.Copy.
+			OnProgress: func(ts []logrepl.TableSync) {
+				d.Copy = ts
+				_ = r.Progress(ctx, map[string]any{"copy": ts})
+				if time.Since(saved) >= time.Second {
+					saved = time.Now()
+					_ = save(ctx, r, d)
+				}
+			},
+			// "replicating" is inside the copy: the first table is
+			// committed on the target, the others may not be.
+			AfterTable: func(ctx context.Context, _ string) error {
+				if !hooked.CompareAndSwap(false, true) {
+					return nil
+				}
+				return m.cfg.hook(ctx, "replicating")
+			},
 		})
 		if err != nil {
 			return "", err
 		}
-		if d.CopySeconds == 0 {
-			d.CopySeconds = time.Since(start).Seconds()
+		if res.Copied {
+			d.Copy, d.CopySeconds = res.Tables, time.Since(start).Seconds()
 		}
-		if d.Copy, err = logrepl.CopyProgress(ctx, dst.pool, l.Subscription, d.Tenant); err != nil {
+		if err := save(ctx, r, d); err != nil {
 			return "", err
 		}
 		if err := logrepl.Vacuum(ctx, dst.pool, d.Tables); err != nil {

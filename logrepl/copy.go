@@ -1,0 +1,430 @@
+package logrepl
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"tenantry/registry"
+)
+
+// DefaultCopyWorkers is how many tables CopyLink copies at once by default.
+const DefaultCopyWorkers = 4
+
+// copyBuffer batches the rows COPY TO hands over one CopyData message each
+// into messages of this size for COPY FROM: pgconn sends one message per
+// read, so an unbuffered pipe pays a write to the target per row.
+const copyBuffer = 64 << 10
+
+// progressEvery is how often CopyLink reports progress while copying.
+const progressEvery = 200 * time.Millisecond
+
+// CopyOptions are the options of CopyLink; zero values mean the defaults.
+type CopyOptions struct {
+	// Workers is how many tables are copied at once, each by a pair of
+	// connections (one per side); default DefaultCopyWorkers. The pools
+	// must allow that many connections.
+	Workers int
+	// PurgeBatch is the batch of PurgeTenant when the rows of an
+	// interrupted copy are removed from the target; default 5,000.
+	PurgeBatch int
+	// OnProgress (if not nil) gets every table's progress while copying,
+	// at most every 200 ms and once at the end, from one goroutine; it
+	// must not block for long.
+	OnProgress func([]TableSync)
+	// AfterTable (if not nil) is called after each table's copy is
+	// committed on the target; an error stops the copy (the next CopyLink
+	// starts it again).
+	AfterTable func(ctx context.Context, table string) error
+}
+
+// CopyResult is what CopyLink did.
+type CopyResult struct {
+	// Copied is false when the link existed already (its subscription is
+	// there): nothing was copied.
+	Copied bool
+	// Tables are the rows and bytes copied per table.
+	Tables []TableSync
+	// ConsistentPoint is the slot's start: the copy holds every change of
+	// the tenant committed before it, the subscription applies the ones
+	// committed after it.
+	ConsistentPoint LSN
+}
+
+// CopyLink makes link l from src to dst for the tenant's rows of tables
+// (parents first, as tenanttable.List gives them) with a binary copy of the
+// rows instead of the subscription's initial table sync:
+//
+//  1. publication l.Publication on src (CreatePublication), before the slot,
+//     so that the slot decodes every change after its start with it;
+//  2. slot l.Slot created over a replication connection to srcEp with its
+//     snapshot exported (CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export')):
+//     the snapshot sees exactly the transactions committed before the slot's
+//     consistent point, and the slot streams exactly those committed after;
+//  3. per table, in parallel (opts.Workers), COPY (SELECT ... WHERE
+//     tenant_id = ...) TO STDOUT (FORMAT binary) in a REPEATABLE READ
+//     transaction on that snapshot, piped into COPY ... FROM STDIN (FORMAT
+//     binary) on dst, one transaction per table, with
+//     session_replication_role = replica as the subscription's own workers
+//     load (foreign keys and triggers are the source's business; tables load
+//     in any order);
+//  4. subscription l.Subscription on dst attached to the slot, with
+//     copy_data = false, created only once every table is committed: an
+//     UPDATE or DELETE applied before its row was copied would be lost.
+//
+// So every row committed on src is in dst exactly once: from the snapshot
+// or from the slot. An existing subscription means an earlier call got
+// through step 4; CopyLink then returns Copied false and does nothing else.
+// Otherwise whatever an interrupted earlier call left is discarded first:
+// the slot (its exported snapshot died with its connection) and the
+// tenant's rows on dst (which the move's prepare checked were none). So
+// CopyLink is idempotent and a crash anywhere restarts the copy cleanly.
+//
+// src and dst are admin pools (superuser: replication role settings and
+// row-level security bypass, as the subscription's workers have).
+func CopyLink(ctx context.Context, src, dst *pgxpool.Pool, srcEp Endpoint, l Link, tenant string, tables []string, opts CopyOptions) (CopyResult, error) {
+	if err := registry.ValidateTenantID(tenant); err != nil {
+		return CopyResult{}, err
+	}
+	ts, err := parseTables(tables)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = DefaultCopyWorkers
+	}
+	if opts.PurgeBatch <= 0 {
+		opts.PurgeBatch = 5000
+	}
+	if ok, err := subscriptionExists(ctx, dst, l.Subscription); err != nil || ok {
+		return CopyResult{}, wrapErr("copy link", err)
+	}
+	if err := DropSlot(ctx, src, l.Slot); err != nil {
+		return CopyResult{}, err
+	}
+	if _, err := PurgeTenant(ctx, dst, tenant, tables, opts.PurgeBatch, nil); err != nil {
+		return CopyResult{}, fmt.Errorf("remove an interrupted copy: %w", err)
+	}
+	if err := CreatePublication(ctx, src, l.Publication, tenant, tables); err != nil {
+		return CopyResult{}, err
+	}
+	slot, err := createExportedSlot(ctx, srcEp, l.Slot)
+	if err != nil {
+		return CopyResult{}, err
+	}
+	defer slot.close()
+	c := &tableCopy{src: src, dst: dst, tenant: tenant, tables: ts, opts: opts}
+	if err := c.run(ctx, slot); err != nil {
+		return CopyResult{}, err
+	}
+	if err := waitSlotInactive(ctx, src, l.Slot); err != nil {
+		return CopyResult{}, err
+	}
+	if err := CreateSubscription(ctx, dst, l.Subscription, srcEp, l.Publication,
+		SubOpts{SlotName: l.Slot, Enabled: true}); err != nil {
+		return CopyResult{}, err
+	}
+	return CopyResult{Copied: true, Tables: c.progress(), ConsistentPoint: slot.lsn}, nil
+}
+
+// exportedSlot is a logical slot just created over a replication
+// connection, whose snapshot stays importable until the connection runs
+// another command or closes.
+type exportedSlot struct {
+	conn     *pgconn.PgConn
+	lsn      LSN
+	snapshot string
+}
+
+var snapshotRe = regexp.MustCompile(`^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$`)
+
+// createExportedSlot creates logical slot name (pgoutput) on ep's server
+// over a replication connection and keeps the connection, and so the
+// exported snapshot, open.
+func createExportedSlot(ctx context.Context, ep Endpoint, name string) (*exportedSlot, error) {
+	if err := validIdent("slot", name); err != nil {
+		return nil, err
+	}
+	cc, err := ep.ConnConfig()
+	if err != nil {
+		return nil, err
+	}
+	cfg := cc.Config.Copy()
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "tenantry-move"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("replication connection to %s: %w", ep.Target(), err)
+	}
+	res, err := conn.Exec(ctx, "CREATE_REPLICATION_SLOT "+pgx.Identifier{name}.Sanitize()+
+		" LOGICAL pgoutput (SNAPSHOT 'export')").ReadAll()
+	if err == nil && (len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 3) {
+		err = errors.New("unexpected reply")
+	}
+	if err != nil {
+		conn.Close(context.Background())
+		return nil, fmt.Errorf("create slot %s: %w", name, err)
+	}
+	row := res[0].Rows[0]
+	s := &exportedSlot{conn: conn, snapshot: string(row[2])}
+	if s.lsn, err = ParseLSN(string(row[1])); err != nil || !snapshotRe.MatchString(s.snapshot) {
+		s.close()
+		return nil, fmt.Errorf("create slot %s: unexpected consistent point %q or snapshot %q", name, row[1], row[2])
+	}
+	return s, nil
+}
+
+// close ends the replication connection; the snapshot is no longer
+// importable, transactions that imported it keep it. Idempotent.
+func (s *exportedSlot) close() {
+	if s.conn != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.conn.Close(ctx)
+		s.conn = nil
+	}
+}
+
+// waitSlotInactive waits until no walsender holds slot name (the one that
+// created it is exiting), so that the subscription's first connection does
+// not find it busy and wait out wal_retrieve_retry_interval.
+func waitSlotInactive(ctx context.Context, src Querier, name string) error {
+	for {
+		var active bool
+		if err := src.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&active); err != nil {
+			return fmt.Errorf("read slot %s: %w", name, err)
+		}
+		if !active {
+			return nil
+		}
+		if err := sleep(ctx, pollEvery/10); err != nil {
+			return fmt.Errorf("wait for slot %s to be released: %w", name, err)
+		}
+	}
+}
+
+// tableCopy is one run of step 3 of CopyLink.
+type tableCopy struct {
+	src, dst *pgxpool.Pool
+	tenant   string
+	tables   []table
+	opts     CopyOptions
+	state    []tableState
+}
+
+// tableState is one table's progress, written by its worker.
+type tableState struct {
+	state atomic.Value // string: SyncInit, SyncCopying, SyncReady
+	rows  atomic.Int64 // CopyData messages so far (one per row), then rows loaded
+	bytes atomic.Int64
+}
+
+// run copies every table with opts.Workers workers, each in its own
+// REPEATABLE READ transaction on the slot's snapshot; the replication
+// connection is closed as soon as every worker has imported it.
+func (c *tableCopy) run(ctx context.Context, slot *exportedSlot) error {
+	c.state = make([]tableState, len(c.tables))
+	for i := range c.state {
+		c.state[i].state.Store(SyncInit)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	workers := min(c.opts.Workers, len(c.tables))
+	next := make(chan int, len(c.tables))
+	for i := range c.tables {
+		next <- i
+	}
+	close(next)
+	var imported, done sync.WaitGroup
+	imported.Add(workers)
+	for range workers {
+		done.Go(func() {
+			if err := c.worker(ctx, slot.snapshot, &imported, next); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	imported.Wait()
+	slot.close()
+	stop := make(chan struct{})
+	var reporter sync.WaitGroup
+	reporter.Go(func() { c.report(stop) })
+	done.Wait()
+	close(stop)
+	reporter.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return ctx.Err()
+}
+
+// report calls OnProgress every progressEvery until stop, and once at the
+// end.
+func (c *tableCopy) report(stop <-chan struct{}) {
+	if c.opts.OnProgress == nil {
+		return
+	}
+	t := time.NewTicker(progressEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			c.opts.OnProgress(c.progress())
+			return
+		case <-t.C:
+			c.opts.OnProgress(c.progress())
+		}
+	}
+}
+
+// progress is every table's state now.
+func (c *tableCopy) progress() []TableSync {
+	out := make([]TableSync, len(c.tables))
+	for i, t := range c.tables {
+		s := &c.state[i]
+		out[i] = TableSync{Table: t.String(), State: s.state.Load().(string), Rows: s.rows.Load(), Bytes: s.bytes.Load()}
+	}
+	return out
+}
+
+// worker imports the snapshot on a source connection, marks imported
+// done, then copies tables from next until it is empty.
+func (c *tableCopy) worker(ctx context.Context, snapshot string, imported *sync.WaitGroup, next <-chan int) error {
+	once := sync.OnceFunc(imported.Done)
+	defer once()
+	sc, err := c.src.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	defer sc.Release()
+	tx, err := sc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("copy: begin: %w", err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // read-only; ends the snapshot
+	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+snapshot+"'"); err != nil {
+		return fmt.Errorf("copy: import snapshot: %w", err)
+	}
+	once()
+	dc, err := c.dst.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("copy: %w", err)
+	}
+	defer dc.Release()
+	for i := range next {
+		if err := c.copyTable(ctx, tx.Conn(), dc.Conn(), i); err != nil {
+			return err
+		}
+		if c.opts.AfterTable != nil {
+			if err := c.opts.AfterTable(ctx, c.tables[i].String()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// copyTable pipes table i from the snapshot into dst in one transaction.
+func (c *tableCopy) copyTable(ctx context.Context, sc, dc *pgx.Conn, i int) error {
+	t, s := c.tables[i], &c.state[i]
+	cols, err := copyColumns(ctx, sc, t)
+	if err != nil {
+		return err
+	}
+	lit, err := quoteLiteral(c.tenant)
+	if err != nil {
+		return err
+	}
+	s.state.Store(SyncCopying)
+	tx, err := dc.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", t, err)
+	}
+	defer tx.Rollback(context.Background()) //nolint:errcheck // no-op after commit
+	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
+		return fmt.Errorf("copy %s: %w", t, err)
+	}
+	out := "COPY (SELECT " + cols + " FROM " + t.ident() + " WHERE tenant_id = " + lit + ") TO STDOUT (FORMAT binary)"
+	in := "COPY " + t.ident() + " (" + cols + ") FROM STDIN (FORMAT binary)"
+	n, err := pipe(ctx, sc.PgConn(), dc.PgConn(), out, in, s)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", t, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("copy %s: commit: %w", t, err)
+	}
+	s.rows.Store(n)
+	s.state.Store(SyncReady)
+	return nil
+}
+
+// copyColumns lists t's columns that COPY FROM takes (not dropped, not
+// generated), quoted, in the source's order; naming them on both sides
+// keeps the copy right even where the column order differs.
+func copyColumns(ctx context.Context, q Querier, t table) (string, error) {
+	rows, err := q.Query(ctx, `
+		SELECT a.attname FROM pg_attribute a
+		WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+		ORDER BY a.attnum`, t.ident())
+	if err != nil {
+		return "", fmt.Errorf("columns of %s: %w", t, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return "", fmt.Errorf("columns of %s: %w", t, err)
+	}
+	for i, n := range names {
+		names[i] = pgx.Identifier{n}.Sanitize()
+	}
+	return strings.Join(names, ", "), nil
+}
+
+// pipe runs COPY TO statement out on sc into COPY FROM statement in on dc,
+// counting messages and bytes into s, and returns the rows loaded.
+func pipe(ctx context.Context, sc, dc *pgconn.PgConn, out, in string, s *tableState) (int64, error) {
+	pr, pw := io.Pipe()
+	errc := make(chan error, 1)
+	go func() {
+		bw := bufio.NewWriterSize(pw, copyBuffer)
+		_, err := sc.CopyTo(ctx, countingWriter{bw, s}, out)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
+		errc <- err
+	}()
+	tag, err := dc.CopyFrom(ctx, pr, in)
+	pr.CloseWithError(errors.New("copy in ended"))
+	outErr := <-errc
+	if err != nil {
+		return 0, err
+	}
+	if outErr != nil {
+		return 0, fmt.Errorf("copy out: %w", outErr)
+	}
+	return tag.RowsAffected(), nil
+}
+
+// countingWriter counts what COPY TO writes: one CopyData message per row
+// (the binary header rides with the first, the trailer is one more).
+type countingWriter struct {
+	w io.Writer
+	s *tableState
+}
+
+func (c countingWriter) Write(p []byte) (int, error) {
+	c.s.rows.Add(1)
+	c.s.bytes.Add(int64(len(p)))
+	return c.w.Write(p)
+}
