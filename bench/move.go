@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"tenantry/control"
 	"tenantry/load"
+	"tenantry/logrepl"
 	"tenantry/move"
 	"tenantry/platform"
 	"tenantry/registry"
@@ -36,12 +38,19 @@ type MoveResult struct {
 	CopySeconds     float64 `json:"copy_seconds"`
 	CopyPipeSeconds float64 `json:"copy_pipe_seconds"`
 	CopyRatio       float64 `json:"copy_ratio"`
-	PauseMS         float64 `json:"pause_ms"`
-	PausePhasesMS   any     `json:"pause_phases_ms"`
-	FailedRequests  int64   `json:"failed_requests"`
-	Requests        int64   `json:"requests"`
-	VerifyRows      int64   `json:"verify_rows"`
-	VerifyRowsPerS  float64 `json:"verify_rows_per_s"`
+
+	// CopyPipeBinarySeconds is the same pipe in binary format, rows
+	// batched into 60 KiB messages as psql's pipes do; CopyRatioBinary is
+	// CopySeconds over it (the goal: ≤ 1.0).
+	CopyPipeBinarySeconds float64 `json:"copy_pipe_binary_seconds"`
+	CopyRatioBinary       float64 `json:"copy_ratio_binary"`
+
+	PauseMS        float64 `json:"pause_ms"`
+	PausePhasesMS  any     `json:"pause_phases_ms"`
+	FailedRequests int64   `json:"failed_requests"`
+	Requests       int64   `json:"requests"`
+	VerifyRows     int64   `json:"verify_rows"`
+	VerifyRowsPerS float64 `json:"verify_rows_per_s"`
 }
 
 // Move measures a move on a fresh local platform: copy-to-parity time
@@ -86,7 +95,7 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	if _, err := r.Service.CreateCluster(ctx, control.CreateClusterRequest{Name: "bench-dedicated", Standbys: 0}); err != nil {
 		return nil, err
 	}
-	for _, a := range []string{"bench-target", "bench-pipe"} {
+	for _, a := range []string{"bench-target", "bench-pipe", "bench-pipe-binary"} {
 		if err := r.Service.CreateAlias(ctx, registry.Alias{Name: a, Cluster: "bench-dedicated", Database: a}); err != nil {
 			return nil, err
 		}
@@ -96,10 +105,14 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res.CopyPipeSeconds, res.Rows, err = copyPipe(ctx, r, snap, tenant, platform.PooledAlias, "bench-pipe"); err != nil {
+	if res.CopyPipeSeconds, res.Rows, err = copyPipe(ctx, r, snap, tenant, platform.PooledAlias, "bench-pipe", textPipe); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "raw COPY pipe: %d rows in %.2f s\n", res.Rows, res.CopyPipeSeconds)
+	if res.CopyPipeBinarySeconds, _, err = copyPipe(ctx, r, snap, tenant, platform.PooledAlias, "bench-pipe-binary", binaryPipe); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "raw binary COPY pipe: %.2f s\n", res.CopyPipeBinarySeconds)
 
 	mv, err := r.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: "bench-target"})
 	if err != nil {
@@ -111,6 +124,7 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	}
 	res.CopySeconds = round2(st.Data.CopySeconds)
 	res.CopyRatio = round2(st.Data.CopySeconds / res.CopyPipeSeconds)
+	res.CopyRatioBinary = round2(st.Data.CopySeconds / res.CopyPipeBinarySeconds)
 	if v := st.Data.Verify; v != nil {
 		res.VerifyRows, res.VerifyRowsPerS = v.Rows, float64(int64(v.RowsPerSec))
 	}
@@ -153,9 +167,10 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 }
 
 // copyPipe copies tenant's rows of every tenant table from alias src to
-// alias dst with COPY ... TO STDOUT piped into COPY ... FROM STDIN (text
-// format), tables in parallel (at most 4 at once), and times it.
-func copyPipe(ctx context.Context, r *platform.Running, snap *registry.Snapshot, tenant, src, dst string) (float64, int64, error) {
+// alias dst with COPY ... TO STDOUT piped into COPY ... FROM STDIN in format
+// f, tables in parallel (at most logrepl.DefaultCopyWorkers at once, as the
+// move's copy), and times it.
+func copyPipe(ctx context.Context, r *platform.Running, snap *registry.Snapshot, tenant, src, dst string, f pipeFormat) (float64, int64, error) {
 	open := func(alias string) (*pgxpool.Pool, error) {
 		ep, err := snap.AliasEndpoint(alias)
 		if err != nil {
@@ -187,7 +202,7 @@ func copyPipe(ctx context.Context, r *platform.Running, snap *registry.Snapshot,
 	var mu sync.Mutex
 	var total int64
 	var firstErr error
-	sem := make(chan struct{}, 4)
+	sem := make(chan struct{}, logrepl.DefaultCopyWorkers)
 	var wg sync.WaitGroup
 	for _, t := range tables {
 		wg.Add(1)
@@ -195,7 +210,7 @@ func copyPipe(ctx context.Context, r *platform.Running, snap *registry.Snapshot,
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			n, err := pipeTable(ctx, sp, dp, tenant, t)
+			n, err := pipeTable(ctx, sp, dp, tenant, t, f)
 			mu.Lock()
 			defer mu.Unlock()
 			total += n
@@ -208,7 +223,18 @@ func copyPipe(ctx context.Context, r *platform.Running, snap *registry.Snapshot,
 	return round2(time.Since(start).Seconds()), total, firstErr
 }
 
-func pipeTable(ctx context.Context, sp, dp *pgxpool.Pool, tenant, table string) (int64, error) {
+// pipeFormat is how copyPipe pipes: binary or text COPY format; buffered
+// batches the rows, which pgconn's COPY TO hands over one per write, into
+// 60 KiB messages for COPY FROM (pgconn sends one message per read).
+type pipeFormat struct{ binary, buffered bool }
+
+var (
+	// textPipe is the pipe copy_pipe_seconds has always timed.
+	textPipe   = pipeFormat{}
+	binaryPipe = pipeFormat{binary: true, buffered: true}
+)
+
+func pipeTable(ctx context.Context, sp, dp *pgxpool.Pool, tenant, table string, f pipeFormat) (int64, error) {
 	sc, err := sp.Acquire(ctx)
 	if err != nil {
 		return 0, err
@@ -227,15 +253,27 @@ func pipeTable(ctx context.Context, sp, dp *pgxpool.Pool, tenant, table string) 
 	if err != nil {
 		return 0, err
 	}
+	opt := ""
+	if f.binary {
+		opt = " (FORMAT binary)"
+	}
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
-		_, err := sc.Conn().PgConn().CopyTo(ctx, pw,
-			"COPY (SELECT * FROM "+id+" WHERE tenant_id = "+lit+") TO STDOUT")
+		var w io.Writer = pw
+		bw := bufio.NewWriterSize(pw, 60<<10)
+		if f.buffered {
+			w = bw
+		}
+		_, err := sc.Conn().PgConn().CopyTo(ctx, w,
+			"COPY (SELECT * FROM "+id+" WHERE tenant_id = "+lit+") TO STDOUT"+opt)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		errc <- err
 	}()
-	tag, err := dc.Conn().PgConn().CopyFrom(ctx, pr, "COPY "+id+" FROM STDIN")
+	tag, err := dc.Conn().PgConn().CopyFrom(ctx, pr, "COPY "+id+" FROM STDIN"+opt)
 	if err != nil {
 		pr.CloseWithError(err)
 		<-errc

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,10 +23,15 @@ import (
 // DefaultCopyWorkers is how many tables CopyLink copies at once by default.
 const DefaultCopyWorkers = 4
 
+// DefaultChunkPages is the size (8 KiB pages) from which CopyLink splits a
+// table between its workers by default: 8 MiB.
+const DefaultChunkPages = 1024
+
 // copyBuffer batches the rows COPY TO hands over one CopyData message each
 // into messages of this size for COPY FROM: pgconn sends one message per
-// read, so an unbuffered pipe pays a write to the target per row.
-const copyBuffer = 64 << 10
+// read, so an unbuffered pipe pays a write to the target per row. It is
+// under pgconn's 64 KiB read buffer, so that each write is one read.
+const copyBuffer = 60 << 10
 
 // progressEvery is how often CopyLink reports progress while copying.
 const progressEvery = 200 * time.Millisecond
@@ -36,6 +42,11 @@ type CopyOptions struct {
 	// connections (one per side); default DefaultCopyWorkers. The pools
 	// must allow that many connections.
 	Workers int
+	// ChunkPages: a table of at least this many pages (all tenants) whose
+	// primary key is (tenant_id, an integer column, ...) is copied in
+	// Workers ranges of that column at once, so that one large table keeps
+	// every worker busy; default DefaultChunkPages.
+	ChunkPages int
 	// PurgeBatch is the batch of PurgeTenant when the rows of an
 	// interrupted copy are removed from the target; default 5,000.
 	PurgeBatch int
@@ -107,6 +118,9 @@ func CopyLink(ctx context.Context, src, dst *pgxpool.Pool, srcEp Endpoint, l Lin
 	if opts.PurgeBatch <= 0 {
 		opts.PurgeBatch = 5000
 	}
+	if opts.ChunkPages <= 0 {
+		opts.ChunkPages = DefaultChunkPages
+	}
 	if ok, err := subscriptionExists(ctx, dst, l.Subscription); err != nil || ok {
 		return CopyResult{}, wrapErr("copy link", err)
 	}
@@ -119,12 +133,15 @@ func CopyLink(ctx context.Context, src, dst *pgxpool.Pool, srcEp Endpoint, l Lin
 	if err := CreatePublication(ctx, src, l.Publication, tenant, tables); err != nil {
 		return CopyResult{}, err
 	}
+	c := &tableCopy{src: src, dst: dst, tenant: tenant, tables: ts, opts: opts}
+	if err := c.plan(ctx); err != nil {
+		return CopyResult{}, err
+	}
 	slot, err := createExportedSlot(ctx, srcEp, l.Slot)
 	if err != nil {
 		return CopyResult{}, err
 	}
 	defer slot.close()
-	c := &tableCopy{src: src, dst: dst, tenant: tenant, tables: ts, opts: opts}
 	if err := c.run(ctx, slot); err != nil {
 		return CopyResult{}, err
 	}
@@ -221,29 +238,112 @@ type tableCopy struct {
 	tables   []table
 	opts     CopyOptions
 	state    []tableState
+	pieces   []piece
 }
 
-// tableState is one table's progress, written by its worker.
+// tableState is one table's progress, written by its workers.
 type tableState struct {
 	state atomic.Value // string: SyncInit, SyncCopying, SyncReady
-	rows  atomic.Int64 // CopyData messages so far (one per row), then rows loaded
+	rows  atomic.Int64 // CopyData messages so far (one per row), rows loaded once a piece commits
 	bytes atomic.Int64
+	// left is the pieces not committed yet.
+	left atomic.Int32
 }
 
-// run copies every table with opts.Workers workers, each in its own
-// REPEATABLE READ transaction on the slot's snapshot; the replication
-// connection is closed as soon as every worker has imported it.
-func (c *tableCopy) run(ctx context.Context, slot *exportedSlot) error {
+// piece is a part of one table copied in one statement and committed on
+// its own: the rows whose key column (the primary key's column after
+// tenant_id) is in [from, to), an open end where a bound is nil; or the
+// whole table when key is empty.
+type piece struct {
+	table    int
+	cols     string // the columns COPY takes, quoted
+	key      string // quoted column, or ""
+	from, to *int64
+}
+
+// where is the piece's condition after the tenant's.
+func (p piece) where() string {
+	var w string
+	if p.from != nil {
+		w += " AND " + p.key + " >= " + strconv.FormatInt(*p.from, 10)
+	}
+	if p.to != nil {
+		w += " AND " + p.key + " < " + strconv.FormatInt(*p.to, 10)
+	}
+	return w
+}
+
+// plan splits every table into pieces: tables of at least ChunkPages pages
+// whose primary key is (tenant_id, an integer column, ...) into Workers
+// ranges of that column between the tenant's least and greatest values —
+// the first and last open-ended, so the pieces cover every row whatever
+// is written meanwhile — and the others whole. Split tables come first, so
+// that the small ones fill the workers' ends.
+func (c *tableCopy) plan(ctx context.Context) error {
+	var split, whole []piece
+	for i, t := range c.tables {
+		cols, err := copyColumns(ctx, c.src, t)
+		if err != nil {
+			return err
+		}
+		var key *string
+		var pages int64
+		err = c.src.QueryRow(ctx, `
+			SELECT pg_relation_size(c.oid) / current_setting('block_size')::int,
+				(SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[1]
+				 WHERE i.indrelid = c.oid AND i.indisprimary AND i.indnatts > 1
+				 AND a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype))
+			FROM pg_class c WHERE c.oid = $1::regclass`, t.ident()).Scan(&pages, &key)
+		if err != nil {
+			return fmt.Errorf("plan the copy of %s: %w", t, err)
+		}
+		n := c.opts.Workers
+		if key == nil || pages < int64(c.opts.ChunkPages) || n < 2 {
+			whole = append(whole, piece{table: i, cols: cols})
+			continue
+		}
+		k := pgx.Identifier{*key}.Sanitize()
+		var lo, hi *int64
+		if err := c.src.QueryRow(ctx, "SELECT min("+k+"), max("+k+") FROM "+t.ident()+" WHERE tenant_id = $1",
+			c.tenant).Scan(&lo, &hi); err != nil {
+			return fmt.Errorf("plan the copy of %s: %w", t, err)
+		}
+		if lo == nil || *hi-*lo < int64(n) { // < 0: an overflow
+			whole = append(whole, piece{table: i, cols: cols})
+			continue
+		}
+		var from *int64
+		for j := 1; j <= n; j++ {
+			p := piece{table: i, cols: cols, key: k, from: from}
+			if j < n {
+				b := *lo + (*hi-*lo)/int64(n)*int64(j)
+				p.to = &b
+			}
+			split = append(split, p)
+			from = p.to
+		}
+	}
+	c.pieces = append(split, whole...)
 	c.state = make([]tableState, len(c.tables))
 	for i := range c.state {
 		c.state[i].state.Store(SyncInit)
 	}
+	for _, p := range c.pieces {
+		c.state[p.table].left.Add(1)
+	}
+	return nil
+}
+
+// run copies every piece with opts.Workers workers, each in its own
+// REPEATABLE READ transaction on the slot's snapshot; the replication
+// connection is closed as soon as every worker has imported it.
+func (c *tableCopy) run(ctx context.Context, slot *exportedSlot) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	workers := min(c.opts.Workers, len(c.tables))
-	next := make(chan int, len(c.tables))
-	for i := range c.tables {
-		next <- i
+	workers := min(c.opts.Workers, len(c.pieces))
+	next := make(chan piece, len(c.pieces))
+	for _, p := range c.pieces {
+		next <- p
 	}
 	close(next)
 	var imported, done sync.WaitGroup
@@ -299,8 +399,8 @@ func (c *tableCopy) progress() []TableSync {
 }
 
 // worker imports the snapshot on a source connection, marks imported
-// done, then copies tables from next until it is empty.
-func (c *tableCopy) worker(ctx context.Context, snapshot string, imported *sync.WaitGroup, next <-chan int) error {
+// done, then copies pieces from next until it is empty.
+func (c *tableCopy) worker(ctx context.Context, snapshot string, imported *sync.WaitGroup, next <-chan piece) error {
 	once := sync.OnceFunc(imported.Done)
 	defer once()
 	sc, err := c.src.Acquire(ctx)
@@ -322,12 +422,16 @@ func (c *tableCopy) worker(ctx context.Context, snapshot string, imported *sync.
 		return fmt.Errorf("copy: %w", err)
 	}
 	defer dc.Release()
-	for i := range next {
-		if err := c.copyTable(ctx, tx.Conn(), dc.Conn(), i); err != nil {
+	for p := range next {
+		if err := c.copyPiece(ctx, tx.Conn(), dc.Conn(), p); err != nil {
 			return err
 		}
+		if c.state[p.table].left.Add(-1) > 0 {
+			continue
+		}
+		c.state[p.table].state.Store(SyncReady)
 		if c.opts.AfterTable != nil {
-			if err := c.opts.AfterTable(ctx, c.tables[i].String()); err != nil {
+			if err := c.opts.AfterTable(ctx, c.tables[p.table].String()); err != nil {
 				return err
 			}
 		}
@@ -335,18 +439,14 @@ func (c *tableCopy) worker(ctx context.Context, snapshot string, imported *sync.
 	return nil
 }
 
-// copyTable pipes table i from the snapshot into dst in one transaction.
-func (c *tableCopy) copyTable(ctx context.Context, sc, dc *pgx.Conn, i int) error {
-	t, s := c.tables[i], &c.state[i]
-	cols, err := copyColumns(ctx, sc, t)
-	if err != nil {
-		return err
-	}
+// copyPiece pipes piece p from the snapshot into dst in one transaction.
+func (c *tableCopy) copyPiece(ctx context.Context, sc, dc *pgx.Conn, p piece) error {
+	t, s := c.tables[p.table], &c.state[p.table]
 	lit, err := quoteLiteral(c.tenant)
 	if err != nil {
 		return err
 	}
-	s.state.Store(SyncCopying)
+	s.state.CompareAndSwap(SyncInit, SyncCopying)
 	tx, err := dc.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", t, err)
@@ -355,17 +455,17 @@ func (c *tableCopy) copyTable(ctx context.Context, sc, dc *pgx.Conn, i int) erro
 	if _, err := tx.Exec(ctx, "SET LOCAL session_replication_role = replica"); err != nil {
 		return fmt.Errorf("copy %s: %w", t, err)
 	}
-	out := "COPY (SELECT " + cols + " FROM " + t.ident() + " WHERE tenant_id = " + lit + ") TO STDOUT (FORMAT binary)"
-	in := "COPY " + t.ident() + " (" + cols + ") FROM STDIN (FORMAT binary)"
-	n, err := pipe(ctx, sc.PgConn(), dc.PgConn(), out, in, s)
+	out := "COPY (SELECT " + p.cols + " FROM " + t.ident() + " WHERE tenant_id = " + lit + p.where() + ") TO STDOUT (FORMAT binary)"
+	in := "COPY " + t.ident() + " (" + p.cols + ") FROM STDIN (FORMAT binary)"
+	cw := &countingWriter{s: s}
+	n, err := pipe(ctx, sc.PgConn(), dc.PgConn(), out, in, cw)
 	if err != nil {
 		return fmt.Errorf("copy %s: %w", t, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("copy %s: commit: %w", t, err)
 	}
-	s.rows.Store(n)
-	s.state.Store(SyncReady)
+	s.rows.Add(n - cw.msgs) // the trailer is no row
 	return nil
 }
 
@@ -392,12 +492,13 @@ func copyColumns(ctx context.Context, q Querier, t table) (string, error) {
 
 // pipe runs COPY TO statement out on sc into COPY FROM statement in on dc,
 // counting messages and bytes into s, and returns the rows loaded.
-func pipe(ctx context.Context, sc, dc *pgconn.PgConn, out, in string, s *tableState) (int64, error) {
+func pipe(ctx context.Context, sc, dc *pgconn.PgConn, out, in string, cw *countingWriter) (int64, error) {
 	pr, pw := io.Pipe()
 	errc := make(chan error, 1)
 	go func() {
 		bw := bufio.NewWriterSize(pw, copyBuffer)
-		_, err := sc.CopyTo(ctx, countingWriter{bw, s}, out)
+		cw.w = bw
+		_, err := sc.CopyTo(ctx, cw, out)
 		if err == nil {
 			err = bw.Flush()
 		}
@@ -416,14 +517,17 @@ func pipe(ctx context.Context, sc, dc *pgconn.PgConn, out, in string, s *tableSt
 	return tag.RowsAffected(), nil
 }
 
-// countingWriter counts what COPY TO writes: one CopyData message per row
-// (the binary header rides with the first, the trailer is one more).
+// countingWriter counts what COPY TO writes into its table's progress: one
+// CopyData message per row (the binary header rides with the first, the
+// trailer is one more).
 type countingWriter struct {
-	w io.Writer
-	s *tableState
+	w    io.Writer
+	s    *tableState
+	msgs int64
 }
 
-func (c countingWriter) Write(p []byte) (int, error) {
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.msgs++
 	c.s.rows.Add(1)
 	c.s.bytes.Add(int64(len(p)))
 	return c.w.Write(p)

@@ -17,7 +17,8 @@ import (
 // exactly once, whether it was written before the slot, during the copy
 // (inserted, updated or deleted in a table not copied yet, or in one copied
 // already) or after it; a copy interrupted after its first table is made
-// again cleanly; a link that exists is left alone.
+// again cleanly, with tables split between workers while they are written;
+// a link that exists is left alone.
 func TestCopyLink(t *testing.T) {
 	ctx := context.Background()
 	ca, cb := mustClusters(t)
@@ -81,7 +82,7 @@ func TestCopyLink(t *testing.T) {
 			t.Fatalf("%d slots left by the crash, want 1 (to be replaced)", n)
 		}
 		stop := startWriter(t, a.db, tenant)
-		res, err := logrepl.CopyLink(ctx, a.db, b.db, a.ep, l, tenant, parents, logrepl.CopyOptions{Workers: 2, PurgeBatch: 50})
+		res, err := logrepl.CopyLink(ctx, a.db, b.db, a.ep, l, tenant, parents, logrepl.CopyOptions{Workers: 3, ChunkPages: 1, PurgeBatch: 50})
 		if err != nil || !res.Copied {
 			t.Fatalf("CopyLink after the crash = %+v, %v", res, err)
 		}
