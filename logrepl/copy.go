@@ -83,13 +83,13 @@ type CopyResult struct {
 //     snapshot exported (CREATE_REPLICATION_SLOT ... (SNAPSHOT 'export')):
 //     the snapshot sees exactly the transactions committed before the slot's
 //     consistent point, and the slot streams exactly those committed after;
-//  3. per table, in parallel (opts.Workers), COPY (SELECT ... WHERE
-//     tenant_id = ...) TO STDOUT (FORMAT binary) in a REPEATABLE READ
-//     transaction on that snapshot, piped into COPY ... FROM STDIN (FORMAT
-//     binary) on dst, one transaction per table, with
-//     session_replication_role = replica as the subscription's own workers
-//     load (foreign keys and triggers are the source's business; tables load
-//     in any order);
+//  3. per table — or per key range of a large table (CopyOptions.ChunkPages)
+//     — in parallel (opts.Workers), COPY (SELECT ... WHERE tenant_id = ...)
+//     TO STDOUT (FORMAT binary) in a REPEATABLE READ transaction on that
+//     snapshot, piped into COPY ... FROM STDIN (FORMAT binary) on dst, one
+//     transaction per piece, with session_replication_role = replica as the
+//     subscription's own workers load (foreign keys and triggers are the
+//     source's business; tables load in any order);
 //  4. subscription l.Subscription on dst attached to the slot, with
 //     copy_data = false, created only once every table is committed: an
 //     UPDATE or DELETE applied before its row was copied would be lost.

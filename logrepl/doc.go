@@ -1,8 +1,11 @@
 // Package logrepl provides the PostgreSQL logical-replication mechanics of
 // one tenant's rows between two databases (DESIGN.md, "The move protocol"):
 // a publication of the tenant's tables with a row filter on the tenant, a
-// replication slot, a subscription on the other side (repl.go); the initial
-// copy's progress, slot lag and subscription health (progress.go); proof
+// replication slot, a subscription on the other side (repl.go); a link made
+// with a binary copy of the tenant's rows from the snapshot its slot
+// exported, in parallel, then a subscription that starts at the slot
+// (copy.go); the initial copy's progress, slot lag and subscription health
+// (progress.go); proof
 // that the subscriber applied the publisher up to a point, by positions
 // (apply.go) or by a marker row (marker.go); sequence bumps (seq.go); the
 // link back after a flip, started past what the forward link applied
