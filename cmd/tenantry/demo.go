@@ -78,6 +78,9 @@ func printDemo(w io.Writer, r *demo.Report) {
 	}
 	fmt.Fprintf(w, "  isolation             %.1f s to hypercare, app cutover %d failed requests, promotion pause %.1f ms, standby streaming %v\n",
 		r.IsolationSeconds, r.AppCutoverFailed, r.PromotionPauseMS, r.StandbyStreaming)
+	if r.TenantBaselineP99MS > 0 {
+		fmt.Fprintf(w, "  latency baseline      %s's own p99 on the shared stack %.1f ms (what its dedicated stack was held to)\n", r.LargeTenant, r.TenantBaselineP99MS)
+	}
 	fmt.Fprintf(w, "  isolation cutback     %.1f s (data, then traffic)\n", r.CutbackSeconds)
 	fmt.Fprintf(w, "  bad shared version    rolled back %v, %.1f s after its first bad interval\n", r.RolledBack, r.RollbackSeconds)
 	if r.DedicatedStandby != "" {
