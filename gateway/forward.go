@@ -160,8 +160,19 @@ func (f *forwarder) exchange(c *fconn, req *http.Request) (*http.Response, error
 	ctx := req.Context()
 	c.nread, c.nwritten = 0, 0
 	// Cancelling the request (its deadline included) interrupts whatever
-	// the exchange is blocked in.
-	stop := context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+	// the exchange is blocked in. The gateway's own requests end only at
+	// their deadline before the exchange is over (reqState is cancelled when
+	// the handler returns), so for them the connection's deadline does the
+	// same without a callback registered per request. (ReverseProxy wraps
+	// the state in a context with values; the same Done channel proves
+	// that nothing in between can cancel it.)
+	deadline, _ := ctx.Deadline()
+	stop := noStop
+	if st := stateOf(ctx); st != nil && st.Done() == ctx.Done() {
+		c.conn.SetDeadline(deadline)
+	} else {
+		stop = context.AfterFunc(ctx, func() { c.conn.SetDeadline(aLongTimeAgo) })
+	}
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		c.conn.Close()
@@ -177,11 +188,16 @@ func (f *forwarder) exchange(c *fconn, req *http.Request) (*http.Response, error
 		return fail(err)
 	}
 	if f.responseHeaderTimeout > 0 {
-		c.conn.SetReadDeadline(f.now().Add(f.responseHeaderTimeout))
+		hd := f.now().Add(f.responseHeaderTimeout)
+		if !deadline.IsZero() && deadline.Before(hd) {
+			hd = deadline
+		}
+		c.conn.SetReadDeadline(hd)
 	}
 	c.hdrLimit = maxResponseHeaderBytes
 	resp, err := http.ReadResponse(c.br, req)
-	// 1xx answers (100 Continue, 103 Early Hints) precede the real one.
+	// 1xx answers (100 Continue, 103 Early Hints) precede the real one;
+	// they are not relayed to the client.
 	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp, err = http.ReadResponse(c.br, req)
 	}
@@ -193,7 +209,7 @@ func (f *forwarder) exchange(c *fconn, req *http.Request) (*http.Response, error
 		return fail(err)
 	}
 	if f.responseHeaderTimeout > 0 {
-		c.conn.SetReadDeadline(time.Time{})
+		c.conn.SetReadDeadline(deadline)
 	}
 	reuse := !resp.Close && !req.Close && resp.StatusCode != http.StatusSwitchingProtocols
 	if resp.Body == http.NoBody {
@@ -208,6 +224,8 @@ func (f *forwarder) exchange(c *fconn, req *http.Request) (*http.Response, error
 	resp.Body = &fbody{f: f, c: c, body: resp.Body, stop: stop, reuse: reuse}
 	return resp, nil
 }
+
+func noStop() bool { return true }
 
 // headerTimeoutError is an instance that did not answer within
 // responseHeaderTimeout; it is a net.Error whose Timeout is true.
@@ -311,6 +329,9 @@ func (f *forwarder) put(c *fconn) {
 		c.conn.Close()
 		return
 	}
+	// An exchange's deadline must not end the connection's idle life (or
+	// the next exchange's liveness peek).
+	c.conn.SetDeadline(time.Time{})
 	f.mu.Lock()
 	l := f.idle[c.key]
 	if len(l) >= f.maxIdlePerHost {
