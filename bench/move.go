@@ -3,8 +3,10 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"tenantry/platform"
 	"tenantry/registry"
 	"tenantry/tenanttable"
+	"tenantry/verify"
 )
 
 // MoveConfig configures Move. Zero values mean the documented defaults.
@@ -51,6 +54,15 @@ type MoveResult struct {
 	Requests       int64   `json:"requests"`
 	VerifyRows     int64   `json:"verify_rows"`
 	VerifyRowsPerS float64 `json:"verify_rows_per_s"`
+	// VerifyBareRowsPerS is the bare scan verify is measured against: the
+	// hash statement verify runs per key range, run instead over each
+	// table's whole tenant on both sides at once, as comparing the two
+	// copies by hand takes (verify.Checksum); VerifyRatio is verify's
+	// throughput over it. VerifyBareOneSideRowsPerS is the same statement
+	// on the source alone, half the work.
+	VerifyBareRowsPerS        float64 `json:"verify_bare_rows_per_s"`
+	VerifyBareOneSideRowsPerS float64 `json:"verify_bare_one_side_rows_per_s"`
+	VerifyRatio               float64 `json:"verify_ratio"`
 }
 
 // Move measures a move on a fresh local platform: copy-to-parity time
@@ -129,6 +141,11 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 		res.VerifyRows, res.VerifyRowsPerS = v.Rows, float64(int64(v.RowsPerSec))
 	}
 	fmt.Fprintf(out, "move copy to parity: %.2f s; verify %.0f rows/s\n", res.CopySeconds, res.VerifyRowsPerS)
+	if err := verifyBare(ctx, r, snap, res); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(out, "bare hash scan: %.0f rows/s both sides at once (%.0f on the source alone); verify ratio %.2f\n",
+		res.VerifyBareRowsPerS, res.VerifyBareOneSideRowsPerS, res.VerifyRatio)
 
 	stopc := make(chan struct{})
 	lcfg.Stop = stopc
@@ -164,6 +181,53 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	res.FailedRequests, res.Requests = summary.Failures, summary.Requests
 	fmt.Fprintf(out, "promotion under load: pause %.1f ms, %d requests, %d failed\n", res.PauseMS, res.Requests, res.FailedRequests)
 	return res, nil
+}
+
+// verifyBare times verify.Checksum of the tenant on the source alone, then
+// on the source and the move's target at once (the copies must agree), and
+// sets res's bare figures and verify ratio.
+func verifyBare(ctx context.Context, r *platform.Running, snap *registry.Snapshot, res *MoveResult) error {
+	var pools [2]*pgxpool.Pool
+	for i, alias := range []string{platform.PooledAlias, "bench-target"} {
+		ep, err := snap.AliasEndpoint(alias)
+		if err != nil {
+			return err
+		}
+		if pools[i], err = r.AdminPool(ctx, ep); err != nil {
+			return err
+		}
+		defer pools[i].Close()
+	}
+	rows := func(sums []verify.TableSum) (n int64) {
+		for _, s := range sums {
+			n += s.Rows
+		}
+		return n
+	}
+	start := time.Now()
+	one, err := verify.Checksum(ctx, pools[0], tenant)
+	if err != nil {
+		return fmt.Errorf("bare scan: %w", err)
+	}
+	res.VerifyBareOneSideRowsPerS = float64(int64(float64(rows(one)) / time.Since(start).Seconds()))
+	var sums [2][]verify.TableSum
+	var errs [2]error
+	var wg sync.WaitGroup
+	start = time.Now()
+	for i, p := range pools {
+		wg.Go(func() { sums[i], errs[i] = verify.Checksum(ctx, p, tenant) })
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	if err := errors.Join(errs[:]...); err != nil {
+		return fmt.Errorf("bare scan: %w", err)
+	}
+	if !slices.Equal(sums[0], sums[1]) {
+		return fmt.Errorf("bare scan: the copies differ: %v against %v", sums[0], sums[1])
+	}
+	res.VerifyBareRowsPerS = float64(int64(float64(rows(sums[0])) / secs))
+	res.VerifyRatio = round2(res.VerifyRowsPerS / res.VerifyBareRowsPerS)
+	return nil
 }
 
 // copyPipe copies tenant's rows of every tenant table from alias src to

@@ -1,8 +1,11 @@
 // Package verify checks that two databases hold the same rows of one
 // tenant: per tenant table it splits the tenant's rows into primary-key
 // ranges on the source and compares count(*) and an order-independent hash
-// of each range on both sides at once. The move workflow runs it after the
-// initial copy; `tenantry verify` runs it on demand.
+// (bit_xor of hashtextextended(row::text, 0)) of each range on both sides
+// at once, several ranges in flight. The move workflow runs it after the
+// initial copy; `tenantry verify` runs it on demand. Checksum is the same
+// hash over the whole tenant on one side, what the benchmark measures
+// Compare against.
 //
 // Each range is its own short statement: no snapshot is held for the whole
 // comparison, so a live subscription keeps applying. Ranges that differ
@@ -74,6 +77,11 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 type Options struct {
 	// ChunkRows is the rows per key range. Default 10,000.
 	ChunkRows int
+	// Parallel is how many ranges are compared at once, each on its own
+	// connection to either side. Default runtime.NumCPU() (at least 2, so
+	// that one range's round trips overlap another's scan); never more
+	// than either pool's MaxConns.
+	Parallel int
 	// CatchUp, if set, is called before differing ranges are re-checked
 	// (the move waits there until the subscription has applied the
 	// source's current LSN).
@@ -89,9 +97,14 @@ type Options struct {
 	// already. SkipTables were verified entirely.
 	StartAfter map[string]Key
 	SkipTables []string
-	// OnChunk, if set, is called after each range of a table is compared
-	// (chunk is 1-based; last is the range's upper bound, nil for the
-	// table's final range) so that callers can show and persist progress.
+	// OnChunk, if set, is called after each range of a table is compared,
+	// one call at a time, so that callers can show and persist progress:
+	// chunk is the table's ranges compared so far, chunks the ranges found
+	// so far (final once the table is split: ranges are found while others
+	// are compared), rows the source rows compared so far. last is a safe
+	// resume point for StartAfter: every range of the table up to last was
+	// compared (ranges finish out of order); nil with chunk == chunks means
+	// the table is done, nil otherwise that no prefix of it is done yet.
 	OnChunk func(table string, chunk, chunks int, rows int64, last Key)
 }
 

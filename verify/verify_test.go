@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"tenantry/logrepl"
 	"tenantry/pgtest"
 	"tenantry/verify"
 )
@@ -73,20 +77,31 @@ func TestCompare(t *testing.T) {
 	opts := verify.Options{ChunkRows: 100}
 
 	t.Run("identical", func(t *testing.T) {
-		var chunks []string
-		o := opts
-		o.OnChunk = func(table string, chunk, n int, rows int64, last verify.Key) {
-			chunks = append(chunks, fmt.Sprintf("%s %d/%d", table, chunk, n))
-		}
-		rep, err := verify.Compare(ctx, src, dst, "acme", o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !rep.OK || rep.Rows != 3000 || len(rep.Tables) != 2 || rep.Tables[0].Table != "items" || rep.Tables[0].Chunks != 11 {
-			t.Fatalf("report = %+v", rep)
-		}
-		if len(chunks) != 11+21 || chunks[0] != "items 1/11" || chunks[len(chunks)-1] != "lines 21/21" {
-			t.Fatalf("OnChunk calls = %v", chunks)
+		for _, parallel := range []int{1, 2, 5} {
+			calls := map[string]int{}
+			final := map[string]string{}
+			o := opts
+			o.Parallel = parallel
+			o.OnChunk = func(table string, chunk, n int, rows int64, last verify.Key) {
+				calls[table]++
+				if chunk != calls[table] || chunk > n {
+					t.Errorf("OnChunk(%s, %d, %d) after %d calls", table, chunk, n, calls[table])
+				}
+				final[table] = fmt.Sprintf("%d/%d %d rows, last %v", chunk, n, rows, last)
+			}
+			rep, err := verify.Compare(ctx, src, dst, "acme", o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Tables this small are sampled whole: a bound every 100 keys,
+			// and an empty range after the last.
+			if !rep.OK || rep.Rows != 3000 || len(rep.Tables) != 2 || rep.Tables[0].Table != "items" || rep.Tables[0].Chunks != 11 {
+				t.Fatalf("parallel %d: report = %+v", parallel, rep)
+			}
+			want := map[string]string{"items": "11/11 1000 rows, last ()", "lines": "21/21 2000 rows, last ()"}
+			if !maps.Equal(final, want) {
+				t.Fatalf("parallel %d: last OnChunk calls = %v, want %v", parallel, final, want)
+			}
 		}
 	})
 
@@ -100,6 +115,16 @@ func TestCompare(t *testing.T) {
 			`INSERT INTO lines VALUES ('acme', 5, 2, 7)`, verify.Key{"5", "2"}},
 		{"extra row", "items", `INSERT INTO items (tenant_id, id, name) VALUES ('acme', 5000, 'extra')`,
 			`DELETE FROM items WHERE tenant_id = 'acme' AND id = 5000`, verify.Key{"5000"}},
+		{"extra row before the first", "items", `INSERT INTO items (tenant_id, id, name) VALUES ('acme', -1, 'extra')`,
+			`DELETE FROM items WHERE tenant_id = 'acme' AND id = -1`, verify.Key{"-1"}},
+		{"changed value, composite key", "lines", `UPDATE lines SET qty = qty + 1 WHERE tenant_id = 'acme' AND item = 640 AND n = 1`,
+			`UPDATE lines SET qty = qty - 1 WHERE tenant_id = 'acme' AND item = 640 AND n = 1`, verify.Key{"640", "1"}},
+		{"changed time, same instant in another zone's text", "items",
+			`UPDATE items SET at = at + interval '1 microsecond' WHERE tenant_id = 'acme' AND id = 77`,
+			`UPDATE items SET at = at - interval '1 microsecond' WHERE tenant_id = 'acme' AND id = 77`, verify.Key{"77"}},
+		{"changed float in its last digit", "items",
+			`UPDATE items SET price = price + 1e-13 WHERE tenant_id = 'acme' AND id = 999`,
+			`UPDATE items SET price = 999 / 7.0 WHERE tenant_id = 'acme' AND id = 999`, verify.Key{"999"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -176,4 +201,103 @@ func BenchmarkCompare(b *testing.B) {
 		rows += rep.Rows
 	}
 	b.ReportMetric(float64(rows)/time.Since(start).Seconds(), "rows/s")
+}
+
+// TestCompare_LiveReplication compares a tenant while a subscription
+// applies a stream of writes to the target: verify must report no
+// difference that the link applies anyway (it re-checks differing ranges
+// after catching up), and still name a row changed on the target alone.
+func TestCompare_LiveReplication(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sc, dc := pgtest.MustCluster(t), pgtest.MustNewCluster(t, "verify-live")
+	sdb, ddb := pgtest.MustDBOn(t, sc), pgtest.MustDBOn(t, dc)
+	src, dst := pgtest.MustPool(t, sc, sdb), pgtest.MustPool(t, dc, ddb)
+	mustExec(t, src, schema+seed("acme", 20_000, "")+seed("other", 100, ""))
+	mustExec(t, dst, schema)
+	const link = "verify_live"
+	if err := logrepl.CreatePublication(ctx, src, link, "acme", []string{"items", "lines"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := logrepl.CreateSubscription(ctx, dst, link, sc.Config(sdb), link,
+		logrepl.SubOpts{CopyData: true, CreateSlot: true, Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Dropping the subscription drops its slot on the shared cluster.
+	t.Cleanup(func() { _ = logrepl.DropSubscription(context.Background(), dst, link) })
+	if err := logrepl.WaitSynced(ctx, dst, link, "acme", nil); err != nil {
+		t.Fatal(err)
+	}
+	catchUp := func(ctx context.Context) error {
+		lsn, err := logrepl.CurrentLSN(ctx, src)
+		if err != nil {
+			return err
+		}
+		return logrepl.WaitApplied(ctx, src, dst, link, link, lsn, time.Minute)
+	}
+
+	// The writer changes, adds and deletes rows all over the key space
+	// (never item 15000), about 100 writes a second.
+	var wrote atomic.Int64
+	stop, done := make(chan struct{}), make(chan error, 1)
+	go func() {
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for i := int64(1); ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			case <-tick.C:
+			}
+			id := rng.Int64N(20_000) + 1
+			if id == 15_000 {
+				continue
+			}
+			var err error
+			switch i % 4 {
+			case 0:
+				_, err = src.Exec(ctx, `UPDATE items SET name = 'w' || $2::text WHERE tenant_id = 'acme' AND id = $1`, id, fmt.Sprint(i))
+			case 1:
+				_, err = src.Exec(ctx, `UPDATE lines SET qty = qty + 1 WHERE tenant_id = 'acme' AND item = $1`, id)
+			case 2:
+				_, err = src.Exec(ctx, `WITH i AS (INSERT INTO items (tenant_id, id, name) VALUES ('acme', 100000 + $1, 'new') RETURNING id)
+					INSERT INTO lines SELECT 'acme', id, 1, 1 FROM i`, i)
+			case 3:
+				_, err = src.Exec(ctx, `DELETE FROM lines WHERE tenant_id = 'acme' AND item = $1 AND n = 2`, id)
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+			wrote.Add(1)
+		}
+	}()
+	defer func() {
+		close(stop)
+		if err := <-done; err != nil {
+			t.Errorf("writer: %v", err)
+		}
+	}()
+
+	opts := verify.Options{ChunkRows: 500, CatchUp: catchUp}
+	for range 3 {
+		before := wrote.Load()
+		rep, err := verify.Compare(ctx, src, dst, "acme", opts)
+		if err != nil || !rep.OK {
+			t.Fatalf("Compare under writes = %v (report %+v)", err, rep)
+		}
+		t.Logf("verified %d rows in %d+%d chunks while %d writes were made", rep.Rows, rep.Tables[0].Chunks, rep.Tables[1].Chunks, wrote.Load()-before)
+	}
+	if wrote.Load() == 0 {
+		t.Fatal("the writer made no write during the comparisons")
+	}
+
+	mustExec(t, dst, `UPDATE items SET name = 'planted' WHERE tenant_id = 'acme' AND id = 15000`)
+	_, err := verify.Compare(ctx, src, dst, "acme", opts)
+	var mm *verify.MismatchError
+	if !errors.As(err, &mm) || mm.Table != "items" || len(mm.Keys) != 1 || !slices.Equal(mm.Keys[0], verify.Key{"15000"}) {
+		t.Fatalf("Compare with a row changed on the target alone = %v, want item 15000 named", err)
+	}
 }

@@ -16,7 +16,7 @@ func init() { register(newVerifyCmd) }
 
 func newVerifyCmd(a *app) *cobra.Command {
 	var srcDSN, dstDSN, against string
-	var chunk int
+	var chunk, parallel int
 	cmd := &cobra.Command{
 		Use:   "verify TENANT --against ALIAS",
 		Short: "Compare a tenant's rows where it is served from with another alias (chunked parity)",
@@ -47,7 +47,7 @@ func newVerifyCmd(a *app) *cobra.Command {
 				return fmt.Errorf("target: %w", err)
 			}
 			defer dst.Close()
-			rep, err := verify.Compare(ctx, src, dst, args[0], verify.Options{ChunkRows: chunk})
+			rep, err := verify.Compare(ctx, src, dst, args[0], verify.Options{ChunkRows: chunk, Parallel: parallel})
 			if rep != nil {
 				if perr := a.printVerify(rep); perr != nil {
 					return perr
@@ -60,6 +60,7 @@ func newVerifyCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&srcDSN, "source-dsn", "", "DSN of the tenant's current database (default: resolved through the registry)")
 	cmd.Flags().StringVar(&dstDSN, "target-dsn", "", "DSN of the database to compare with")
 	cmd.Flags().IntVar(&chunk, "chunk-rows", 10_000, "rows per compared key range")
+	cmd.Flags().IntVar(&parallel, "parallel", 0, "key ranges compared at once (default: the number of CPUs, at least 2)")
 	return cmd
 }
 
