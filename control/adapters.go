@@ -61,18 +61,22 @@ func (b Backups) Verify(dir string) error {
 func Parity(ctx context.Context, src, dst *pgxpool.Pool, tenant string, tables []string,
 	catchUp func(context.Context) error, progress func(rows int64, chunks int)) (move.VerifyResult, error) {
 	start := time.Now()
-	var chunks int
-	perTable := map[string]int64{} // OnChunk reports a table's rows so far
+	// OnChunk reports a table's ranges and rows so far.
+	type sofar struct {
+		chunks int
+		rows   int64
+	}
+	perTable := map[string]sofar{}
 	rep, err := verify.Compare(ctx, src, dst, tenant, verify.Options{
 		CatchUp: catchUp,
 		OnChunk: func(table string, chunk, total int, n int64, _ verify.Key) {
-			perTable[table] = n
-			var rows int64
+			perTable[table] = sofar{chunk, n}
+			var all sofar
 			for _, v := range perTable {
-				rows += v
+				all.chunks += v.chunks
+				all.rows += v.rows
 			}
-			chunks++
-			progress(rows, chunks)
+			progress(all.rows, all.chunks)
 		},
 	})
 	var mm *verify.MismatchError
@@ -83,6 +87,10 @@ func Parity(ctx context.Context, src, dst *pgxpool.Pool, tenant string, tables [
 		return move.VerifyResult{}, err
 	}
 	secs := time.Since(start).Seconds()
+	var chunks int
+	for _, t := range rep.Tables {
+		chunks += t.Chunks
+	}
 	res := move.VerifyResult{Rows: rep.Rows, Chunks: chunks, Seconds: secs, OK: rep.OK}
 	if secs > 0 {
 		res.RowsPerSec = float64(rep.Rows) / secs

@@ -113,7 +113,9 @@ type Config struct {
 	VerifyBackup func(dir string) error
 	// Parity compares the tenant's rows on both sides in chunks; catchUp
 	// waits for the link to apply the source's current position and is
-	// called before differing chunks are checked again. Required.
+	// called before differing chunks are checked again; progress reports
+	// rows and chunks compared so far, one call at a time (possibly from
+	// another goroutine, possibly skipping counts). Required.
 	Parity func(ctx context.Context, src, dst *pgxpool.Pool, tenant string, tables []string,
 		catchUp func(context.Context) error, progress func(rows int64, chunks int)) (VerifyResult, error)
 	// EnsureStandbys, when set, is asked at complete to give the cluster

@@ -26,9 +26,11 @@ func (m *Mover) verify(ctx context.Context, r *workflow.Run) (string, error) {
 		catchUp := func(ctx context.Context) error {
 			return m.catchUp(ctx, d, src, dst, *l, time.Minute)
 		}
+		first := true
 		res, err := m.cfg.Parity(ctx, src.pool, dst.pool, d.Tenant, d.Tables, catchUp, func(rows int64, chunks int) {
 			_ = r.Progress(ctx, map[string]any{"verify_rows": rows, "verify_chunks": chunks})
-			if chunks == 1 {
+			if first {
+				first = false
 				_ = m.cfg.hook(ctx, "verifying") // crash tests stop here, mid-verify
 			}
 		})

@@ -52,7 +52,9 @@ func Compare(ctx context.Context, src, dst *pgxpool.Pool, tenant string, opts Op
 	}
 	rep := &Report{Tenant: tenant, OK: true}
 	start := time.Now()
+	c.progress = startProgress(opts.OnChunk)
 	err = c.pass(ctx, runs)
+	c.progress.stop()
 	if err == nil {
 		err = c.recheck(ctx, runs)
 	}
@@ -124,10 +126,11 @@ func session(ctx context.Context, pool *pgxpool.Pool) (*pgx.Conn, error) {
 type pair struct{ src, dst *pgx.Conn }
 
 type comparer struct {
-	meta   *pgx.Conn // source: catalog and splitting
-	pairs  []pair
-	tenant string
-	opts   Options
+	meta     *pgx.Conn // source: catalog and splitting
+	pairs    []pair
+	tenant   string
+	opts     Options
+	progress *progress
 
 	mu sync.Mutex // guards every tableRun during a pass
 }
@@ -269,14 +272,11 @@ func (c *comparer) compared(j job, s, d sum) {
 		t.differing = append(t.differing, j.i)
 	}
 	t.elapsed = time.Since(t.started)
-	if c.opts.OnChunk == nil {
-		return
-	}
 	last := t.after
 	if t.prefix > 0 {
 		last = t.ranges[t.prefix-1].Upto
 	}
-	c.opts.OnChunk(t.sql.name, t.compared, len(t.ranges), t.rows, last)
+	c.progress.post(chunkState{table: t.sql.name, chunk: t.compared, chunks: len(t.ranges), rows: t.rows, last: last})
 }
 
 // pastDeadline returns ErrDeadline once Options.Deadline passed; i is the

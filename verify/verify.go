@@ -97,9 +97,12 @@ type Options struct {
 	// already. SkipTables were verified entirely.
 	StartAfter map[string]Key
 	SkipTables []string
-	// OnChunk, if set, is called after each range of a table is compared,
-	// one call at a time, so that callers can show and persist progress:
-	// chunk is the table's ranges compared so far, chunks the ranges found
+	// OnChunk, if set, is called as ranges of a table are compared so that
+	// callers can show and persist progress; calls come one at a time from
+	// a goroutine of their own, and a slow callback never holds up the
+	// comparison: it skips to each table's latest state, and the last call
+	// for a table, before Compare returns, reports where it ended. chunk
+	// is the table's ranges compared so far, chunks the ranges found
 	// so far (final once the table is split: ranges are found while others
 	// are compared), rows the source rows compared so far. last is a safe
 	// resume point for StartAfter: every range of the table up to last was
