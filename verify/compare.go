@@ -95,7 +95,7 @@ func withDefaults(o Options) Options {
 		o.ChunkRows = 10_000
 	}
 	if o.Parallel <= 0 {
-		o.Parallel = max(2, runtime.NumCPU())
+		o.Parallel = 2 * runtime.NumCPU()
 	}
 	if o.Recheck == 0 {
 		o.Recheck = 3

@@ -78,9 +78,9 @@ type Options struct {
 	// ChunkRows is the rows per key range. Default 10,000.
 	ChunkRows int
 	// Parallel is how many ranges are compared at once, each on its own
-	// connection to either side. Default runtime.NumCPU() (at least 2, so
-	// that one range's round trips overlap another's scan); never more
-	// than either pool's MaxConns.
+	// connection to either side. Default twice runtime.NumCPU(), so that
+	// one range's round trips and waits for the slower side overlap
+	// others' scans; never more than either pool's MaxConns.
 	Parallel int
 	// CatchUp, if set, is called before differing ranges are re-checked
 	// (the move waits there until the subscription has applied the
