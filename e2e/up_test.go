@@ -29,10 +29,12 @@ type upProc struct {
 	log    *strings.Builder
 }
 
-// startUp runs `tenantry up` on dir and waits until it says it is up.
-func startUp(t *testing.T, ctx context.Context, dir string) *upProc {
+// startUp runs `tenantry up` on dir (with env added to this process's)
+// and waits until it says it is up.
+func startUp(t *testing.T, ctx context.Context, dir string, env ...string) *upProc {
 	t.Helper()
 	cmd := exec.Command(tenantryBin, "up", "--data-dir", dir, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"tenantry/control"
 	"tenantry/dashboard"
 	"tenantry/httpedge"
+	"tenantry/move"
 	"tenantry/platform"
 )
 
@@ -26,7 +28,10 @@ func newUpCmd(a *app) *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			fmt.Fprintf(a.stderr, "starting the local platform in %s ...\n", a.dataDir)
-			r, err := platform.Run(ctx, platform.Options{Dir: a.dataDir, APIListen: listen, Logger: a.log})
+			// Crash tests stop `up` at a failpoint (as `tenantry control`).
+			moves := platform.MoveOptions{Config: move.Config{
+				Hook: control.MoveFailpoint(os.Getenv("TENANTRY_FAILPOINT"), os.Getenv("TENANTRY_FAILPOINT_FILE"))}}
+			r, err := platform.Run(ctx, platform.Options{Dir: a.dataDir, APIListen: listen, Logger: a.log, Moves: moves})
 			if err != nil {
 				return err
 			}

@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"tenantry/control"
+	"tenantry/isolate"
+	"tenantry/load"
+	"tenantry/platform"
+	"tenantry/rollout"
+	"tenantry/workflow"
+)
+
+// TestUp_Kill9Isolate kills `tenantry up` (SIGKILL) in the middle of an
+// isolation of its sample tenant, under load: once in the provision, after
+// it made the dedicated cluster and alias and before it could record so,
+// and once in the deploy, after it started the dedicated stack's instances
+// and before it could record so (failpoints, TENANTRY_FAILPOINT). Each
+// restarted `up` resumes the isolation, which finds the cluster and the
+// stack and reuses them; it ends completed, the tenant served by its
+// dedicated stack, and no request failed.
+func TestUp_Kill9Isolate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	dir := filepath.Join(tmpDir, "up-kill9-isolate")
+	t.Cleanup(func() { stopLeftClusters(dir) })
+	failpoint := func(at string) (string, []string) {
+		file := filepath.Join(t.TempDir(), "failpoint")
+		return file, []string{"TENANTRY_FAILPOINT=move:isolate:" + at + ":done", "TENANTRY_FAILPOINT_FILE=" + file}
+	}
+	fired := func(file string, up *upProc) {
+		t.Helper()
+		err := poll(ctx, "failpoint "+file, func() (bool, error) {
+			select {
+			case <-up.exited:
+				t.Fatalf("tenantry up exited before its failpoint")
+			default:
+			}
+			_, err := os.Stat(file)
+			return err == nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := up.cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		<-up.exited
+	}
+	file, env := failpoint(isolate.PhaseProvision)
+	up := startUp(t, ctx, dir, env...)
+	t.Cleanup(func() { _ = up.cmd.Process.Kill() })
+	st, err := platform.ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &control.Client{BaseURL: st.APIURL, Token: st.AdminToken}
+
+	stop := make(chan struct{})
+	p := newProgress()
+	cfg := load.Config{BaseURL: st.GatewayURL, Targets: []load.Target{{Tenant: platform.SampleTenant, APIKey: st.SampleAPIKey}},
+		Rate: 30, Concurrency: 4, Duration: 5 * time.Minute, Stop: stop, Seed: time.Now().UnixNano()}
+	cat, err := load.Setup(ctx, cfg, load.SetupOptions{Products: 2, Locations: 1, Stock: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		sum load.Summary
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		sum, err := load.Run(ctx, cfg, cat, p.report)
+		done <- result{sum, err}
+	}()
+
+	zero := 0
+	req := isolate.Request{Tenant: platform.SampleTenant, Standbys: &zero, Hypercare: isolate.Duration(time.Hour),
+		Rollout: rollout.Params{Interval: rollout.Duration(time.Second), Grace: rollout.Duration(2 * time.Second),
+			MaxP99Ratio: 3, MinP99Delta: rollout.Duration(100 * time.Millisecond)}}
+	if _, err := c.StartIsolation(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	fired(file, up)
+	t.Logf("killed in the provision")
+
+	file, env = failpoint(isolate.PhaseDeploy)
+	up = startUp(t, ctx, dir, env...)
+	t.Cleanup(func() { _ = up.cmd.Process.Kill() })
+	fired(file, up)
+	t.Logf("killed in the deploy")
+
+	up = startUp(t, ctx, dir)
+	last := up
+	t.Cleanup(func() { _ = last.cmd.Process.Kill() })
+	var in *isolate.Info
+	err = poll(ctx, "isolation in hypercare", func() (bool, error) {
+		in, err = c.Isolation(ctx, platform.SampleTenant)
+		return err == nil && (in.Step == isolate.PhaseHypercare && in.Data.WaitingFor != "" || in.Status != string(workflow.StatusRunning)), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ph := range in.Data.Phases {
+		t.Logf("phase %-10s %-8s %6.2fs %s", ph.Name, ph.State, ph.Seconds, ph.Detail)
+	}
+	if in.Status != string(workflow.StatusRunning) {
+		t.Fatalf("isolation ended %s before hypercare: %s %s", in.Status, in.Data.Reason, in.Error)
+	}
+	if _, err := c.IsolationCommand(ctx, platform.SampleTenant, isolate.SignalComplete); err != nil {
+		t.Fatal(err)
+	}
+	err = poll(ctx, "isolation's end", func() (bool, error) {
+		in, err = c.Isolation(ctx, platform.SampleTenant)
+		return err == nil && in.Status != string(workflow.StatusRunning), err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Data.Outcome != "completed" {
+		t.Fatalf("isolation after the kills: %s (%s) %s %s", in.Status, in.Data.Outcome, in.Data.Reason, in.Error)
+	}
+	for _, ph := range in.Data.Phases {
+		if ph.State != isolate.StateDone {
+			t.Errorf("phase %s is %s", ph.Name, ph.State)
+		}
+	}
+	close(stop)
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	s := res.sum.Stats
+	t.Logf("load: %d requests, %d acknowledged, %d failed %v", s.Requests, s.Acknowledged, s.Failures, s.FailuresByCode)
+	if s.Failures != 0 {
+		t.Errorf("%d requests failed across the kills: %v", s.Failures, s.FailuresByCode)
+	}
+	ten, err := c.Tenant(ctx, platform.SampleTenant)
+	if err != nil || ten.Alias != platform.SampleTenant+"-ded" {
+		t.Errorf("tenant after the isolation: %+v %v", ten, err)
+	}
+	if err := up.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-up.exited:
+	case <-ctx.Done():
+		t.Fatal("up did not stop on SIGTERM")
+	}
+}
