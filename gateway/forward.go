@@ -43,8 +43,9 @@ type forwarder struct {
 	maxIdlePerHost        int
 	now                   func() time.Time
 
-	mu   sync.Mutex
-	idle map[string][]*fconn // by host:port, most recently used last
+	mu        sync.Mutex
+	idle      map[string][]*fconn // by host:port, most recently used last
+	lastSweep time.Time
 }
 
 // maxResponseHeaderBytes bounds an instance's response headers, as
@@ -333,14 +334,46 @@ func (f *forwarder) put(c *fconn) {
 	// the next exchange's liveness peek).
 	c.conn.SetDeadline(time.Time{})
 	f.mu.Lock()
+	var stale []*fconn
+	if c.idleAt.Sub(f.lastSweep) > f.idleTimeout/2 {
+		stale = f.sweepLocked(c.idleAt)
+	}
 	l := f.idle[c.key]
 	if len(l) >= f.maxIdlePerHost {
-		f.mu.Unlock()
-		c.conn.Close()
-		return
+		stale = append(stale, c)
+	} else {
+		f.idle[c.key] = append(l, c)
 	}
-	f.idle[c.key] = append(l, c)
 	f.mu.Unlock()
+	for _, s := range stale {
+		s.conn.Close()
+	}
+}
+
+// sweepLocked takes out of the pool every connection idle for idleTimeout
+// or longer, and returns them to be closed. Connections to instances that
+// are no longer routed to (a stopped stack) are never asked for again: the
+// sweep, run from put at most twice per idleTimeout, is what closes them.
+func (f *forwarder) sweepLocked(now time.Time) []*fconn {
+	f.lastSweep = now
+	var stale []*fconn
+	for addr, l := range f.idle {
+		keep := l[:0]
+		for _, c := range l {
+			if now.Sub(c.idleAt) >= f.idleTimeout {
+				stale = append(stale, c)
+			} else {
+				keep = append(keep, c)
+			}
+		}
+		clear(l[len(keep):])
+		if len(keep) == 0 {
+			delete(f.idle, addr)
+		} else {
+			f.idle[addr] = keep
+		}
+	}
+	return stale
 }
 
 // CloseIdleConnections closes every idle connection, the fallback's too.

@@ -185,3 +185,32 @@ func TestForwarder_Interim(t *testing.T) {
 		t.Fatal("2 MB of response headers accepted")
 	}
 }
+
+// TestForwarder_Sweep: connections idle past the idle timeout are closed by
+// the next request to any instance, so that those to an instance no longer
+// routed to do not stay open.
+func TestForwarder_Sweep(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
+	gone, live := httptest.NewServer(handler), httptest.NewServer(handler)
+	defer gone.Close()
+	defer live.Close()
+	f := defaultTransport(5 * time.Second).(*forwarder)
+	now := time.Now()
+	f.now = func() time.Time { return now }
+	if code, _, err := forwardDo(t, f, "GET", gone.URL+"/", "", nil); err != nil || code != 200 {
+		t.Fatalf("first request: %d %v", code, err)
+	}
+	if n := len(f.idle[hostOf(gone.URL)]); n != 1 {
+		t.Fatalf("%d idle connections to the first instance, want 1", n)
+	}
+	now = now.Add(f.idleTimeout + time.Second)
+	if code, _, err := forwardDo(t, f, "GET", live.URL+"/", "", nil); err != nil || code != 200 {
+		t.Fatalf("second request: %d %v", code, err)
+	}
+	if l, ok := f.idle[hostOf(gone.URL)]; ok {
+		t.Fatalf("%d idle connections to the instance no longer used, want none", len(l))
+	}
+	if n := len(f.idle[hostOf(live.URL)]); n != 1 {
+		t.Fatalf("%d idle connections to the live instance, want 1", n)
+	}
+}
