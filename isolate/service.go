@@ -427,6 +427,11 @@ func (s *Service) Plan(ctx context.Context, req Request) (*Plan, error) {
 			": verdicts on " + req.Stack + " (5xx, p99 against the tenant's own on " + from + ") and the link back's lag; cutback possible in seconds"}},
 		{Phase: PhaseComplete, Checks: []string{"on command or at the end of hypercare: old copy purged, link severed, " + from + " released"}},
 	}
+	for i := range p.Steps {
+		if p.Steps[i].Phase == req.Until {
+			p.Steps[i].Checks = append(p.Steps[i].Checks, "then stops (--until) until `tenantry isolate resume "+req.Tenant+"`")
+		}
+	}
 	return p, nil
 }
 

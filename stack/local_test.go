@@ -341,3 +341,16 @@ func TestExternalProvider(t *testing.T) {
 		t.Fatalf("status = %s", got.Status)
 	}
 }
+
+// TestLocalProvider_CanDeploy: a provider with its binary and a free port
+// can deploy; one whose binary is missing cannot, and says why.
+func TestLocalProvider_CanDeploy(t *testing.T) {
+	p := newProvider(t, &fakeStore{}, -1)
+	if err := p.CanDeploy(context.Background()); err != nil {
+		t.Errorf("CanDeploy: %v", err)
+	}
+	p.Binary = filepath.Join(t.TempDir(), "no-such-binary")
+	if err := p.CanDeploy(context.Background()); err == nil || !strings.Contains(err.Error(), "no-such-binary") {
+		t.Errorf("CanDeploy with a missing binary: %v", err)
+	}
+}
