@@ -688,6 +688,9 @@ func TestIsolate_Until(t *testing.T) {
 	req.Until = isolate.PhasePreflight
 	cleanupIsolation(t, req)
 	c := rolloutClient()
+	if p, err := c.PlanIsolation(ctx, req); err != nil || !strings.Contains(strings.Join(p.Steps[0].Checks, "; "), "then stops (--until)") {
+		t.Errorf("the plan with --until preflight: %+v %v", p, err)
+	}
 	if _, err := c.StartIsolation(ctx, req); err != nil {
 		t.Fatal(err)
 	}
