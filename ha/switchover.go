@@ -426,8 +426,9 @@ func (h *Service) repointStep(ctx context.Context, r *workflow.Run) (string, err
 	})
 }
 
-// rejoinStep makes the old primary a streaming standby of the new one and
-// records the switchover in the registry's event log.
+// rejoinStep makes the old primary a streaming standby of the new one,
+// drops the logical slots it carried (dropStaleSlots), and records the
+// switchover in the registry's event log.
 func (h *Service) rejoinStep(ctx context.Context, r *workflow.Run) (string, error) {
 	return step(r, func(d *SwitchoverData) (string, error) {
 		if len(d.Settings) > 0 {
@@ -439,6 +440,11 @@ func (h *Service) rejoinStep(ctx context.Context, r *workflow.Run) (string, erro
 		}
 		if err := h.cfg.Servers.FollowMember(ctx, d.Cluster, d.From, d.To); err != nil {
 			return "", err
+		}
+		if dropped, err := h.dropStaleSlots(ctx, d.Cluster, d.From); err != nil {
+			return "", err
+		} else if len(dropped) > 0 {
+			h.log.Info("stale logical slots dropped on the former primary", "cluster", d.Cluster, "member", d.From, "slots", dropped)
 		}
 		if err := h.followNewPrimary(ctx, d.Cluster, d.To, d.From); err != nil {
 			return "", err
