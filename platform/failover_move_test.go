@@ -108,6 +108,22 @@ func waitRelinked(t *testing.T, ctx context.Context, id, step string) (*move.Inf
 	return st, rl
 }
 
+// wantRestarted waits until a move whose source cluster failed over or
+// switched over has restarted replication and is ready again, verified,
+// its subscription on the new primary; it returns the restart's record.
+func wantRestarted(t *testing.T, ctx context.Context, id, cluster string) move.Relink {
+	t.Helper()
+	st, rl := waitRelinked(t, ctx, id, "ready")
+	if !strings.Contains(rl.Reason, "source cluster "+cluster+" failed over or switched over") || rl.Action != "replication restarted" {
+		t.Errorf("relink recorded %+v, want the source's failover or switchover and a restart", rl)
+	}
+	if v := st.Data.Verify; v == nil || !v.OK {
+		t.Fatalf("parity after the restart: %+v", v)
+	}
+	wantSubscriptionOn(t, ctx, st.Data.Link)
+	return rl
+}
+
 // wantSubscriptionOn checks that the move's subscription connects to the
 // current primary of its publisher's alias.
 func wantSubscriptionOn(t *testing.T, ctx context.Context, l *move.Link) {
@@ -157,14 +173,7 @@ func TestMove_SourceFailoverInReplicate(t *testing.T) {
 	killPrimary(t, ctx, "fmsrc-1", "fmsrc-1-0", "fmsrc-1-1")
 	release()
 
-	st, rl := waitRelinked(t, ctx, mv.ID, "ready")
-	if !strings.Contains(rl.Reason, "source cluster fmsrc-1 failed over") || rl.Action != "replication restarted" {
-		t.Errorf("relink recorded %+v, want the source's failover and a restart", rl)
-	}
-	if v := st.Data.Verify; v == nil || !v.OK {
-		t.Fatalf("parity after the restart: %+v", v)
-	}
-	wantSubscriptionOn(t, ctx, st.Data.Link)
+	wantRestarted(t, ctx, mv.ID, "fmsrc-1")
 	evs, err := plat.Moves.Get(ctx, mv.ID, true)
 	if err != nil {
 		t.Fatal(err)
@@ -186,7 +195,7 @@ func TestMove_SourceFailoverInReplicate(t *testing.T) {
 	// outcome and fails; the checker demands every acknowledged write.
 	lr.end(t)
 	lr.check(t, ctx)
-	st = finishMove(t, ctx, mv.ID, move.SignalComplete)
+	st := finishMove(t, ctx, mv.ID, move.SignalComplete)
 	if n := countRows(t, ctx, "fmsrc", tenant, st.Data.Tables); n != 0 {
 		t.Errorf("%d rows of %s left on the source after complete", n, tenant)
 	}
@@ -329,4 +338,47 @@ func TestMove_SlotInvalidated(t *testing.T) {
 	if _, err := src.Exec(ctx, "ALTER SYSTEM RESET max_slot_wal_keep_size"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestMove_SwitchoverInReady switches the source cluster of a move waiting
+// in ready over to its standby, under load: the slot stayed on the former
+// primary (now a standby), so the move restarts replication on the new
+// primary, verifies again and is ready; the promotion and completion work
+// and the checker passes.
+func TestMove_SwitchoverInReady(t *testing.T) {
+	ctx := testContext(t, 4*time.Minute)
+	syncCluster(t, ctx, "fmsw-1", "fmsw")
+	f := newTenantOn(t, ctx, "fm-sw", "fmsw", 1000)
+	tenant := f.target.Tenant
+	lr := startLoad(t, ctx, 60, f)
+	runMoves(t)
+	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plat.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "ready" }); err != nil {
+		t.Fatal(err)
+	}
+	c := apiClient()
+	switchover(t, ctx, c, "fmsw-1", "fmsw-1-1")
+	// The former primary, a standby now, kept no copy of the move's slot
+	// (it would hold WAL there, and catalog rows on the primary through
+	// hot_standby_feedback).
+	var slots []string
+	err = memberConn(t, ctx, "fmsw-1", "fmsw-1-0").QueryRow(ctx,
+		"SELECT coalesce(array_agg(slot_name::text), '{}') FROM pg_replication_slots WHERE slot_type = 'logical'").Scan(&slots)
+	if err != nil || len(slots) != 0 {
+		t.Errorf("logical slots on the former primary, now a standby: %v (%v), want none", slots, err)
+	}
+	if rl := wantRestarted(t, ctx, mv.ID, "fmsw-1"); rl.Step != "ready" {
+		t.Errorf("the switchover was noticed in %s, want ready", rl.Step)
+	}
+	if _, err := c.MoveCommand(ctx, mv.ID, move.SignalPromote); err != nil {
+		t.Fatalf("promote after the restart: %v", err)
+	}
+	wantServing(t, ctx, tenant, dedicatedAlias, "fmsw")
+	settle(ctx, time.Second)
+	lr.finish(t)
+	lr.check(t, ctx)
+	finishMove(t, ctx, mv.ID, move.SignalComplete)
 }
