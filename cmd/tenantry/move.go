@@ -247,6 +247,9 @@ func outcome(m *move.Info) string {
 		return fmt.Sprintf("cancelled: %s stays on %s; its copy on %s was purged (%d rows)", d.Tenant, d.Source, d.Target, d.Purged)
 	case m.Status != workflow.StatusRunning:
 		return fmt.Sprintf("%s: %s is served from %s", m.Status, d.Tenant, d.On)
+	case d.Phase == move.PhaseHypercare && len(d.Flips) > 0 && d.LinkDown != "":
+		return fmt.Sprintf("%s is served from %s; its copy on %s is being copied again (the link was lost); cutback is refused until it is in sync",
+			d.Tenant, d.On, other)
 	case d.Phase == move.PhaseHypercare && len(d.Flips) > 0:
 		f := d.Flips[len(d.Flips)-1]
 		return fmt.Sprintf("%s: %s is served from %s (was %s); paused %s; its copy on %s is kept in sync, so the flip can be undone",
@@ -293,6 +296,13 @@ func printMove(w io.Writer, m *move.Info) {
 	for _, f := range d.Flips {
 		fmt.Fprintf(w, "  %s %s -> %s at %s: pause %s\n", f.Kind, f.From, f.To, f.At.Format(time.RFC3339), describePause(f))
 	}
+	for _, r := range d.Relinks {
+		done := "not in sync yet"
+		if !r.Done.IsZero() {
+			done = fmt.Sprintf("in sync again %.1f s later", r.Done.Sub(r.At).Seconds())
+		}
+		fmt.Fprintf(w, "  link lost at %s (in %s): %s; %s; %s\n", r.At.Format(time.RFC3339), r.Step, r.Reason, r.Action, done)
+	}
 	if !d.HypercareEnds.IsZero() && m.Status == workflow.StatusRunning {
 		fmt.Fprintf(w, "  hypercare until %s\n", d.HypercareEnds.Format(time.RFC3339))
 	}
@@ -318,6 +328,9 @@ func nextCommands(m *move.Info, self string) string {
 	case move.PhaseReady:
 		return fmt.Sprintf("%s move promote %s (or cancel)", self, m.Data.Tenant)
 	case move.PhaseHypercare:
+		if m.Data.LinkDown != "" {
+			return fmt.Sprintf("wait until the link is in sync (cutback is refused until then), or %s move complete %s", self, m.Data.Tenant)
+		}
 		if m.Data.On == m.Data.Target {
 			return fmt.Sprintf("%s move complete %s (purges the copy on %s), or cutback", self, m.Data.Tenant, m.Data.Source)
 		}

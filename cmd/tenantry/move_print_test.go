@@ -55,6 +55,17 @@ func TestPrintMove(t *testing.T) {
 			"its copy on pool-1 is kept in sync, so the flip can be undone",
 			" move complete acme (purges the copy on pool-1), or cutback",
 		}, []string{"map[", "copy public.orders"}},
+		{"link lost in hypercare", with(func(m *move.Info) {
+			m.Step, m.Data.Phase, m.Data.On = "relink", move.PhaseHypercare, "acme-dedicated"
+			m.Data.Flips = []move.FlipRecord{promote}
+			m.Data.LinkDown = "replication link lost: target cluster ded-1 failed over or switched over"
+			m.Data.Relinks = []move.Relink{{At: at, Step: "hypercare", Reason: "replication link lost: target cluster ded-1 failed over or switched over",
+				Action: "link acme-dedicated -> pool-1 rebuilt with a fresh copy"}}
+		}), []string{
+			"acme is served from acme-dedicated; its copy on pool-1 is being copied again (the link was lost); cutback is refused until it is in sync",
+			"link lost at 2026-11-30T01:02:03Z (in hypercare): replication link lost: target cluster ded-1 failed over or switched over; link acme-dedicated -> pool-1 rebuilt with a fresh copy; not in sync yet",
+			"next: wait until the link is in sync (cutback is refused until then)",
+		}, []string{"kept in sync", "or cutback"}},
 		{"cut back", with(func(m *move.Info) {
 			m.Step, m.Data.Phase = "hypercare", move.PhaseHypercare
 			m.Data.Flips = []move.FlipRecord{promote, cutback}
