@@ -29,7 +29,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -90,16 +92,8 @@ type linkCheck struct {
 // any other error (a side could not be read) as it is.
 func diagnose(c linkCheck) (repoint bool, err error) {
 	l := c.Link
-	for _, a := range []string{l.From, l.To} {
-		made, ok := c.Made[a]
-		if now := c.Now[a]; ok && now.Member != made.Member {
-			side := "target"
-			if a == c.Source {
-				side = "source"
-			}
-			return false, fmt.Errorf("%w: %s cluster %s failed over or switched over: primary %s (%s) is now %s (%s)",
-				ErrLinkLost, side, now.Cluster, made.Member, made.Addr, now.Member, now.Addr)
-		}
+	if err := primaryChanged(c.Made, c.Now, c.Source); err != nil {
+		return false, err
 	}
 	switch {
 	case errors.Is(c.SlotErr, logrepl.ErrSlotLost) && c.SlotWALStatus == "lost":
@@ -121,6 +115,55 @@ func diagnose(c linkCheck) (repoint bool, err error) {
 			ErrLinkLost, l.Subscription, c.SubAddr, l.From, c.Now[l.From].Addr)
 	}
 	return false, nil
+}
+
+// primaryChanged is ErrLinkLost, naming the cluster, when the primary of
+// an alias's cluster is another member now than when the link was made
+// (made; aliases without a record are not judged). source names the
+// move's source alias in the message.
+func primaryChanged(made, now map[string]Primary, source string) error {
+	for _, a := range slices.Sorted(maps.Keys(made)) {
+		was, is := made[a], now[a]
+		if is.Member == was.Member {
+			continue
+		}
+		side := "target"
+		if a == source {
+			side = "source"
+		}
+		return fmt.Errorf("%w: %s cluster %s failed over or switched over: primary %s (%s) is now %s (%s)",
+			ErrLinkLost, side, is.Cluster, was.Member, was.Addr, is.Member, is.Addr)
+	}
+	return nil
+}
+
+// primariesMoved is primaryChanged for the move's clusters as the
+// registry names their primaries now.
+func (m *Mover) primariesMoved(ctx context.Context, d *Data) error {
+	snap, err := m.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return err
+	}
+	now, err := primaries(snap, d.Source, d.Target)
+	if err != nil {
+		return err
+	}
+	return primaryChanged(d.LinkPrimaries, now, d.Source)
+}
+
+// reachable pings the primaries of both aliases.
+func (m *Mover) reachable(ctx context.Context, d *Data) error {
+	_, sides, err := m.open(ctx, d.Source, d.Target)
+	if err != nil {
+		return err
+	}
+	defer closeSides(sides)
+	for _, s := range sides {
+		if err := s.pool.Ping(ctx); err != nil {
+			return fmt.Errorf("primary of %s (%s): %w", s.alias, s.ep.Target(), err)
+		}
+	}
+	return nil
 }
 
 // checkLinkFailover checks d.Link against its clusters' current primaries
@@ -167,14 +210,17 @@ func (m *Mover) watchLink(step workflow.Step) workflow.Step {
 		if err := r.Decode(&before); err != nil {
 			return "", workflow.Fail(err)
 		}
-		sctx, cancel := context.WithCancelCause(ctx)
-		stop := m.watchdog(sctx, cancel, before)
-		next, err := step(sctx, r)
-		stop()
-		if cause := context.Cause(sctx); err != nil && cause != nil && ctx.Err() == nil {
-			err = cause // the watchdog's finding, not "context canceled"
+		if r.Step == "replicate" {
+			// replicate makes (and remakes) its link itself: only a change
+			// of primary is the watchdog's business there.
+			before.Link = nil
 		}
-		cancel(nil)
+		var next string
+		err := m.underWatchdog(ctx, before, func(ctx context.Context) error {
+			var err error
+			next, err = step(ctx, r)
+			return err
+		})
 		if !workflow.Retryable(err) || errors.Is(err, workflow.ErrLeaseLost) || ctx.Err() != nil {
 			return next, err
 		}
@@ -183,6 +229,21 @@ func (m *Mover) watchLink(step workflow.Step) workflow.Step {
 		}
 		return next, err
 	}
+}
+
+// underWatchdog runs fn with a context that the watchdog, checking d,
+// cancels when it finds the link lost; fn's error is then the watchdog's
+// finding rather than "context canceled".
+func (m *Mover) underWatchdog(ctx context.Context, d Data, fn func(context.Context) error) error {
+	wctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := m.watchdog(wctx, cancel, d)
+	err := fn(wctx)
+	stop()
+	if cause := context.Cause(wctx); err != nil && cause != nil && ctx.Err() == nil {
+		err = cause
+	}
+	return err
 }
 
 // watchdog checks, every LinkCheckInterval while a step runs, what the
@@ -225,18 +286,8 @@ func (m *Mover) linkGone(ctx context.Context, d *Data) error {
 		}
 		return nil
 	}
-	snap, err := m.cfg.Registry.Snapshot(ctx)
-	if err != nil {
-		return nil
-	}
-	now, err := primaries(snap, d.Source, d.Target)
-	if err != nil {
-		return nil
-	}
-	for a, made := range d.LinkPrimaries {
-		if p := now[a]; p.Member != made.Member {
-			return fmt.Errorf("%w: cluster %s of %s failed over or switched over: primary %s is now %s", ErrLinkLost, p.Cluster, a, made.Member, p.Member)
-		}
+	if err := m.primariesMoved(ctx, d); errors.Is(err, ErrLinkLost) {
+		return err
 	}
 	return nil
 }
@@ -268,10 +319,19 @@ func (m *Mover) guardLink(ctx context.Context, r *workflow.Run, stepErr error) (
 		}
 		return "", nil, false
 	}
-	if d.Link == nil {
-		return "", nil, false
+	var fault error
+	switch {
+	case r.Step == "replicate" || d.Link == nil:
+		// replicate makes (and remakes, discarding a partial copy) its
+		// link itself; a link half made is no fault. Only a change of
+		// primary is, or, after the step failed, a cluster out of reach.
+		fault = m.primariesMoved(ctx, &d)
+		if fault == nil && stepErr != nil {
+			fault = m.reachable(ctx, &d)
+		}
+	default:
+		fault = m.checkLinkFailover(ctx, &d, true)
 	}
-	fault := m.checkLinkFailover(ctx, &d, true)
 	switch {
 	case fault == nil:
 		if d.LinkDown != "" && r.Step == "ready" {
@@ -370,9 +430,10 @@ func (m *Mover) purgeCopy(ctx context.Context, r *workflow.Run, d *Data, alias s
 }
 
 // relink rebuilds, in hypercare, the link from the side serving the tenant
-// to the other: both links and the other side's copy are dropped, then a
-// new publication and slot on the serving side's current primary and a
-// subscription with a fresh copy (copy_data) on the other side. Once that
+// to the other: both links and the other side's copy are dropped, then the
+// link made again from the serving side's current primary with a fresh
+// copy (logrepl.CopyLink: publication and slot there, a binary copy from
+// the slot's snapshot, a subscription on the other side). Once that
 // copy is done and the lag under the bound, the move is back in hypercare
 // and cutback allowed. Idempotent: a re-run starts over.
 func (m *Mover) relink(ctx context.Context, r *workflow.Run) (string, error) {
@@ -402,16 +463,6 @@ func (m *Mover) relink(ctx context.Context, r *workflow.Run) (string, error) {
 		if err != nil {
 			return "", workflow.Fail(err)
 		}
-		if err := logrepl.CreatePublication(ctx, x.pool, l.Publication, d.Tenant, d.Tables); err != nil {
-			return "", err
-		}
-		if _, err := logrepl.CreateSlot(ctx, x.pool, l.Slot); err != nil {
-			return "", err
-		}
-		if err := logrepl.CreateSubscription(ctx, y.pool, l.Subscription, x.ep, l.Publication,
-			logrepl.SubOpts{CopyData: true, SlotName: l.Slot, Enabled: true}); err != nil {
-			return "", err
-		}
 		d.Link = &l
 		if err := save(ctx, r, d); err != nil {
 			return "", err
@@ -422,15 +473,10 @@ func (m *Mover) relink(ctx context.Context, r *workflow.Run) (string, error) {
 		// Another failover while the copy runs would leave it waiting for
 		// ever: the watchdog cancels it (the primaries it was made on are
 		// recorded) and the step starts over.
-		wctx, cancel := context.WithCancelCause(ctx)
-		stop := m.watchdog(wctx, cancel, Data{Source: d.Source, Target: d.Target, LinkPrimaries: d.LinkPrimaries})
-		err = m.relinkSync(wctx, r, d, x, y, l)
-		stop()
-		cancel(nil)
+		err = m.underWatchdog(ctx, Data{Source: d.Source, Target: d.Target, LinkPrimaries: d.LinkPrimaries}, func(ctx context.Context) error {
+			return m.relinkCopy(ctx, r, d, x, y, l)
+		})
 		if err != nil {
-			if cause := context.Cause(wctx); cause != nil && ctx.Err() == nil {
-				err = cause
-			}
 			return "", err
 		}
 		m.linkBack(ctx, r, d)
@@ -438,10 +484,13 @@ func (m *Mover) relink(ctx context.Context, r *workflow.Run) (string, error) {
 	})
 }
 
-// relinkSync waits for the rebuilt link's copy, then for its lag.
-func (m *Mover) relinkSync(ctx context.Context, r *workflow.Run, d *Data, x, y *side, l Link) error {
-	err := logrepl.WaitSynced(ctx, y.pool, l.Subscription, d.Tenant, func(ts []logrepl.TableSync) {
-		_ = r.Progress(ctx, map[string]any{"relink_copy": ts})
+// relinkCopy makes link l from x to y with a fresh copy of the tenant
+// (logrepl.CopyLink, as replicate does), then waits for its lag.
+func (m *Mover) relinkCopy(ctx context.Context, r *workflow.Run, d *Data, x, y *side, l Link) error {
+	_, err := logrepl.CopyLink(ctx, x.pool, y.pool, x.ep, l.Link, d.Tenant, d.Tables, logrepl.CopyOptions{
+		Workers:    m.cfg.CopyWorkers,
+		PurgeBatch: m.cfg.PurgeBatch,
+		OnProgress: func(ts []logrepl.TableSync) { _ = r.Progress(ctx, map[string]any{"relink_copy": ts}) },
 	})
 	if err != nil {
 		return err
