@@ -53,7 +53,7 @@ func newBenchRouteCmd(a *app) *cobra.Command {
 	f.DurationVar(&cfg.Duration, "duration", 5*time.Second, "measuring time of each side, split into --rounds")
 	f.DurationVar(&cfg.Warmup, "warmup", time.Second, "unmeasured run of each side before the rounds")
 	f.IntVar(&cfg.Workers, "workers", 8, "concurrent transactions")
-	f.IntVar(&cfg.Rounds, "rounds", 20, "interleaved rounds (router and direct alternate first); the ratio is their median")
+	f.IntVar(&cfg.Rounds, "rounds", 50, "interleaved rounds (router and direct alternate first); the ratio is their median")
 	f.IntVar(&cfg.Tenants, "tenants", 1, "tenants registered with the router (more than 1: time snapshot swaps)")
 	f.IntVar(&cfg.Active, "active", 1, "tenants given a pool (one transaction each) before measuring")
 	f.IntVar(&cfg.Swaps, "swaps", 21, "snapshot swaps timed with --tenants")
