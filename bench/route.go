@@ -88,6 +88,9 @@ type RouteResult struct {
 	SnapshotSwapMs    float64 `json:"snapshot_swap_ms,omitempty"`
 	SnapshotSwapMaxMs float64 `json:"snapshot_swap_max_ms,omitempty"`
 	SnapshotSwapCPUMs float64 `json:"snapshot_swap_cpu_ms,omitempty"`
+	// MoveAllSwapMs is one more swap, in which every tenant moves to
+	// another alias (of the same database), so that every pool is retired.
+	MoveAllSwapMs float64 `json:"move_all_swap_ms,omitempty"`
 	// RSSMB is the resident memory of the whole benchmark process (router,
 	// direct pool, harness) after the swaps, before the rounds; RSSStartMB
 	// the same when Route began. RSSSource says where they were read.
@@ -289,6 +292,14 @@ func routeScale(ctx context.Context, cfg RouteConfig, r *route.Router, reg *rout
 	res.SnapshotSwapMs = math.Round(median(took)*1000) / 1000
 	res.SnapshotSwapMaxMs = math.Round(slicesMax(took)*1000) / 1000
 	res.SnapshotSwapCPUMs = math.Round(median(cpu)*1000) / 1000
+
+	// Last, every tenant moves to the other alias (as a switchover
+	// repoints them all): every pool is retired in one swap.
+	reg.moveAll()
+	snap = reg.snapshot()
+	runtime.GC()
+	wall, _, _ := timeSwap(r, snap)
+	res.MoveAllSwapMs = math.Round(ms(wall)*1000) / 1000
 	return nil
 }
 
@@ -334,7 +345,8 @@ func forWorkers(n int, f func() error) error {
 }
 
 // routeRegistry is the registry the benchmark's router sees: every
-// tenant on the one alias of the one cluster.
+// tenant on one alias of the one cluster (bench, or after moveAll
+// bench-b, the same database).
 type routeRegistry struct {
 	c       *localpg.Cluster
 	db      string
@@ -365,7 +377,10 @@ func (g *routeRegistry) snapshot() *registry.Snapshot {
 		// TLS as the direct pool's connections (localpg's DSN): disabled.
 		Clusters: map[string]*registry.Cluster{"bench": {Name: "bench", TLS: dbconn.TLS{Mode: dbconn.SSLDisable},
 			Members: []registry.Member{{Name: "bench-1", Host: g.c.Host, Port: g.c.Port, Role: registry.RolePrimary}}}},
-		Aliases: map[string]*registry.Alias{"bench": {Name: "bench", Cluster: "bench", Database: g.db}},
+		Aliases: map[string]*registry.Alias{
+			"bench":   {Name: "bench", Cluster: "bench", Database: g.db},
+			"bench-b": {Name: "bench-b", Cluster: "bench", Database: g.db},
+		},
 		Tenants: make(map[string]*registry.Tenant, len(g.tenants)),
 	}
 	for _, t := range g.tenants {
@@ -387,6 +402,15 @@ func (g *routeRegistry) change(i, active int) {
 	}
 	if gone := len(g.tenants) - 1 - i; gone > max(active, 1) {
 		g.tenants[gone] = registry.Tenant{ID: fmt.Sprintf("%s-new-%05d", tenant, i), Alias: "bench", State: registry.StateActive, Epoch: 1}
+	}
+}
+
+// moveAll moves every tenant to the other alias at a new epoch.
+func (g *routeRegistry) moveAll() {
+	for i := range g.tenants {
+		t := &g.tenants[i]
+		t.Alias = map[string]string{"bench": "bench-b", "bench-b": "bench"}[t.Alias]
+		t.Epoch++
 	}
 }
 

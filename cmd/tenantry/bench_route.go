@@ -41,8 +41,8 @@ func newBenchRouteCmd(a *app) *cobra.Command {
 			fmt.Fprintf(a.stdout, "workers      %d, %d rounds, %.1f s per side\nrouter       %.0f tx/s\ndirect pool  %.0f tx/s\nratio        %.3f (median of rounds; of totals %.3f)\n",
 				res.Workers, res.Rounds, res.DurationS, res.RouterTPS, res.DirectTPS, res.Ratio, res.RatioOfTotals)
 			if res.Swaps > 0 {
-				fmt.Fprintf(a.stdout, "tenants      %d registered, %d active (first transactions %.2f s)\nswap         %.3f ms median, %.3f ms max of %d\n",
-					res.Tenants, res.Active, res.ActivateS, res.SnapshotSwapMs, res.SnapshotSwapMaxMs, res.Swaps)
+				fmt.Fprintf(a.stdout, "tenants      %d registered, %d active (first transactions %.2f s)\nswap         %.3f ms median (CPU %.3f ms), %.3f ms max of %d; every tenant moved: %.3f ms\n",
+					res.Tenants, res.Active, res.ActivateS, res.SnapshotSwapMs, res.SnapshotSwapCPUMs, res.SnapshotSwapMaxMs, res.Swaps, res.MoveAllSwapMs)
 			}
 			fmt.Fprintf(a.stdout, "memory       %.1f MB resident (%.1f MB at start; %s), Go heap %.1f MB\n",
 				res.RSSMB, res.RSSStartMB, res.RSSSource, res.HeapMB)
