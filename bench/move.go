@@ -117,14 +117,26 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every copy starts from the same quiet state: the rows loaded before
+	// it vacuumed (else autovacuum of them runs during the next copy, on
+	// the same cluster) and both clusters checkpointed.
+	if err := settleCopy(ctx, r, snap, platform.PooledAlias); err != nil {
+		return nil, err
+	}
 	if res.CopyPipeSeconds, res.Rows, err = copyPipe(ctx, r, snap, tenant, platform.PooledAlias, "bench-pipe", textPipe); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "raw COPY pipe: %d rows in %.2f s\n", res.Rows, res.CopyPipeSeconds)
+	if err := settleCopy(ctx, r, snap, "bench-pipe", platform.PooledAlias); err != nil {
+		return nil, err
+	}
 	if res.CopyPipeBinarySeconds, _, err = copyPipe(ctx, r, snap, tenant, platform.PooledAlias, "bench-pipe-binary", binaryPipe); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(out, "raw binary COPY pipe: %.2f s\n", res.CopyPipeBinarySeconds)
+	if err := settleCopy(ctx, r, snap, "bench-pipe-binary", platform.PooledAlias); err != nil {
+		return nil, err
+	}
 
 	mv, err := r.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: "bench-target"})
 	if err != nil {
@@ -285,6 +297,41 @@ func copyPipe(ctx context.Context, r *platform.Running, snap *registry.Snapshot,
 	}
 	wg.Wait()
 	return round2(time.Since(start).Seconds()), total, firstErr
+}
+
+// settleCopy runs VACUUM (ANALYZE) on the tenant tables of alias loaded,
+// then a CHECKPOINT on the clusters of loaded and of every alias of
+// checkpoint.
+func settleCopy(ctx context.Context, r *platform.Running, snap *registry.Snapshot, loaded string, checkpoint ...string) error {
+	for i, alias := range append([]string{loaded}, checkpoint...) {
+		ep, err := snap.AliasEndpoint(alias)
+		if err != nil {
+			return err
+		}
+		p, err := r.AdminPool(ctx, ep)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			err = vacuumTenantTables(ctx, p)
+		}
+		if err == nil {
+			_, err = p.Exec(ctx, "CHECKPOINT")
+		}
+		p.Close()
+		if err != nil {
+			return fmt.Errorf("settle %s: %w", alias, err)
+		}
+	}
+	return nil
+}
+
+func vacuumTenantTables(ctx context.Context, p *pgxpool.Pool) error {
+	tables, err := tenanttable.Names(ctx, p)
+	if err != nil {
+		return err
+	}
+	return logrepl.Vacuum(ctx, p, tables)
 }
 
 // pipeFormat is how copyPipe pipes: binary or text COPY format; buffered
