@@ -19,14 +19,15 @@ import (
 // text and composite keys, chunk sizes from 1 up, and the table read whole
 // or sampled a page at a time, every row lies in exactly one range (the
 // counts add up and identical copies compare equal) and any one changed,
-// missing or extra row is found and named.
+// missing or extra row is found and named (texts has a column named x, the
+// name of the row in the hash statement).
 func TestCompare_RangeEdges(t *testing.T) {
 	ctx := context.Background()
 	c := pgtest.MustCluster(t)
 	src, dst := pgtest.MustPool(t, c, pgtest.MustDB(t)), pgtest.MustPool(t, c, pgtest.MustDB(t))
 	const schema = `
 CREATE TABLE ints (tenant_id text NOT NULL, k bigint NOT NULL, v text, PRIMARY KEY (tenant_id, k));
-CREATE TABLE texts (tenant_id text NOT NULL, k text NOT NULL, v text, PRIMARY KEY (tenant_id, k));
+CREATE TABLE texts (tenant_id text NOT NULL, k text NOT NULL, v text, x text DEFAULT 'x', PRIMARY KEY (tenant_id, k));
 CREATE TABLE pairs (tenant_id text NOT NULL, a text NOT NULL, b int NOT NULL, v text, PRIMARY KEY (tenant_id, a, b));`
 	for _, p := range []*pgxpool.Pool{src, dst} {
 		if _, err := p.Exec(ctx, schema); err != nil {

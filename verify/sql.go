@@ -23,8 +23,9 @@ SET plan_cache_mode = force_custom_plan`
 // rowHashSQL is the hash of one row: its whole text form, so that any changed
 // column changes it. XOR of the row hashes is order-independent, so a
 // range's hash needs no sort; count(*) catches a pair of identical rows
-// cancelling out.
-const rowHashSQL = "hashtextextended(x::text, 0)"
+// cancelling out. The row is (x.*), never x: a column named x would win
+// over the table alias and only that column would be hashed.
+const rowHashSQL = "hashtextextended((x.*)::text, 0)"
 
 // tableSQL holds one table's statements; key bounds are text parameters
 // cast to the key columns' types, so any key type works.
