@@ -257,8 +257,9 @@ func tenantsOn(snap *registry.Snapshot, cluster string) []*registry.Tenant {
 
 // pauseStep pauses every active tenant on the cluster's aliases in one
 // registry transaction and waits for the routers' acknowledgements: from
-// then on no transaction of theirs runs on the primary, new ones wait in
-// the routers' buffers.
+// then on no write of theirs runs on the primary, new transactions wait in
+// the routers' buffers (a read-only one still running is ended by the stop
+// and run again by its router after the resume; see route.Router.ReadTx).
 func (h *Service) pauseStep(ctx context.Context, r *workflow.Run) (string, error) {
 	return step(r, func(d *SwitchoverData) (string, error) {
 		if d.Paused == nil {

@@ -104,8 +104,9 @@ func (s *Store) DeregisterRouter(ctx context.Context, id string) error {
 	return mustAffect(tag, err, "deregister router "+id)
 }
 
-// AckEpoch records that router id has applied tenant's placement epoch; the
-// stored value only grows. It notifies AcksChannel.
+// AckEpoch records that router id has applied tenant's placement epoch (and
+// that no read-write transaction of an older epoch runs there any more: see
+// route.Registry); the stored value only grows. It notifies AcksChannel.
 func (s *Store) AckEpoch(ctx context.Context, id, tenant string, epoch int64) error {
 	if err := ValidateName("router", id); err != nil {
 		return err

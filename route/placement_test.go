@@ -3,6 +3,7 @@ package route
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,4 +275,90 @@ func TestRouter_RefusesStandby(t *testing.T) {
 	if !errors.Is(err, ErrNotPrimary) || !errors.Is(err, ErrTenantPaused) {
 		t.Fatalf("err = %v, want ErrNotPrimary (retryable)", err)
 	}
+}
+
+// A pause waits for read-write transactions only: a read-only one in flight
+// does not hold the ack back, and when the old placement ends its session
+// (the move's fence) it runs again at the new placement once the pause is
+// over. A read whose session ends with no new epoch fails as before.
+func TestRouter_PauseDoesNotWaitForReads(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	dbA, dbB := mustKV(t, c, "A"), mustKV(t, c, "B")
+	mustRole(t, c, "reader")
+	log := &eventLog{}
+	tp := newTopo().cluster("c1", c).alias("a", "c1", dbA).alias("b", "c1", dbB).
+		tenant("reader", "a", registry.StateActive, 1)
+	src := &fakeSource{}
+	src.publish(tp.snap())
+	r := newRouter(t, src, &fakeRegistry{log: log}, func(cfg *Config) { cfg.BufferWindow = 20 * time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	terminate := func(db string) {
+		mustExec(t, c, "postgres", `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE usename = 't_reader' AND datname = `+quoteLiteral(db))
+	}
+	// heldRead starts a read that blocks, on its first run only, until hold
+	// is closed; it returns the values read by each run and the result.
+	heldRead := func(hold chan struct{}) (started chan struct{}, res chan error, reads *[]string) {
+		started, res, reads = make(chan struct{}), make(chan error, 1), &[]string{}
+		go func() {
+			runs := 0
+			res <- r.ReadTx(ctx, "reader", func(tx pgx.Tx) error {
+				runs++
+				var v string
+				if err := tx.QueryRow(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v); err != nil {
+					return err
+				}
+				if runs == 1 {
+					close(started)
+					<-hold
+					// The session may have been ended meanwhile.
+					if err := tx.QueryRow(ctx, "SELECT v FROM kv WHERE k = 1").Scan(&v); err != nil {
+						return err
+					}
+				}
+				*reads = append(*reads, v)
+				return nil
+			})
+		}()
+		return started, res, reads
+	}
+
+	t.Run("ended by the fence, run again at the new placement", func(t *testing.T) {
+		hold := make(chan struct{})
+		started, res, reads := heldRead(hold)
+		<-started
+		tp.tenant("reader", "a", registry.StatePaused, 2)
+		src.publish(tp.snap())
+		eventually(t, 5*time.Second, "ack of the paused epoch with a read in flight", func() bool {
+			return log.index("ack reader 2") >= 0
+		})
+		terminate(dbA) // the fence
+		close(hold)
+		eventually(t, 5*time.Second, "the ended read waiting at the gate", func() bool { return r.buffered.Load() == 1 })
+		tp.tenant("reader", "b", registry.StateActive, 3)
+		src.publish(tp.snap())
+		if err := <-res; err != nil {
+			t.Fatalf("read across the flip: %v", err)
+		}
+		if want := []string{"B"}; !slices.Equal(*reads, want) {
+			t.Errorf("completed runs read %q, want %q (only the run at the new placement completes)", *reads, want)
+		}
+	})
+
+	t.Run("ended with no new epoch", func(t *testing.T) {
+		hold := make(chan struct{})
+		started, res, reads := heldRead(hold)
+		<-started
+		terminate(dbB)
+		close(hold)
+		err := <-res
+		var pe *pgconn.PgError
+		if !errors.Is(err, ErrTenantPaused) || !errors.As(err, &pe) || pe.Code != "57P01" {
+			t.Fatalf("err = %v, want ErrTenantPaused with SQLSTATE 57P01", err)
+		}
+		if len(*reads) != 0 {
+			t.Errorf("reads = %q, want none (not run again)", *reads)
+		}
+	})
 }

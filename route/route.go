@@ -8,9 +8,15 @@
 // transactions go to a new pool while in-flight ones finish on the old pool;
 // when a tenant is paused, new transactions wait at the tenant's gate (up to
 // Config.BufferWindow) and the router acknowledges the paused epoch once the
-// tenant's in-flight transactions have finished; when it becomes active again
-// the waiting transactions proceed against the new placement. This is step 4
-// of the move protocol as the router sees it.
+// tenant's in-flight read-write transactions have finished; when it becomes
+// active again the waiting transactions proceed against the new placement.
+// This is step 4 of the move protocol as the router sees it.
+//
+// A pause does not wait for read-only transactions: they have nothing to
+// lose, and one slow report would hold every writer of the tenant at the
+// gate for as long as it runs. One still running when the old placement
+// ends its session (the move's fence, a switchover's stop) is run again by
+// ReadTx, at the new placement once the pause is over.
 //
 // Connections are bounded per cluster (Config.ClusterConnCap) across all
 // tenant pools: a tenant that needs a connection when the cap is reached takes
@@ -55,7 +61,8 @@ type Registry interface {
 	// Heartbeat stamps the router alive, routing by registry version.
 	Heartbeat(ctx context.Context, id string, version int64) error
 	// AckEpoch records that router id has applied the tenant's placement at
-	// epoch and no transaction admitted under an older epoch is still running.
+	// epoch and no read-write transaction admitted under an older epoch is
+	// still running (read-only ones may be; see ReadTx).
 	AckEpoch(ctx context.Context, id, tenant string, epoch int64) error
 	DeregisterRouter(ctx context.Context, id string) error
 }
@@ -422,9 +429,20 @@ func (r *Router) Tx(ctx context.Context, tenant string, fn func(pgx.Tx) error) e
 }
 
 // ReadTx is Tx with a read-only transaction.
+//
+// fn may run more than once, so it must have no effect outside the
+// transaction but to record what it read. A pause does not wait for
+// read-only transactions (see the package doc): when the old placement ends
+// one's session (the move's fence, a switchover's stop) after the tenant's
+// epoch moved on, the router runs it again, at the new placement once the
+// pause is over, instead of failing it.
 func (r *Router) ReadTx(ctx context.Context, tenant string, fn func(pgx.Tx) error) error {
 	return r.run(ctx, tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, fn)
 }
+
+// maxReadRuns bounds how often ReadTx runs fn when placements keep ending
+// its sessions (each run needs a new epoch: a pause or a flip).
+const maxReadRuns = 3
 
 func (r *Router) run(ctx context.Context, tenant string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	st, err := r.state(ctx, tenant)
@@ -432,15 +450,22 @@ func (r *Router) run(ctx context.Context, tenant string, opts pgx.TxOptions, fn 
 		r.m.untracked.WithLabelValues(resultOf(err)).Inc()
 		return err
 	}
-	p, gen, err := r.admit(ctx, st)
-	if err != nil {
+	writes := opts.AccessMode != pgx.ReadOnly
+	for runs := 1; ; runs++ {
+		p, gen, err := r.admit(ctx, st, writes)
+		if err != nil {
+			st.count(err)
+			return err
+		}
+		err = r.exec(ctx, st, p, opts, fn)
+		moved := r.release(st, p, gen, writes)
+		if !writes && moved && runs < maxReadRuns && errors.Is(err, ErrTenantPaused) && ctx.Err() == nil {
+			r.m.readReruns.Inc()
+			continue // ended by the placement it was admitted to, which is no longer current
+		}
 		st.count(err)
 		return err
 	}
-	err = r.exec(ctx, st, p, opts, fn)
-	r.release(st, p, gen)
-	st.count(err)
-	return err
 }
 
 func (r *Router) exec(ctx context.Context, st *tenantState, p *tenantPool, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {

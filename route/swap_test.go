@@ -224,12 +224,12 @@ func BenchmarkRouter_AdmitRelease(b *testing.B) {
 	b.SetParallelism(4)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			p, gen, err := r.admit(ctx, st)
+			p, gen, err := r.admit(ctx, st, true)
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			r.release(st, p, gen)
+			r.release(st, p, gen, true)
 			st.count(nil)
 		}
 	})
@@ -251,11 +251,11 @@ func BenchmarkRouter_Swap(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		p, gen, err := r.admit(ctx, st)
+		p, gen, err := r.admit(ctx, st, true)
 		if err != nil {
 			b.Fatal(err)
 		}
-		r.release(st, p, gen)
+		r.release(st, p, gen, true)
 	}
 	b.ResetTimer()
 	for i := range b.N {

@@ -29,8 +29,9 @@ type tenantState struct {
 	gate chan struct{}
 	// pool serves ep; nil until the first transaction needs it.
 	pool *tenantPool
-	// inflight counts admitted transactions; current those admitted under
-	// epoch. inflight-current is what an ack of epoch waits for.
+	// inflight counts admitted read-write transactions; current those
+	// admitted under epoch. inflight-current is what an ack of epoch waits
+	// for: read-only transactions are not waited for (see Router.ReadTx).
 	inflight, current int
 	ackWanted         int64
 	lastUsed          time.Time
@@ -171,9 +172,10 @@ func (st *tenantState) detachPool() *tenantPool {
 	return p
 }
 
-// admit waits at the tenant's gate until it may run a transaction and
-// returns the pool to run it on and the epoch it was admitted under.
-func (r *Router) admit(ctx context.Context, st *tenantState) (*tenantPool, int64, error) {
+// admit waits at the tenant's gate until it may run a transaction (one that
+// writes, or not) and returns the pool to run it on and the epoch it was
+// admitted under.
+func (r *Router) admit(ctx context.Context, st *tenantState, writes bool) (*tenantPool, int64, error) {
 	var (
 		timer *time.Timer
 		start time.Time
@@ -203,8 +205,10 @@ func (r *Router) admit(ctx context.Context, st *tenantState) (*tenantPool, int64
 				st.pool = p
 			}
 			p.refs++
-			st.inflight++
-			st.current++
+			if writes {
+				st.inflight++
+				st.current++
+			}
 			gen := st.epoch
 			st.mu.Unlock()
 			if timer != nil {
@@ -251,15 +255,19 @@ func (r *Router) wait(ctx context.Context, st *tenantState, gate chan struct{}, 
 	}
 }
 
-// release ends a transaction admitted under epoch gen on p.
-func (r *Router) release(st *tenantState, p *tenantPool, gen int64) {
+// release ends a transaction (one that writes, or not) admitted under
+// epoch gen on p. It reports whether the tenant's epoch has moved on since.
+func (r *Router) release(st *tenantState, p *tenantPool, gen int64, writes bool) (moved bool) {
 	now := r.cfg.Now()
 	st.mu.Lock()
 	p.refs--
 	closeIt := p.retired && p.refs == 0
-	st.inflight--
-	if gen == st.epoch {
-		st.current--
+	moved = gen != st.epoch
+	if writes {
+		st.inflight--
+		if !moved {
+			st.current--
+		}
 	}
 	var ack int64
 	if st.ackWanted != 0 && st.inflight == st.current {
@@ -277,4 +285,5 @@ func (r *Router) release(st *tenantState, p *tenantPool, gen int64) {
 	if ack != 0 {
 		r.acks.push(st.id, ack)
 	}
+	return moved
 }
