@@ -70,13 +70,21 @@ type MoveResult struct {
 	VerifyRatio               float64 `json:"verify_ratio"`
 	VerifyRatioMove           float64 `json:"verify_ratio_move"`
 	VerifyBareOneSideRowsPerS float64 `json:"verify_bare_one_side_rows_per_s"`
+
+	// PauseMS and PausePhasesMS are medians over the flips under load
+	// (promote, cutback, promote, ...); PauseMSMax is the longest pause
+	// and PauseMSFlips each flip's in order.
+	PauseMSMax   float64   `json:"pause_ms_max"`
+	PauseMSFlips []float64 `json:"pause_ms_flips"`
 }
 
 // Move measures a move on a fresh local platform: copy-to-parity time
 // of a tenant of over a million rows against a raw COPY TO STDOUT | COPY
 // FROM STDIN of the same rows between the same clusters (the same tables in
 // parallel, as many at once as the subscription's sync workers), the pause
-// at promotion under load with the failed requests, and verify throughput.
+// of five flips under load (promote, cutback, promote, cutback, promote; the
+// first two seconds into the load, right after verify) with the failed
+// requests, and verify throughput.
 func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	if opts.Orders == 0 {
 		opts.Orders = 350_000
@@ -166,39 +174,14 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	fmt.Fprintf(out, "bare hash scan: %.0f rows/s both sides at once (%.0f on the source alone); verify again %.0f rows/s, ratio %.2f\n",
 		res.VerifyBareRowsPerS, res.VerifyBareOneSideRowsPerS, res.VerifyAgainRowsPerS, res.VerifyRatio)
 
-	stopc := make(chan struct{})
-	lcfg.Stop = stopc
-	var summary load.Summary
-	var lerr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		summary, lerr = load.Run(ctx, lcfg, cat, nil)
-	}()
-	select {
-	case <-time.After(2 * time.Second):
-	case <-ctx.Done():
-	}
-	st, err = r.Moves.Command(ctx, mv.ID, move.SignalPromote, true)
-	if err == nil {
-		select {
-		case <-time.After(2 * time.Second):
-		case <-ctx.Done():
-		}
-	}
-	close(stopc)
-	wg.Wait()
+	pause, summary, err := flipsUnderLoad(ctx, r.Moves, mv.ID, lcfg, cat, out)
 	if err != nil {
 		return nil, err
 	}
-	if lerr != nil {
-		return nil, lerr
-	}
-	f := st.Data.Flips[len(st.Data.Flips)-1]
-	res.PauseMS, res.PausePhasesMS = f.PauseMS, f.Phases
+	res.PauseMS, res.PauseMSMax, res.PauseMSFlips, res.PausePhasesMS = pause.MS, pause.MaxMS, pause.FlipsMS, pause.PhasesMS
 	res.FailedRequests, res.Requests = summary.Failures, summary.Requests
-	fmt.Fprintf(out, "promotion under load: pause %.1f ms, %d requests, %d failed\n", res.PauseMS, res.Requests, res.FailedRequests)
+	fmt.Fprintf(out, "%d flips under load: pause median %.1f ms, max %.1f ms; %d requests, %d failed\n",
+		len(pause.FlipsMS), res.PauseMS, res.PauseMSMax, res.Requests, res.FailedRequests)
 	return res, nil
 }
 
