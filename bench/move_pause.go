@@ -6,7 +6,6 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"sync"
 	"time"
 
 	"tenantry/load"
@@ -32,53 +31,37 @@ type pauseFigures struct {
 // flip a second after the one before ended, and stops the load two seconds
 // after the last. It returns the pause figures and the load's summary.
 func flipsUnderLoad(ctx context.Context, mv *move.Service, id string, lcfg load.Config, cat load.Catalog, out io.Writer) (pauseFigures, load.Summary, error) {
-	stopc := make(chan struct{})
-	lcfg.Stop = stopc
-	var summary load.Summary
-	var lerr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		summary, lerr = load.Run(ctx, lcfg, cat, nil)
-	}()
 	sleep := func(d time.Duration) {
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
 		}
 	}
-	sleep(2 * time.Second)
 	var flips []move.FlipRecord
-	var err error
-	for i := range moveFlips {
-		if i > 0 {
-			sleep(time.Second)
-		}
-		cmd := move.SignalPromote
-		if i%2 == 1 {
-			cmd = move.SignalCutback
-		}
-		var st *move.Info
-		if st, err = mv.Command(ctx, id, cmd, true); err != nil {
-			break
-		}
-		if len(st.Data.Flips) != i+1 {
-			err = fmt.Errorf("%s did not flip: %s", cmd, st.Data.LastError)
-			break
-		}
-		f := st.Data.Flips[i]
-		flips = append(flips, f)
-		fmt.Fprintf(out, "%s under load: pause %.1f ms %s\n", cmd, f.PauseMS, phaseList(f.Phases))
-	}
-	if err == nil {
+	summary, err := underLoad(ctx, lcfg, cat, func() error {
 		sleep(2 * time.Second)
-	}
-	close(stopc)
-	wg.Wait()
-	if err == nil {
-		err = lerr
-	}
+		for i := range moveFlips {
+			if i > 0 {
+				sleep(time.Second)
+			}
+			cmd := move.SignalPromote
+			if i%2 == 1 {
+				cmd = move.SignalCutback
+			}
+			st, err := mv.Command(ctx, id, cmd, true)
+			if err != nil {
+				return err
+			}
+			if len(st.Data.Flips) != i+1 {
+				return fmt.Errorf("%s did not flip: %s", cmd, st.Data.LastError)
+			}
+			f := st.Data.Flips[i]
+			flips = append(flips, f)
+			fmt.Fprintf(out, "%s under load: pause %.1f ms %s\n", cmd, f.PauseMS, phaseList(f.Phases))
+		}
+		sleep(2 * time.Second)
+		return nil
+	})
 	return pauseFiguresOf(flips), summary, err
 }
 

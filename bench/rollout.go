@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"tenantry/load"
@@ -142,30 +141,20 @@ func Rollout(ctx context.Context, opts RolloutConfig) (*RolloutResult, error) {
 // rolloutUnderLoad runs load while a rollout runs to its end (or its hold)
 // and returns the rollout and the load's summary.
 func rolloutUnderLoad(ctx context.Context, r *platform.Running, lcfg load.Config, cat load.Catalog, req rollout.StartRequest) (*rollout.Info, load.Summary, error) {
-	stopc := make(chan struct{})
-	lcfg.Stop = stopc
-	var summary load.Summary
-	var lerr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		summary, lerr = load.Run(ctx, lcfg, cat, nil)
-	}()
-	in, err := r.Plane.Rollouts.Start(ctx, req)
-	for err == nil && in.Status == workflow.StatusRunning && in.Data.Phase != rollout.PhaseHolding {
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-			in, err = r.Plane.Rollouts.Get(ctx, in.ID, false)
+	var in *rollout.Info
+	summary, err := underLoad(ctx, lcfg, cat, func() error {
+		var err error
+		in, err = r.Plane.Rollouts.Start(ctx, req)
+		for err == nil && in.Status == workflow.StatusRunning && in.Data.Phase != rollout.PhaseHolding {
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+				in, err = r.Plane.Rollouts.Get(ctx, in.ID, false)
+			}
 		}
-	}
-	close(stopc)
-	wg.Wait()
-	if err == nil {
-		err = lerr
-	}
+		return err
+	})
 	return in, summary, err
 }
 
