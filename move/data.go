@@ -42,7 +42,7 @@ type FlipState struct {
 
 // Flip phases, persisted in FlipState.Phase before each is entered.
 const (
-	flipPausing  = "pausing"  // placement may be paused; nothing fenced yet
+	flipPausing  = "pausing"  // placement may be paused, the role on From may refuse logins
 	flipFenced   = "fenced"   // the tenant's role on From may be fenced
 	flipFlipping = "flipping" // the placement may already point at To
 	flipFlipped  = "flipped"  // placement points at To; the links are being swapped

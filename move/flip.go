@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"tenantry/logrepl"
 	"tenantry/provision"
 	"tenantry/registry"
@@ -184,27 +186,46 @@ func (m *Mover) beforePause(ctx context.Context, d *Data, x, y *side, cur, back 
 // paused at d.Flip.Epoch: the routers' acknowledgements, the tenant fenced
 // on x, proof that y applied everything x committed, the row counts (when
 // counted), y's sequences above x's, the tenant unfenced on y and the
-// flip's LSN read there. Each phase is persisted before it is entered; the
-// caller rolls back on an error. sw times the parts.
+// flip's LSN read there. The caller rolls back on an error (and a rollback
+// unfences x whatever the phase, so a phase may start before it is saved).
+// sw times the parts.
+//
+// The fence overlaps the drain, in two halves. Its first half, NOLOGIN on
+// x, runs while the routers drain: it refuses new sessions only, and a
+// router that applied the pause opens none for an old epoch's transaction
+// but for one admitted before the pause that needs a connection, which the
+// router admits again when the refusal comes (route: a transaction that
+// never started is re-run once its epoch moved on). Its second half, ending
+// every session of the tenant on x, waits for the acknowledgements: until
+// then live routers may have read-write transactions in flight there. A
+// router that missed the pause (partitioned from the registry, or not yet
+// counted as live) is stopped all the same: its sessions are ended by the
+// second half and it cannot open new ones since the first, so after the
+// fence nothing of the tenant commits on x and the marker that follows
+// proves y has everything.
 func (m *Mover) inPause(ctx context.Context, r *workflow.Run, d *Data, x, y *side, cur Link, counted bool, sw *stopwatch) error {
-	if err := save(ctx, r, d); err != nil {
-		return err
-	}
-	actx, cancel := context.WithTimeout(ctx, m.cfg.AckTimeout)
-	err := m.cfg.Registry.WaitAcks(actx, d.Tenant, d.Flip.Epoch, m.cfg.RouterLive)
-	cancel()
-	if err != nil {
+	d.Flip.Phase = flipFenced
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := provision.DenyLogin(gctx, x.pool, d.Tenant); err != nil {
+			return fmt.Errorf("fence on %s: %w", x.alias, err)
+		}
+		return nil
+	})
+	g.Go(func() error { return save(gctx, r, d) })
+	g.Go(func() error {
+		actx, cancel := context.WithTimeout(gctx, m.cfg.AckTimeout)
+		defer cancel()
+		return m.cfg.Registry.WaitAcks(actx, d.Tenant, d.Flip.Epoch, m.cfg.RouterLive)
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	sw.lap("acks")
 	if err := m.cfg.hook(ctx, "paused"); err != nil {
 		return err
 	}
-	d.Flip.Phase = flipFenced
-	if err := save(ctx, r, d); err != nil {
-		return err
-	}
-	if _, err := provision.Fence(ctx, x.pool, d.Tenant); err != nil {
+	if _, err := provision.EndSessions(ctx, x.pool, d.Tenant); err != nil {
 		return fmt.Errorf("fence on %s: %w", x.alias, err)
 	}
 	sw.lap("fence")
@@ -228,14 +249,27 @@ func (m *Mover) inPause(ctx context.Context, r *workflow.Run, d *Data, x, y *sid
 		}
 		sw.lap("counts")
 	}
-	if _, err := logrepl.EnsureSequencesAbove(ctx, x.pool, y.pool, d.Tables); err != nil {
+	// After the catch-up, three independent statements on y: nothing of the
+	// tenant writes there before the flip, so the LSN read alongside the
+	// others is still the flip's.
+	var flipLSN logrepl.LSN
+	g, gctx = errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := logrepl.EnsureSequencesAbove(gctx, x.pool, y.pool, d.Tables)
 		return err
-	}
-	if err := provision.Unfence(ctx, y.pool, d.Tenant); err != nil {
-		return fmt.Errorf("unfence on %s: %w", y.alias, err)
-	}
-	flipLSN, err := logrepl.CurrentLSN(ctx, y.pool)
-	if err != nil {
+	})
+	g.Go(func() error {
+		if err := provision.Unfence(gctx, y.pool, d.Tenant); err != nil {
+			return fmt.Errorf("unfence on %s: %w", y.alias, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		var err error
+		flipLSN, err = logrepl.CurrentLSN(gctx, y.pool)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	sw.lap("sequences")

@@ -268,19 +268,39 @@ func EnsureTenantRole(ctx context.Context, db DB, tenant, password string) error
 const FenceTimeout = 10 * time.Second
 
 // fencePoll is how often Fence re-checks pg_stat_activity.
-const fencePoll = 10 * time.Millisecond
+const fencePoll = 2 * time.Millisecond
 
 // Fence stops the tenant's access to the whole cluster: ALTER ROLE NOLOGIN
 // (new logins fail with SQLSTATE 28000), then terminates every session of
 // the role and waits until none remain. It returns how many sessions it
 // terminated. ErrNoRole if the role does not exist.
 func Fence(ctx context.Context, db DB, tenant string) (int, error) {
-	role, err := roleIdent(tenant)
-	if err != nil {
+	if err := DenyLogin(ctx, db, tenant); err != nil {
 		return 0, err
 	}
+	return EndSessions(ctx, db, tenant)
+}
+
+// DenyLogin is the first half of Fence: ALTER ROLE NOLOGIN. Sessions open
+// already go on. ErrNoRole if the role does not exist.
+func DenyLogin(ctx context.Context, db DB, tenant string) error {
+	role, err := roleIdent(tenant)
+	if err != nil {
+		return err
+	}
 	if err := alterRole(ctx, db, tenant, "ALTER ROLE "+role+" NOLOGIN"); err != nil {
-		return 0, fmt.Errorf("fence tenant %s: %w", tenant, err)
+		return fmt.Errorf("fence tenant %s: %w", tenant, err)
+	}
+	return nil
+}
+
+// EndSessions is the second half of Fence: it terminates every session of
+// the tenant's role and waits until none remain (up to FenceTimeout), and
+// returns how many it terminated. Only after DenyLogin does no new one
+// appear.
+func EndSessions(ctx context.Context, db DB, tenant string) (int, error) {
+	if _, err := roleIdent(tenant); err != nil {
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, FenceTimeout)
 	defer cancel()

@@ -190,6 +190,38 @@ func TestFence(t *testing.T) {
 	}
 }
 
+// The fence in two halves, as a flip runs it: DenyLogin refuses new
+// sessions and leaves open ones alone (the routers' in-flight transactions
+// finish), EndSessions then ends those.
+func TestFence_Halves(t *testing.T) {
+	ctx := context.Background()
+	f := setup(t)
+	open, err := f.connDB(t, f.a)
+	must(t, err)
+
+	must(t, provision.DenyLogin(ctx, f.super, f.a))
+	if _, err := f.connDB(t, f.a); sqlState(err) != "28000" {
+		t.Fatalf("login after DenyLogin: err = %v, want SQLSTATE 28000", err)
+	}
+	if _, err := open.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("open session after DenyLogin: %v", err)
+	}
+	killed, err := provision.EndSessions(ctx, f.super, f.a)
+	must(t, err)
+	if killed != 1 {
+		t.Fatalf("EndSessions terminated %d sessions, want 1", killed)
+	}
+	if _, err := open.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("session still works after EndSessions")
+	}
+	if fenced, err := provision.IsFenced(ctx, f.super, f.a); err != nil || !fenced {
+		t.Fatalf("IsFenced = %v, %v", fenced, err)
+	}
+	if err := provision.DenyLogin(ctx, f.super, "nobody-here"); !errors.Is(err, provision.ErrNoRole) {
+		t.Fatalf("DenyLogin of a missing role: err = %v, want ErrNoRole", err)
+	}
+}
+
 func TestInvalidTenant(t *testing.T) {
 	ctx := context.Background()
 	f := setup(t)

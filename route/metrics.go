@@ -17,7 +17,7 @@ type metrics struct {
 	buffered     prometheus.GaugeFunc
 	bufferWait   prometheus.Histogram
 	swapSeconds  prometheus.Histogram
-	readReruns   prometheus.Counter
+	reruns       prometheus.Counter
 	pools        *poolCollector
 }
 
@@ -49,9 +49,9 @@ func newMetrics(r *Router) *metrics {
 			Help:    "How long applying a new registry snapshot to every tenant took.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}),
-		readReruns: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: metricsNamespace, Name: "read_reruns_total",
-			Help: "Read-only transactions run again because the placement they were admitted to ended their session after a pause or a flip.",
+		reruns: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "reruns_total",
+			Help: "Transactions admitted again because the placement they were admitted to refused or ended their session after a pause or a flip (read-only ones, and ones that never started).",
 		}),
 		pools: &poolCollector{r: r},
 	}
@@ -59,7 +59,7 @@ func newMetrics(r *Router) *metrics {
 
 func (m *metrics) register(reg prometheus.Registerer) error {
 	var errs []error
-	for _, c := range []prometheus.Collector{m.transactions, m.untracked, m.errors, m.buffered, m.bufferWait, m.swapSeconds, m.readReruns, m.pools} {
+	for _, c := range []prometheus.Collector{m.transactions, m.untracked, m.errors, m.buffered, m.bufferWait, m.swapSeconds, m.reruns, m.pools} {
 		errs = append(errs, reg.Register(c))
 	}
 	return errors.Join(errs...)

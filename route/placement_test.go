@@ -362,3 +362,84 @@ func TestRouter_PauseDoesNotWaitForReads(t *testing.T) {
 		}
 	})
 }
+
+// A read-write transaction admitted before a pause that has not started
+// when the old placement refuses its connection (the fence's NOLOGIN, which
+// a flip runs while the routers drain) is admitted again, and runs at the
+// new placement: nothing of it reached the database.
+func TestRouter_NeverStartedTxRunsAgain(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	dbA, dbB := mustKV(t, c, "A"), mustKV(t, c, "B")
+	mustRole(t, c, "late")
+	t.Cleanup(func() { mustExec(t, c, "postgres", `ALTER ROLE "t_late" LOGIN`) })
+	log := &eventLog{}
+	tp := newTopo().cluster("c1", c).alias("a", "c1", dbA).alias("b", "c1", dbB).
+		tenant("late", "a", registry.StateActive, 1)
+	src := &fakeSource{}
+	src.publish(tp.snap())
+	r := newRouter(t, src, &fakeRegistry{log: log}, func(cfg *Config) {
+		cfg.BufferWindow = 20 * time.Second
+		cfg.TenantMaxConns = 1 // the second transaction waits for a connection
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	inflight := func() int {
+		v, _ := r.tenants.Load("late")
+		st := v.(*tenantState)
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.inflight
+	}
+
+	// The first transaction holds the tenant's only connection.
+	hold, started := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		first <- r.Tx(ctx, "late", func(tx pgx.Tx) error {
+			close(started)
+			<-hold
+			_, err := tx.Exec(ctx, "SELECT 1")
+			return err
+		})
+	}()
+	<-started
+	// The second is admitted under epoch 1 and waits for a connection.
+	runs := 0
+	second := make(chan error, 1)
+	go func() {
+		second <- r.Tx(ctx, "late", func(tx pgx.Tx) error {
+			runs++
+			_, err := tx.Exec(ctx, "UPDATE kv SET v = 'late' WHERE k = 1")
+			return err
+		})
+	}()
+	eventually(t, 5*time.Second, "two transactions admitted", func() bool { return inflight() == 2 })
+
+	mustExec(t, c, "postgres", `ALTER ROLE "t_late" NOLOGIN`)
+	tp.tenant("late", "a", registry.StatePaused, 2)
+	src.publish(tp.snap())
+	eventually(t, 5*time.Second, "router on the paused epoch", func() bool { return r.Snapshot().Version == 2 })
+	// End the first transaction's session: the pool must open a new
+	// connection for the second, and the login is refused.
+	mustExec(t, c, "postgres", `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+		WHERE usename = 't_late' AND datname = `+quoteLiteral(dbA))
+	close(hold)
+	if err := <-first; !errors.Is(err, ErrTenantPaused) {
+		t.Fatalf("first transaction: err = %v, want ErrTenantPaused (its session was ended)", err)
+	}
+	eventually(t, 5*time.Second, "the refused transaction waiting at the gate", func() bool { return r.buffered.Load() == 1 })
+	eventually(t, 5*time.Second, "ack of the paused epoch", func() bool { return log.index("ack late 2") >= 0 })
+
+	mustExec(t, c, "postgres", `ALTER ROLE "t_late" LOGIN`)
+	tp.tenant("late", "b", registry.StateActive, 3)
+	src.publish(tp.snap())
+	if err := <-second; err != nil {
+		t.Fatalf("second transaction across the flip: %v", err)
+	}
+	if runs != 1 {
+		t.Errorf("fn ran %d times, want once (at the new placement)", runs)
+	}
+	if v, err := readV(ctx, r, "late"); err != nil || v != "late" {
+		t.Errorf("B reads %q, %v; want the second transaction's write", v, err)
+	}
+}

@@ -16,7 +16,9 @@
 // lose, and one slow report would hold every writer of the tenant at the
 // gate for as long as it runs. One still running when the old placement
 // ends its session (the move's fence, a switchover's stop) is run again by
-// ReadTx, at the new placement once the pause is over.
+// ReadTx, at the new placement once the pause is over; so is a transaction
+// of either kind whose connection the old placement refused before it began
+// (the fence denies logins while the routers drain).
 //
 // Connections are bounded per cluster (Config.ClusterConnCap) across all
 // tenant pools: a tenant that needs a connection when the cap is reached takes
@@ -440,9 +442,13 @@ func (r *Router) ReadTx(ctx context.Context, tenant string, fn func(pgx.Tx) erro
 	return r.run(ctx, tenant, pgx.TxOptions{AccessMode: pgx.ReadOnly}, fn)
 }
 
-// maxReadRuns bounds how often ReadTx runs fn when placements keep ending
-// its sessions (each run needs a new epoch: a pause or a flip).
-const maxReadRuns = 3
+// maxRuns bounds how often a transaction is admitted when placements keep
+// refusing or ending its sessions (each time needs a new epoch: a pause or
+// a flip). Only transactions with nothing to lose are admitted again: a
+// read-only one, or one whose connection or BEGIN failed before fn ran (a
+// transaction admitted just before a pause whose new connection the fence
+// refused).
+const maxRuns = 3
 
 func (r *Router) run(ctx context.Context, tenant string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
 	st, err := r.state(ctx, tenant)
@@ -457,23 +463,29 @@ func (r *Router) run(ctx context.Context, tenant string, opts pgx.TxOptions, fn 
 			st.count(err)
 			return err
 		}
-		err = r.exec(ctx, st, p, opts, fn)
+		started, err := r.exec(ctx, st, p, opts, fn)
 		moved := r.release(st, p, gen, writes)
-		if !writes && moved && runs < maxReadRuns && errors.Is(err, ErrTenantPaused) && ctx.Err() == nil {
-			r.m.readReruns.Inc()
-			continue // ended by the placement it was admitted to, which is no longer current
+		if (!writes || !started) && moved && runs < maxRuns && errors.Is(err, ErrTenantPaused) && ctx.Err() == nil {
+			r.m.reruns.Inc()
+			continue // refused or ended by the placement it was admitted to, which is no longer current
 		}
 		st.count(err)
 		return err
 	}
 }
 
-func (r *Router) exec(ctx context.Context, st *tenantState, p *tenantPool, opts pgx.TxOptions, fn func(pgx.Tx) error) (err error) {
-	err = pgx.BeginTxFunc(ctx, p.pool, opts, fn)
+// exec runs fn in a transaction on p; started reports whether fn was
+// called (when not, nothing of the transaction reached the database: the
+// connection or BEGIN failed).
+func (r *Router) exec(ctx context.Context, st *tenantState, p *tenantPool, opts pgx.TxOptions, fn func(pgx.Tx) error) (started bool, err error) {
+	err = pgx.BeginTxFunc(ctx, p.pool, opts, func(tx pgx.Tx) error {
+		started = true
+		return fn(tx)
+	})
 	if err != nil {
 		err = r.classify(st.id, err)
 	}
-	return err
+	return started, err
 }
 
 // state returns the tenant's state, creating it from the current snapshot
