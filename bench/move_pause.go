@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -48,7 +49,7 @@ func flipsUnderLoad(ctx context.Context, mv *move.Service, id string, lcfg load.
 			if i%2 == 1 {
 				cmd = move.SignalCutback
 			}
-			st, err := mv.Command(ctx, id, cmd, true)
+			st, err := flipWhenReady(ctx, mv, id, cmd)
 			if err != nil {
 				return err
 			}
@@ -63,6 +64,29 @@ func flipsUnderLoad(ctx context.Context, mv *move.Service, id string, lcfg load.
 		return nil
 	})
 	return pauseFiguresOf(flips), summary, err
+}
+
+// flipReadyWithin bounds how long flipWhenReady retries a flip its
+// pre-checks refuse.
+const flipReadyWithin = 2 * time.Minute
+
+// flipWhenReady sends cmd (promote or cutback) and waits for the flip. A
+// flip the move's pre-checks refuse (typically: the link just made the other
+// way still lags, decoding the WAL its side wrote meanwhile) is asked again
+// every half second, within flipReadyWithin: nothing was paused.
+func flipWhenReady(ctx context.Context, mv *move.Service, id, cmd string) (*move.Info, error) {
+	deadline := time.Now().Add(flipReadyWithin)
+	for {
+		st, err := mv.Command(ctx, id, cmd, true)
+		if !errors.Is(err, move.ErrPrecheck) || time.Now().After(deadline) {
+			return st, err
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			return st, ctx.Err()
+		}
+	}
 }
 
 func pauseFiguresOf(flips []move.FlipRecord) pauseFigures {
