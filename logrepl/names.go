@@ -154,11 +154,25 @@ func scanLSN(s *string) (LSN, error) {
 	return ParseLSN(*s)
 }
 
-// CurrentLSN returns the server's pg_current_wal_lsn().
+// CurrentLSN returns the server's pg_current_wal_lsn(): how far WAL has
+// been written out. A transaction committed without waiting for the flush
+// (a subscription's apply worker, by default) is visible before that
+// position passes its commit record: see InsertLSN.
 func CurrentLSN(ctx context.Context, q Querier) (LSN, error) {
+	return readLSN(ctx, q, "pg_current_wal_lsn")
+}
+
+// InsertLSN returns the server's pg_current_wal_insert_lsn(): past the
+// commit record of every transaction visible when it is read, however it
+// committed.
+func InsertLSN(ctx context.Context, q Querier) (LSN, error) {
+	return readLSN(ctx, q, "pg_current_wal_insert_lsn")
+}
+
+func readLSN(ctx context.Context, q Querier, fn string) (LSN, error) {
 	var s string
-	if err := q.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&s); err != nil {
-		return 0, fmt.Errorf("read current lsn: %w", err)
+	if err := q.QueryRow(ctx, "SELECT "+fn+"()::text").Scan(&s); err != nil {
+		return 0, fmt.Errorf("read %s: %w", fn, err)
 	}
 	return ParseLSN(s)
 }

@@ -251,7 +251,12 @@ func (m *Mover) inPause(ctx context.Context, r *workflow.Run, d *Data, x, y *sid
 	}
 	// After the catch-up, three independent statements on y: nothing of the
 	// tenant writes there before the flip, so the LSN read alongside the
-	// others is still the flip's.
+	// others is still the flip's. It is the insert position, not the written
+	// one: the link applied the last changes (the marker) without waiting
+	// for the WAL flush, and the link back must start past them, or it
+	// would replay them onto x. (Read after the unfence's commit, which
+	// flushes, the written position was past them too; read alongside it,
+	// it need not be.)
 	var flipLSN logrepl.LSN
 	g, gctx = errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -266,7 +271,7 @@ func (m *Mover) inPause(ctx context.Context, r *workflow.Run, d *Data, x, y *sid
 	})
 	g.Go(func() error {
 		var err error
-		flipLSN, err = logrepl.CurrentLSN(gctx, y.pool)
+		flipLSN, err = logrepl.InsertLSN(gctx, y.pool)
 		return err
 	})
 	if err := g.Wait(); err != nil {
