@@ -41,9 +41,6 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 		KeysByHash: map[string]*APIKey{},
 		Limits:     map[string]Limits{},
 	}
-	if err := tx.QueryRow(ctx, "SELECT version FROM registry_version").Scan(&s.Version); err != nil {
-		return nil, fmt.Errorf("version: %w", err)
-	}
 	steps := []struct {
 		name string
 		sql  string
@@ -127,8 +124,21 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 			return nil
 		}},
 	}
+	// One batch: a watcher reads a snapshot on every change (a pause among
+	// them), and one round trip instead of one per query keeps that short
+	// on a busy machine.
+	b := &pgx.Batch{}
+	b.Queue("SELECT version FROM registry_version")
 	for _, st := range steps {
-		rows, err := tx.Query(ctx, st.sql)
+		b.Queue(st.sql)
+	}
+	br := tx.SendBatch(ctx, b)
+	defer br.Close()
+	if err := br.QueryRow().Scan(&s.Version); err != nil {
+		return nil, fmt.Errorf("version: %w", err)
+	}
+	for _, st := range steps {
+		rows, err := br.Query()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", st.name, err)
 		}
@@ -142,6 +152,9 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", st.name, err)
 		}
+	}
+	if err := br.Close(); err != nil {
+		return nil, err
 	}
 	for _, c := range s.Clusters {
 		sort.Slice(c.Members, func(i, j int) bool { return c.Members[i].Name < c.Members[j].Name })
