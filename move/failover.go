@@ -33,6 +33,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"tenantry/logrepl"
@@ -117,10 +118,33 @@ func diagnose(c linkCheck) (repoint bool, err error) {
 	return false, nil
 }
 
-// primaryChanged is ErrLinkLost, naming the cluster, when the primary of
-// an alias's cluster is another member now than when the link was made
-// (made; aliases without a record are not judged). source names the
-// move's source alias in the message.
+// PrimaryChangedError is a lost link (it wraps ErrLinkLost) because the
+// primary of one of the move's clusters is another member now than when
+// the link was made: a failover or a switchover.
+type PrimaryChangedError struct {
+	Side    string // "source" or "target"
+	Cluster string
+	Was, Is Primary
+	// How says what happened, from the cluster's event log when it is
+	// there ("failed over at 2026-11-30T04:01:02Z").
+	How string
+}
+
+func (e *PrimaryChangedError) Error() string {
+	how := e.How
+	if how == "" {
+		how = "failed over or switched over"
+	}
+	return fmt.Sprintf("%v: %s cluster %s %s: primary %s (%s) is now %s (%s)",
+		ErrLinkLost, e.Side, e.Cluster, how, e.Was.Member, e.Was.Addr, e.Is.Member, e.Is.Addr)
+}
+
+func (e *PrimaryChangedError) Unwrap() error { return ErrLinkLost }
+
+// primaryChanged is a *PrimaryChangedError when the primary of an alias's
+// cluster is another member now than when the link was made (made;
+// aliases without a record are not judged). source names the move's
+// source alias.
 func primaryChanged(made, now map[string]Primary, source string) error {
 	for _, a := range slices.Sorted(maps.Keys(made)) {
 		was, is := made[a], now[a]
@@ -131,10 +155,54 @@ func primaryChanged(made, now map[string]Primary, source string) error {
 		if a == source {
 			side = "source"
 		}
-		return fmt.Errorf("%w: %s cluster %s failed over or switched over: primary %s (%s) is now %s (%s)",
-			ErrLinkLost, side, is.Cluster, was.Member, was.Addr, is.Member, is.Addr)
+		return &PrimaryChangedError{Side: side, Cluster: is.Cluster, Was: was, Is: is}
 	}
 	return nil
+}
+
+// eventLog is the registry's event log (*registry.Store has it); when the
+// move's Registry has it too, a lost link's reason says how and when the
+// primary changed.
+type eventLog interface {
+	Events(ctx context.Context, f registry.EventFilter) ([]registry.Event, error)
+}
+
+// explain fills in how the primary of pc's cluster changed: the former
+// primary's role in the registry tells a failover (fenced) from a
+// switchover (standby) at once; the newest failover, switchover or follow
+// event naming the new primary gives the time (it is written just after
+// the registry repoints, so it may not be there yet).
+func (m *Mover) explain(ctx context.Context, pc *PrimaryChangedError) {
+	snap, err := m.cfg.Registry.Snapshot(ctx)
+	if err != nil {
+		return
+	}
+	if c, ok := snap.Clusters[pc.Cluster]; ok {
+		if was, ok := c.Member(pc.Was.Member); ok {
+			switch was.Role {
+			case registry.RoleFenced:
+				pc.How = "failed over"
+			case registry.RoleStandby:
+				pc.How = "switched over"
+			}
+		}
+	}
+	log, ok := m.cfg.Registry.(eventLog)
+	if !ok {
+		return
+	}
+	evs, err := log.Events(ctx, registry.EventFilter{Subject: pc.Cluster, Kind: "cluster", Limit: 20, Newest: true})
+	if err != nil {
+		return
+	}
+	verbs := map[string]string{registry.EventFailover: "failed over", registry.EventSwitchover: "switched over",
+		registry.EventFollowed: "changed primary under its HA manager"}
+	for _, e := range evs {
+		if v, ok := verbs[e.Kind]; ok && strings.Contains(e.Message, pc.Is.Member) {
+			pc.How = v + " at " + e.At.UTC().Format(time.RFC3339)
+			return
+		}
+	}
 }
 
 // primariesMoved is primaryChanged for the move's clusters as the
@@ -357,6 +425,10 @@ func (m *Mover) guardLink(ctx context.Context, r *workflow.Run, stepErr error) (
 // after it the move goes to step relink. Cutbacks and promotions asked for
 // meanwhile are refused.
 func (m *Mover) linkLost(ctx context.Context, r *workflow.Run, d *Data, fault error) (string, error) {
+	var pc *PrimaryChangedError
+	if errors.As(fault, &pc) {
+		m.explain(ctx, pc)
+	}
 	if d.LinkDown == "" || len(d.Relinks) == 0 || !d.Relinks[len(d.Relinks)-1].Done.IsZero() {
 		rl := Relink{At: m.cfg.Now(), Step: r.Step, Reason: fault.Error()}
 		if len(d.Flips) == 0 {

@@ -112,11 +112,11 @@ func waitRelinked(t *testing.T, ctx context.Context, id, step string) (*move.Inf
 // failed over or switched over has restarted replication and is ready
 // again, verified, its subscription on the new primary; it returns the
 // restart's record.
-func wantRestarted(t *testing.T, ctx context.Context, id, side, cluster string) move.Relink {
+func wantRestarted(t *testing.T, ctx context.Context, id, side, cluster, how string) move.Relink {
 	t.Helper()
 	st, rl := waitRelinked(t, ctx, id, "ready")
-	if !strings.Contains(rl.Reason, side+" cluster "+cluster+" failed over or switched over") || rl.Action != "replication restarted" {
-		t.Errorf("relink recorded %+v, want the %s's failover or switchover and a restart", rl, side)
+	if !strings.Contains(rl.Reason, side+" cluster "+cluster+" "+how) || rl.Action != "replication restarted" {
+		t.Errorf("relink recorded %+v, want the %s %s and a restart", rl, side, how)
 	}
 	if v := st.Data.Verify; v == nil || !v.OK {
 		t.Fatalf("parity after the restart: %+v", v)
@@ -174,7 +174,7 @@ func TestMove_SourceFailoverInReplicate(t *testing.T) {
 	killPrimary(t, ctx, "fmsrc-1", "fmsrc-1-0", "fmsrc-1-1")
 	release()
 
-	wantRestarted(t, ctx, mv.ID, "source", "fmsrc-1")
+	wantRestarted(t, ctx, mv.ID, "source", "fmsrc-1", "failed over")
 	evs, err := plat.Moves.Get(ctx, mv.ID, true)
 	if err != nil {
 		t.Fatal(err)
@@ -371,7 +371,7 @@ func TestMove_SwitchoverInReady(t *testing.T) {
 	if err != nil || len(slots) != 0 {
 		t.Errorf("logical slots on the former primary, now a standby: %v (%v), want none", slots, err)
 	}
-	if rl := wantRestarted(t, ctx, mv.ID, "source", "fmsw-1"); rl.Step != "ready" {
+	if rl := wantRestarted(t, ctx, mv.ID, "source", "fmsw-1", "switched over"); rl.Step != "ready" {
 		t.Errorf("the switchover was noticed in %s, want ready", rl.Step)
 	}
 	if _, err := c.MoveCommand(ctx, mv.ID, move.SignalPromote); err != nil {
@@ -405,7 +405,7 @@ func TestMove_TargetFailoverInReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	killPrimary(t, ctx, "fmtr-1", "fmtr-1-0", "fmtr-1-1")
-	wantRestarted(t, ctx, mv.ID, "target", "fmtr-1")
+	wantRestarted(t, ctx, mv.ID, "target", "fmtr-1", "failed over")
 	if _, err := plat.Moves.Command(ctx, mv.ID, move.SignalPromote, true); err != nil {
 		t.Fatalf("promote after the restart: %v", err)
 	}
