@@ -277,10 +277,14 @@ func (p piece) where() string {
 // whose primary key is (tenant_id, an integer column, ...) into Workers
 // ranges of that column between the tenant's least and greatest values —
 // the first and last open-ended, so the pieces cover every row whatever
-// is written meanwhile — and the others whole. Split tables come first, so
-// that the small ones fill the workers' ends.
+// is written meanwhile — and the others whole. Split tables come first,
+// their ranges taken in turn (the first of each table, then the second,
+// ...), so that the pieces running at once load different tables rather
+// than contend for one table's extension lock and index pages; the small
+// tables fill the workers' ends.
 func (c *tableCopy) plan(ctx context.Context) error {
-	var split, whole []piece
+	var split [][]piece
+	var whole []piece
 	for i, t := range c.tables {
 		cols, err := copyColumns(ctx, c.src, t)
 		if err != nil {
@@ -313,17 +317,24 @@ func (c *tableCopy) plan(ctx context.Context) error {
 			continue
 		}
 		var from *int64
-		for j := 1; j <= n; j++ {
-			p := piece{table: i, cols: cols, key: k, from: from}
-			if j < n {
-				b := *lo + (*hi-*lo)/int64(n)*int64(j)
-				p.to = &b
+		ranges := make([]piece, n)
+		for j := range n {
+			ranges[j] = piece{table: i, cols: cols, key: k, from: from}
+			if j < n-1 {
+				b := *lo + (*hi-*lo)/int64(n)*int64(j+1)
+				ranges[j].to = &b
 			}
-			split = append(split, p)
-			from = p.to
+			from = ranges[j].to
+		}
+		split = append(split, ranges)
+	}
+	c.pieces = c.pieces[:0]
+	for j := range c.opts.Workers {
+		for _, ranges := range split {
+			c.pieces = append(c.pieces, ranges[j])
 		}
 	}
-	c.pieces = append(split, whole...)
+	c.pieces = append(c.pieces, whole...)
 	c.state = make([]tableState, len(c.tables))
 	for i := range c.state {
 		c.state[i].state.Store(SyncInit)
