@@ -75,7 +75,9 @@ func (e *MismatchError) Unwrap() error { return ErrMismatch }
 
 // Options tune Compare. Zero values mean the documented defaults.
 type Options struct {
-	// ChunkRows is the rows per key range. Default 10,000.
+	// ChunkRows is about the rows per key range: bounds come from a page
+	// sample of the table, so a range may hold more or fewer. Default
+	// 10,000.
 	ChunkRows int
 	// Parallel is how many ranges are compared at once, each on its own
 	// connection to either side. Default twice runtime.NumCPU(), so that
