@@ -151,6 +151,9 @@ func TestRouter_PauseBuffersThenReleases(t *testing.T) {
 	if log.index("ack held 2") < log.index("release in-flight") {
 		t.Errorf("ack of epoch 2 sent before the in-flight transaction finished: %v", log.all())
 	}
+	// The paused tenant's pool was retired: its sessions close once the
+	// in-flight transaction is over, before any fence.
+	eventually(t, 5*time.Second, "the paused tenant's sessions on A closed", func() bool { return sessions(t, c, "t_held", dbA) == 0 })
 	select {
 	case v := <-results:
 		t.Fatalf("a buffered transaction finished while paused: %q", v)

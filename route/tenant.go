@@ -117,7 +117,13 @@ func (st *tenantState) apply(snap *registry.Snapshot, t *registry.Tenant) (ack i
 	// fence may have terminated the pool's sessions, so start a new pool
 	// rather than hand out dead connections.
 	resumedInPlace := st.applied && st.state == registry.StatePaused && t.State != registry.StatePaused && t.Epoch > st.epoch
-	if ep != st.ep || !st.applied || resumedInPlace {
+	// A pool is retired as its tenant is paused: whatever ends the pause
+	// needs another (a flip or a switchover: the new endpoint's; a
+	// rollback: a new one, as above), and its idle sessions close now,
+	// while the routers drain, rather than be ended by the fence inside the
+	// pause. In-flight transactions keep it until they end.
+	pausing := t.State == registry.StatePaused && (!st.applied || t.Epoch > st.epoch)
+	if ep != st.ep || !st.applied || resumedInPlace || pausing {
 		toClose = st.retirePool()
 		st.ep = ep
 	}
