@@ -124,20 +124,34 @@ func CopyLink(ctx context.Context, src, dst *pgxpool.Pool, srcEp Endpoint, l Lin
 	if ok, err := subscriptionExists(ctx, dst, l.Subscription); err != nil || ok {
 		return CopyResult{}, wrapErr("copy link", err)
 	}
-	if err := DropSlot(ctx, src, l.Slot); err != nil {
+	if err := validIdent("slot", l.Slot); err != nil {
 		return CopyResult{}, err
 	}
-	if _, err := PurgeTenant(ctx, dst, tenant, tables, opts.PurgeBatch, nil); err != nil {
-		return CopyResult{}, fmt.Errorf("remove an interrupted copy: %w", err)
-	}
-	if err := CreatePublication(ctx, src, l.Publication, tenant, tables); err != nil {
-		return CopyResult{}, err
-	}
+	// The replication connection and the target's purge do not wait for
+	// the source's catalog work: the copy's fixed cost is one of them.
+	dialed := make(chan replConn, 1)
+	go func() { dialed <- dialReplication(ctx, srcEp) }()
+	purged := make(chan error, 1)
+	go func() {
+		_, err := PurgeTenant(ctx, dst, tenant, tables, opts.PurgeBatch, nil)
+		purged <- wrapErr("remove an interrupted copy", err)
+	}()
 	c := &tableCopy{src: src, dst: dst, tenant: tenant, tables: ts, opts: opts}
-	if err := c.plan(ctx); err != nil {
+	err = DropSlot(ctx, src, l.Slot)
+	if err == nil {
+		err = CreatePublication(ctx, src, l.Publication, tenant, tables)
+	}
+	if err == nil {
+		err = c.plan(ctx)
+	}
+	rc := <-dialed
+	if err = errors.Join(err, <-purged, rc.err); err != nil {
+		if rc.conn != nil {
+			rc.conn.Close(context.Background())
+		}
 		return CopyResult{}, err
 	}
-	slot, err := createExportedSlot(ctx, srcEp, l.Slot)
+	slot, err := createExportedSlot(ctx, rc.conn, l.Slot)
 	if err != nil {
 		return CopyResult{}, err
 	}
@@ -166,24 +180,33 @@ type exportedSlot struct {
 
 var snapshotRe = regexp.MustCompile(`^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$`)
 
-// createExportedSlot creates logical slot name (pgoutput) on ep's server
-// over a replication connection and keeps the connection, and so the
-// exported snapshot, open.
-func createExportedSlot(ctx context.Context, ep Endpoint, name string) (*exportedSlot, error) {
-	if err := validIdent("slot", name); err != nil {
-		return nil, err
-	}
+// replConn is a replication connection being opened.
+type replConn struct {
+	conn *pgconn.PgConn
+	err  error
+}
+
+// dialReplication opens a replication connection (replication=database) to
+// ep's server.
+func dialReplication(ctx context.Context, ep Endpoint) replConn {
 	cc, err := ep.ConnConfig()
 	if err != nil {
-		return nil, err
+		return replConn{err: err}
 	}
 	cfg := cc.Config.Copy()
 	cfg.RuntimeParams["replication"] = "database"
 	cfg.RuntimeParams["application_name"] = "tenantry-move"
 	conn, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("replication connection to %s: %w", ep.Target(), err)
+		return replConn{err: fmt.Errorf("replication connection to %s: %w", ep.Target(), err)}
 	}
+	return replConn{conn: conn}
+}
+
+// createExportedSlot creates logical slot name (pgoutput, a valid name)
+// over replication connection conn and keeps the connection, and so the
+// exported snapshot, open; on error conn is closed.
+func createExportedSlot(ctx context.Context, conn *pgconn.PgConn, name string) (*exportedSlot, error) {
 	res, err := conn.Exec(ctx, "CREATE_REPLICATION_SLOT "+pgx.Identifier{name}.Sanitize()+
 		" LOGICAL pgoutput (SNAPSHOT 'export')").ReadAll()
 	if err == nil && (len(res) != 1 || len(res[0].Rows) != 1 || len(res[0].Rows[0]) < 3) {
