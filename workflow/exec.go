@@ -155,9 +155,11 @@ func (rn *Runner) finished(ctx context.Context, r *Run, d decision, ok bool) err
 		if err != nil {
 			return fmt.Errorf("record step outcome: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO workflow_events (workflow, step, kind, message) VALUES ($1, $2, $3, $4)`,
-			r.ID, r.Step, d.EventKind, d.Message); err != nil {
-			return fmt.Errorf("record step event: %w", err)
+		if d.EventKind != "" {
+			if _, err := tx.Exec(ctx, `INSERT INTO workflow_events (workflow, step, kind, message) VALUES ($1, $2, $3, $4)`,
+				r.ID, r.Step, d.EventKind, d.Message); err != nil {
+				return fmt.Errorf("record step event: %w", err)
+			}
 		}
 		if ok && len(r.consumed) > 0 {
 			if _, err := tx.Exec(ctx, `UPDATE workflow_signals SET consumed_at = now() WHERE workflow = $1 AND id = ANY($2)`,

@@ -62,7 +62,12 @@ func transition(def *Def, cur cursor, next string, err error) decision {
 		d := same(cur, StateWaiting)
 		d.Attempt = 0
 		d.Park, d.WaitUntil = true, se.until
-		d.EventKind, d.Message = EventInfo, "waiting for a signal"
+		// Parking again in the step it woke in records no event: a step
+		// that parks once per interval (a move's link check, a rollout's
+		// analysis) would otherwise log one every interval for days.
+		if cur.State != StateWaiting {
+			d.EventKind, d.Message = EventInfo, "waiting for a signal"
+		}
 		if cur.State == StateRollback {
 			d.State = StateRollback
 		}
