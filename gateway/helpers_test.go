@@ -171,8 +171,12 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(e)
 }
 
-// newGateway starts a gateway on loopback in front of src.
-func newGateway(t *testing.T, src SnapshotSource, mod func(*Config)) (*Gateway, *httptest.Server, *prometheus.Registry) {
+// served is a gateway served on loopback by Gateway.Serve.
+type served struct{ URL string }
+
+// newGateway starts a gateway on loopback in front of src, served as
+// `tenantry gateway` serves it (Gateway.Serve).
+func newGateway(t *testing.T, src SnapshotSource, mod func(*Config)) (*Gateway, served, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := Config{Source: src, HeaderKey: testRoot, Registerer: reg}
@@ -185,9 +189,7 @@ func newGateway(t *testing.T, src SnapshotSource, mod func(*Config)) (*Gateway, 
 	}
 	g.Start()
 	t.Cleanup(g.Stop)
-	srv := httptest.NewServer(g)
-	t.Cleanup(srv.Close)
-	return g, srv, reg
+	return g, served{URL: serveGateway(t, g)}, reg
 }
 
 // client sends requests through the gateway.

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"tenantry/registry"
 	"tenantry/tenantsig"
 )
@@ -42,6 +44,7 @@ type weighted struct {
 // that a registry change does not forget what passive health has learned.
 type upstream struct {
 	url    *url.URL
+	fast   *fasthttp.HostClient // of url's address, shared across tables
 	raw    string
 	stack  string
 	health *health
