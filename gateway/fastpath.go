@@ -66,7 +66,10 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:  l.IdleTimeout,
 		// A request line and headers that do not fit the read buffer are
 		// answered 431 (serveFastError).
-		ReadBufferSize:               l.MaxHeaderBytes,
+		ReadBufferSize: l.MaxHeaderBytes,
+		// The read buffers (64 KiB by default) go back to a pool while a
+		// connection is idle, so that idle keep-alive connections hold none.
+		ReduceMemoryUsage:            true,
 		MaxRequestBodySize:           MaxBodyBytes,
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
