@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -176,76 +175,5 @@ func TestGateway_ResponseHeaderTimeout(t *testing.T) {
 	code, _, raw := newClient(t, gw.URL).mustDo("GET", "/slow", keyAcme, nil, nil)
 	if code != http.StatusGatewayTimeout || !strings.Contains(raw, `"code":"gateway_timeout"`) {
 		t.Fatalf("got %d %s, want 504 gateway_timeout", code, raw)
-	}
-}
-
-// TestGateway_Smuggling sends requests whose framing or headers are
-// ambiguous, each followed on the same connection by a second request: the
-// gateway refuses them (400, and closes the connection), or, when both
-// Content-Length and Transfer-Encoding: chunked are given, reads the body
-// as chunked and closes the connection (RFC 9112 6.3). The second request
-// never reaches the instance, nor does a header an instance might read
-// otherwise.
-func TestGateway_Smuggling(t *testing.T) {
-	a := newBackend(t, "a")
-	src := &fakeSource{}
-	src.publish(snapshot(1, map[string][]string{"a": {a.srv.URL}}, route(registry.DefaultRoute, "a", 1)))
-	_, gw, _ := newGateway(t, src, nil)
-	addr := strings.TrimPrefix(gw.URL, "http://")
-	auth := "Authorization: Bearer " + keyAcme + "\r\n"
-	post := "POST /v1/orders HTTP/1.1\r\nHost: gw\r\n" + auth
-	get := "GET /v1/orders HTTP/1.1\r\nHost: gw\r\n" + auth
-	next := "GET /v1/orders HTTP/1.1\r\nHost: gw\r\n" + auth + "X-Req-Id: smuggled\r\n\r\n"
-	for _, tc := range []struct {
-		name, raw string
-		status    int
-	}{
-		{"content length and chunked", post + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 200},
-		{"chunked and content length", post + "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n", 200},
-		{"two content lengths", post + "Content-Length: 0\r\nContent-Length: 5\r\n\r\nabcde", 400},
-		{"content length list", post + "Content-Length: 0, 5\r\n\r\nabcde", 400},
-		{"signed content length", post + "Content-Length: +5\r\n\r\nabcde", 400},
-		{"negative content length", post + "Content-Length: -1\r\n\r\nabcde", 400},
-		{"gzip then chunked", post + "Transfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 400},
-		{"chunked then gzip", post + "Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400},
-		{"unknown coding", post + "Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", 400},
-		{"two transfer encodings", post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n", 400},
-		{"space before colon", post + "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400},
-		{"chunked in HTTP/1.0", "POST /v1/orders HTTP/1.0\r\nHost: gw\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-		{"bad chunk size", post + "Transfer-Encoding: chunked\r\n\r\n5x\r\nabcde\r\n0\r\n\r\n", 400},
-		{"chunk with bare LF", post + "Transfer-Encoding: chunked\r\n\r\n5\nabcde\n0\n\n", 400},
-		{"space in a header name", get + "X A: b\r\n\r\n", 400},
-		{"NUL in a header name", get + "X\x00A: b\r\n\r\n", 400},
-		{"NUL in a header value", get + "X-A: b\x00c\r\n\r\n", 400},
-		{"bare CR in a header value", get + "X-A: b\rc\r\n\r\n", 400},
-		{"two hosts", "GET /v1/orders HTTP/1.1\r\nHost: a\r\nHost: b\r\n" + auth + "\r\n", 400},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a.received.Delete("smuggled")
-			c, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(30 * time.Second))
-			if _, err := io.WriteString(c, tc.raw+next); err != nil {
-				t.Fatal(err)
-			}
-			// Everything the gateway answers, until it closes the connection.
-			all, err := io.ReadAll(c)
-			if err != nil {
-				t.Fatalf("connection not closed: %v", err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(all)), nil)
-			if err != nil {
-				t.Fatalf("no answer: %v (%q)", err, all)
-			}
-			if resp.StatusCode != tc.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-				t.Errorf("answered %d (%s), want %d in JSON: %q", resp.StatusCode, resp.Header.Get("Content-Type"), tc.status, all)
-			}
-			if _, ok := a.received.Load("smuggled"); ok {
-				t.Errorf("the request after it reached the instance: %q", all)
-			}
-		})
 	}
 }

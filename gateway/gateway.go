@@ -37,7 +37,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/valyala/fasthttp"
 
 	"tenantry/httpedge"
 	"tenantry/jsonapi"
@@ -145,15 +144,6 @@ type Gateway struct {
 	stats   statsSet
 	promh   http.Handler
 
-	// The fast path (fastpath.go): instances' clients, and the handler of
-	// protocol upgrades, which go through ServeHTTP.
-	clients     fastClients
-	upgradeOnce sync.Once
-	upgrade     fasthttp.RequestHandler
-	// keyless holds the headers (*fasthttp.RequestHeader) of requests with
-	// a body and without a valid key, from headerReceived to the answer.
-	keyless sync.Map
-
 	// exchangeTimeout bounds one exchange with an instance: the server's
 	// write timeout (Config.Limits).
 	exchangeTimeout time.Duration
@@ -232,8 +222,6 @@ func New(cfg Config) (*Gateway, error) {
 		promh:   promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}),
 
 		exchangeTimeout: cfg.Limits.WithDefaults().WriteTimeout,
-		clients: fastClients{responseTimeout: cfg.ResponseHeaderTimeout,
-			dial: (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).Dial},
 	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:        g.rewrite,
@@ -314,11 +302,6 @@ func (g *Gateway) Apply(snap *registry.Snapshot) {
 		g.log.Warn("skipping instance with a bad url", logStack, stack, logInstance, url, logErr, err)
 	})
 	t.limits = g.limits.build(snap, g.cfg.DefaultLimits)
-	for _, p := range t.stacks {
-		for _, u := range p.ups {
-			u.fast = g.clients.get(u.url)
-		}
-	}
 	g.table.Store(t)
 	g.log.Debug("routing table swapped", logVersion, snap.Version)
 }
@@ -377,7 +360,6 @@ type reqState struct {
 	context.Context
 	cancel context.CancelFunc
 	tenant string
-	lim    *limiter // nil: no limits
 	pool   *pool
 	up     *upstream // changes when the transport moves the request
 	body   []byte
@@ -403,29 +385,71 @@ func stateOf(ctx context.Context) *reqState {
 
 // ServeHTTP authenticates, routes and proxies one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if g.answerLocally(w, r.Method, r.URL.Path) {
+	if !jsonapi.CanonicalPath(r.URL.Path) {
+		// Never forwarded: an instance (or whatever an external stack runs)
+		// might resolve "/v1/../admin" to a path the client may not reach.
+		jsonapi.NotCanonical(w, r)
+		return
+	}
+	switch r.URL.Path {
+	case "/healthz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			jsonapi.WriteError(w, http.StatusMethodNotAllowed, jsonapi.CodeMethodNotAllowed, r.Method+" is not allowed on /healthz; allowed: GET, HEAD")
+			return
+		}
+		g.serveHealthz(w)
+		return
+	case "/metrics":
+		// Only on the admin listener (AdminHandler).
+		jsonapi.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
 		return
 	}
 	start := g.cfg.Now()
 	t := g.table.Load()
-	st, rej := g.admit(t, r.Header.Get("Authorization"), start)
-	if rej != nil {
-		if rej.drop {
-			httpedge.DropConnection(w)
-		}
-		g.reject(w, rej, start)
+	k := t.lookupKey(r.Header.Get("Authorization"))
+	if k == nil {
+		// Nothing of the body is read: a client without a key cannot hold
+		// the connection by announcing a body it never sends.
+		httpedge.DropConnection(w)
+		g.reject(w, "", "", http.StatusUnauthorized, "unauthorized", "missing or unknown API key", start)
 		return
 	}
-	defer st.release()
+	if lim := t.limits[k.Tenant]; lim != nil {
+		// Before the body is read: a tenant over its limits costs no more.
+		if le := lim.acquire(start); le != nil {
+			w.Header().Set("Retry-After", strconv.FormatInt(retryAfterSeconds(le.retryAfter), 10))
+			g.reject(w, "", k.Tenant, http.StatusTooManyRequests, le.code, le.msg, start)
+			return
+		}
+		defer lim.release()
+	}
+	st := &reqState{Context: r.Context(), tenant: k.Tenant}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		code, err := st.readBody(r)
 		if err != nil {
-			g.reject(w, &rejection{tenant: st.tenant, status: code, code: codeText(code), msg: err.Error()}, start)
+			g.reject(w, "", st.tenant, code, codeText(code), err.Error(), start)
 			return
 		}
 	}
-	if rej := g.pick(t, st, r.Header.Get(HeaderPreview), start); rej != nil {
-		g.reject(w, rej, start)
+	if name := r.Header.Get(HeaderPreview); name != "" {
+		// A preview request goes to the named stack only, whatever the
+		// tenant's route says, and never elsewhere: a rollout tries a stack
+		// with no tenant traffic this way (issue 13).
+		p := t.stacks[name]
+		if p == nil {
+			g.reject(w, "", st.tenant, http.StatusNotFound, "unknown_stack", "preview: no running stack "+strconv.Quote(name), start)
+			return
+		}
+		st.preview = true
+		if st.up = p.pick(start.UnixNano(), nil); st.up != nil {
+			st.pool = p
+		}
+	} else if w8 := t.route(st.tenant); w8 != nil && w8.total() > 0 {
+		st.pool, st.up = w8.pick(g.cfg.Rand(w8.total()), start.UnixNano())
+	}
+	if st.up == nil {
+		g.reject(w, "", st.tenant, http.StatusServiceUnavailable, "no_backend", "no stack instance available for this tenant", start)
 		return
 	}
 	// The exchange with the instance is not cancelled when the client's
@@ -440,96 +464,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st.up.health.inflight.Add(1)
 	defer g.finish(st, start)
 	g.proxy.ServeHTTP(w, r.WithContext(st))
-}
-
-// answerLocally answers what the gateway serves itself, whatever the
-// credentials: a path that is not canonical (never forwarded: an instance,
-// or whatever an external stack runs, might resolve "/v1/../admin" to a
-// path the client may not reach), /healthz, and /metrics (404: only on the
-// admin listener). It reports whether it answered.
-func (g *Gateway) answerLocally(w http.ResponseWriter, method, path string) bool {
-	if !jsonapi.CanonicalPath(path) {
-		jsonapi.NotCanonicalPath(w, path)
-		return true
-	}
-	switch path {
-	case "/healthz":
-		if method != http.MethodGet && method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			jsonapi.WriteError(w, http.StatusMethodNotAllowed, jsonapi.CodeMethodNotAllowed, method+" is not allowed on /healthz; allowed: GET, HEAD")
-			return true
-		}
-		g.serveHealthz(w)
-		return true
-	case "/metrics":
-		jsonapi.WriteError(w, http.StatusNotFound, "not_found", "no such endpoint")
-		return true
-	}
-	return false
-}
-
-// rejection is an answer the gateway gives instead of forwarding.
-type rejection struct {
-	tenant     string
-	status     int
-	code, msg  string
-	retryAfter int64 // seconds; 0: no Retry-After
-	// drop: close the connection without reading the request's body, so
-	// that a client without a key cannot hold it by announcing a body it
-	// never sends.
-	drop bool
-}
-
-var errUnauthorized = &rejection{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or unknown API key", drop: true}
-
-// admit authenticates a request by its Authorization header and takes a
-// place in its tenant's limits, before anything of the body is read: a
-// client without a key, or a tenant over its limits, costs no more. The
-// returned state must be released.
-func (g *Gateway) admit(t *table, auth string, start time.Time) (*reqState, *rejection) {
-	k := t.lookupKey(auth)
-	if k == nil {
-		return nil, errUnauthorized
-	}
-	st := &reqState{tenant: k.Tenant}
-	if lim := t.limits[k.Tenant]; lim != nil {
-		if le := lim.acquire(start); le != nil {
-			return nil, &rejection{tenant: k.Tenant, status: http.StatusTooManyRequests, code: le.code, msg: le.msg, retryAfter: retryAfterSeconds(le.retryAfter)}
-		}
-		st.lim = lim
-	}
-	return st, nil
-}
-
-// release gives back the request's place in its tenant's limits.
-func (st *reqState) release() {
-	if st.lim != nil {
-		st.lim.release()
-	}
-}
-
-// pick chooses the stack and instance of an admitted request: the stack
-// named by a preview header, or one of the tenant's route by weight.
-func (g *Gateway) pick(t *table, st *reqState, preview string, start time.Time) *rejection {
-	if preview != "" {
-		// A preview request goes to the named stack only, whatever the
-		// tenant's route says, and never elsewhere: a rollout tries a stack
-		// with no tenant traffic this way (issue 13).
-		p := t.stacks[preview]
-		if p == nil {
-			return &rejection{tenant: st.tenant, status: http.StatusNotFound, code: "unknown_stack", msg: "preview: no running stack " + strconv.Quote(preview)}
-		}
-		st.preview = true
-		if st.up = p.pick(start.UnixNano(), nil); st.up != nil {
-			st.pool = p
-		}
-	} else if w8 := t.route(st.tenant); w8 != nil && w8.total() > 0 {
-		st.pool, st.up = w8.pick(g.cfg.Rand(w8.total()), start.UnixNano())
-	}
-	if st.up == nil {
-		return &rejection{tenant: st.tenant, status: http.StatusServiceUnavailable, code: "no_backend", msg: "no stack instance available for this tenant"}
-	}
-	return nil
 }
 
 // finish runs even when the proxy aborts the handler (a response body copy
@@ -616,19 +550,14 @@ func (g *Gateway) modifyResponse(resp *http.Response) error {
 // when it failed otherwise. It always answers: a handler that writes
 // nothing makes net/http send 200 with an empty body.
 func (g *Gateway) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	g.answerError(w, stateOf(r.Context()), err)
-}
-
-// answerError answers st's request, which the instance did not answer
-// because of err, on either path.
-func (g *Gateway) answerError(w http.ResponseWriter, st *reqState, err error) {
+	st := stateOf(r.Context())
 	var ns *NeverSentError
-	var te interface{ Timeout() bool } // net.Error, and fasthttp.ErrTimeout
+	var ne net.Error
 	switch {
 	case errors.As(err, &ns):
 		st.code = http.StatusServiceUnavailable
 		jsonapi.WriteError(w, st.code, "no_backend", "no instance of the stack accepted the connection")
-	case errors.As(err, &te) && te.Timeout(), errors.Is(err, context.DeadlineExceeded):
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 		st.code = http.StatusGatewayTimeout
 		jsonapi.WriteError(w, st.code, "gateway_timeout", "the instance did not answer in time")
 	default:
@@ -648,12 +577,9 @@ func (g *Gateway) failed(u *upstream, err error) {
 
 func (g *Gateway) now() time.Time { return g.cfg.Now() }
 
-func (g *Gateway) reject(w http.ResponseWriter, rej *rejection, start time.Time) {
-	if rej.retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(rej.retryAfter, 10))
-	}
-	jsonapi.WriteError(w, rej.status, rej.code, rej.msg)
-	g.metrics.observe("", rej.tenant, rej.status, g.cfg.Now().Sub(start))
+func (g *Gateway) reject(w http.ResponseWriter, stack, tenant string, code int, errCode, msg string, start time.Time) {
+	jsonapi.WriteError(w, code, errCode, msg)
+	g.metrics.observe(stack, tenant, code, g.cfg.Now().Sub(start))
 }
 
 func (g *Gateway) serveHealthz(w http.ResponseWriter) {
@@ -667,6 +593,13 @@ func (g *Gateway) serveHealthz(w http.ResponseWriter) {
 	io.WriteString(w, `{"status":"ok","registry_version":`)
 	io.WriteString(w, strconv.FormatInt(version, 10))
 	io.WriteString(w, "}\n")
+}
+
+// Serve serves the gateway on ln, with Config.Limits, until ctx ends, then
+// stops accepting connections and waits up to Config.DrainTimeout for
+// in-flight requests. It returns nil after a clean drain.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	return httpedge.Serve(ctx, httpedge.NewServer(g, g.cfg.Limits, g.log), ln, g.cfg.DrainTimeout)
 }
 
 // bufferPool lends the proxy 32 KiB copy buffers.

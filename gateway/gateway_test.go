@@ -428,8 +428,8 @@ func TestGateway_Edges(t *testing.T) {
 	a := newBackend(t, "a")
 	src := &fakeSource{}
 	src.publish(snapshot(1, map[string][]string{"a": {a.srv.URL}}, route(registry.DefaultRoute, "a", 1)))
-	g, gw, _ := newGateway(t, src, nil)
-	addr := strings.TrimPrefix(gw.URL, "http://")
+	g, _, _ := newGateway(t, src, nil)
+	addr := jsonapitest.MustServe(t, g, httpedge.Limits{})
 	admin := jsonapitest.MustServe(t, g.AdminHandler(), httpedge.Limits{})
 	for _, tc := range []struct {
 		name, addr, method, target string

@@ -171,12 +171,8 @@ func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(e)
 }
 
-// served is a gateway served on loopback by Gateway.Serve.
-type served struct{ URL string }
-
-// newGateway starts a gateway on loopback in front of src, served as
-// `tenantry gateway` serves it (Gateway.Serve).
-func newGateway(t *testing.T, src SnapshotSource, mod func(*Config)) (*Gateway, served, *prometheus.Registry) {
+// newGateway starts a gateway on loopback in front of src.
+func newGateway(t *testing.T, src SnapshotSource, mod func(*Config)) (*Gateway, *httptest.Server, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	cfg := Config{Source: src, HeaderKey: testRoot, Registerer: reg}
@@ -189,7 +185,9 @@ func newGateway(t *testing.T, src SnapshotSource, mod func(*Config)) (*Gateway, 
 	}
 	g.Start()
 	t.Cleanup(g.Stop)
-	return g, served{URL: serveGateway(t, g)}, reg
+	srv := httptest.NewServer(g)
+	t.Cleanup(srv.Close)
+	return g, srv, reg
 }
 
 // client sends requests through the gateway.

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"tenantry/registry"
 	"tenantry/tenantsig"
 )
@@ -44,7 +42,6 @@ type weighted struct {
 // that a registry change does not forget what passive health has learned.
 type upstream struct {
 	url    *url.URL
-	fast   *fasthttp.HostClient // of url's address, shared across tables
 	raw    string
 	stack  string
 	health *health

@@ -73,12 +73,8 @@ func CanonicalPath(p string) bool {
 
 // NotCanonical answers a request whose path is not canonical: 404
 // not_found, in JSON.
-func NotCanonical(w http.ResponseWriter, r *http.Request) { NotCanonicalPath(w, r.URL.Path) }
-
-// NotCanonicalPath is NotCanonical for a server that has the request's
-// path but no *http.Request.
-func NotCanonicalPath(w http.ResponseWriter, path string) {
-	WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: the path "+strconv.Quote(path)+" is not in canonical form")
+func NotCanonical(w http.ResponseWriter, r *http.Request) {
+	WriteError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: the path "+strconv.Quote(r.URL.Path)+" is not in canonical form")
 }
 
 // Canonical serves h only requests whose path is canonical, and answers

@@ -158,19 +158,9 @@ func NewSigner(key []byte, stack string) *Signer {
 
 // SignRequest is SignRequest with the Signer's key and stack.
 func (s *Signer) SignRequest(r *http.Request, tenant string, now time.Time) {
-	sig := s.Sign(tenant, r.Method, r.URL.EscapedPath(), r.URL.RawQuery, now)
-	vals := []string{tenant, sig}
-	r.Header[HeaderTenant] = vals[0:1:1]
-	r.Header[HeaderSignature] = vals[1:2:2]
-}
-
-// Sign returns the HeaderSignature value for tenant on a request with
-// method, escaped path and raw query, as SignRequest writes it: for
-// callers whose requests are not *http.Request.
-func (s *Signer) Sign(tenant, method, escapedPath, rawQuery string, now time.Time) string {
 	st := s.pool.Get().(*signState)
 	ts := strconv.FormatInt(now.Unix(), 10)
-	st.buf = appendFields(st.buf[:0], ts, tenant, s.stack, method, escapedPath, rawQuery)
+	st.buf = appendFields(st.buf[:0], ts, tenant, s.stack, r.Method, r.URL.EscapedPath(), r.URL.RawQuery)
 	st.mac.Reset()
 	st.mac.Write(st.buf)
 	st.sum = st.mac.Sum(st.sum[:0])
@@ -179,5 +169,7 @@ func (s *Signer) Sign(tenant, method, escapedPath, rawQuery string, now time.Tim
 	sig[n] = '.'
 	hex.Encode(sig[n+1:], st.sum)
 	s.pool.Put(st)
-	return string(sig)
+	vals := []string{tenant, string(sig)}
+	r.Header[HeaderTenant] = vals[0:1:1]
+	r.Header[HeaderSignature] = vals[1:2:2]
 }
