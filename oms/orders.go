@@ -370,13 +370,11 @@ func (s *Server) listOrders(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	sql := "SELECT " + orderColumns + " FROM orders WHERE tenant_id = $1 AND id > $2"
+	sql := listOrdersSQL(status != "")
 	args := []any{r.tenant, after, limit + 1}
 	if status != "" {
-		sql += " AND status = $4"
 		args = append(args, status)
 	}
-	sql += " ORDER BY id LIMIT $3"
 	return s.read(w, r, func(ctx context.Context, tx pgx.Tx) (any, error) {
 		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
@@ -396,6 +394,17 @@ func (s *Server) listOrders(w http.ResponseWriter, r *request) error {
 		}
 		return map[string]any{"orders": orders, "next_after": next}, nil
 	})
+}
+
+// listOrdersSQL is listOrders' page query: $1 tenant, $2 after, $3 limit,
+// and $4 status when byStatus. It is served by orders_pkey, or by
+// orders_status_idx with a status.
+func listOrdersSQL(byStatus bool) string {
+	sql := "SELECT " + orderColumns + " FROM orders WHERE tenant_id = $1 AND id > $2"
+	if byStatus {
+		sql += " AND status = $4"
+	}
+	return sql + " ORDER BY id LIMIT $3"
 }
 
 func queryInt(v, name string, def, min, max int64) (int64, error) {

@@ -1,0 +1,4 @@
+package oms
+
+// ListOrdersSQL is listOrders' page query, for plan tests.
+var ListOrdersSQL = listOrdersSQL
