@@ -92,7 +92,7 @@ func (r *Report) finish(start time.Time) {
 
 func withDefaults(o Options) Options {
 	if o.ChunkRows <= 0 {
-		o.ChunkRows = 10_000
+		o.ChunkRows = DefaultChunkRows
 	}
 	if o.Parallel <= 0 {
 		o.Parallel = 2 * runtime.NumCPU()

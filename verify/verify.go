@@ -73,11 +73,20 @@ func (e *MismatchError) Error() string {
 
 func (e *MismatchError) Unwrap() error { return ErrMismatch }
 
+// DefaultChunkRows is Options.ChunkRows's default.
+const DefaultChunkRows = 500_000
+
 // Options tune Compare. Zero values mean the documented defaults.
 type Options struct {
 	// ChunkRows is about the rows per key range: bounds come from a page
 	// sample of the table, so a range may hold more or fewer. Default
-	// 10,000.
+	// DefaultChunkRows (500,000): a range is read with an index or bitmap
+	// scan where the bare hash of a whole table is one sequential scan, and
+	// with `tenantry bench move` (tables of 350,000 rows, 2 cores) 10,000-row
+	// ranges compared at 0.71-0.82 of the bare scan, 250,000-row ones at
+	// 0.86 and 500,000-row ones at 0.94. The price is paid when copies
+	// differ: a range still differing after its re-checks is re-read
+	// whole to name its keys (in memory, about 100 bytes a row a side).
 	ChunkRows int
 	// Parallel is how many ranges are compared at once, each on its own
 	// connection to either side. Default twice runtime.NumCPU(), so that

@@ -59,7 +59,7 @@ func newVerifyCmd(a *app) *cobra.Command {
 	cmd.Flags().StringVar(&against, "against", "", "alias to compare with")
 	cmd.Flags().StringVar(&srcDSN, "source-dsn", "", "DSN of the tenant's current database (default: resolved through the registry)")
 	cmd.Flags().StringVar(&dstDSN, "target-dsn", "", "DSN of the database to compare with")
-	cmd.Flags().IntVar(&chunk, "chunk-rows", 10_000, "rows per compared key range")
+	cmd.Flags().IntVar(&chunk, "chunk-rows", verify.DefaultChunkRows, "rows per compared key range")
 	cmd.Flags().IntVar(&parallel, "parallel", 0, "key ranges compared at once (default: twice the number of CPUs)")
 	return cmd
 }
