@@ -85,16 +85,7 @@ func Failover(ctx context.Context, opts FailoverConfig) (*FailoverResult, error)
 	if err := r.Service.CreateAlias(ctx, registry.Alias{Name: haCluster, Cluster: haCluster}); err != nil {
 		return nil, err
 	}
-	nt, err := r.Service.CreateTenant(ctx, haTenant, haCluster)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.WaitGateway(ctx); err != nil {
-		return nil, err
-	}
-	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: []load.Target{{Tenant: haTenant, APIKey: nt.APIKey}},
-		Rate: opts.Rate, Concurrency: 8, Seed: 11, Duration: time.Hour}
-	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
+	lcfg, cat, err := stockedTenant(ctx, r, haTenant, haCluster, opts.Rate, 11)
 	if err != nil {
 		return nil, err
 	}

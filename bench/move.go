@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"tenantry/control"
-	"tenantry/load"
 	"tenantry/logrepl"
 	"tenantry/move"
 	"tenantry/platform"
@@ -102,16 +101,7 @@ func Move(ctx context.Context, opts MoveConfig) (*MoveResult, error) {
 	}
 	defer stop()
 	fmt.Fprintln(out, "platform up")
-	nt, err := r.Service.CreateTenant(ctx, tenant, platform.PooledAlias)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.WaitGateway(ctx); err != nil {
-		return nil, err
-	}
-	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: []load.Target{{Tenant: tenant, APIKey: nt.APIKey}},
-		Rate: opts.Rate, Concurrency: 8, Seed: 7, Duration: time.Hour}
-	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
+	lcfg, cat, err := stockedTenant(ctx, r, tenant, platform.PooledAlias, opts.Rate, 7)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"time"
 
+	"tenantry/load"
 	"tenantry/platform"
 )
 
@@ -34,4 +36,22 @@ func startPlatform(ctx context.Context, name, binary string) (r *platform.Runnin
 		return nil, "", nil, err
 	}
 	return r, dir, func() { r.Close(context.Background()); os.RemoveAll(dir) }, nil
+}
+
+// stockedTenant creates tenant on alias, waits until the gateway serves it
+// and stocks its catalog (5 products at 2 locations, a million units each);
+// it returns the load configuration for the tenant at rate requests/s, its
+// choices seeded by seed, and the catalog.
+func stockedTenant(ctx context.Context, r *platform.Running, tenant, alias string, rate float64, seed int64) (load.Config, load.Catalog, error) {
+	nt, err := r.Service.CreateTenant(ctx, tenant, alias)
+	if err != nil {
+		return load.Config{}, nil, err
+	}
+	if err := r.WaitGateway(ctx); err != nil {
+		return load.Config{}, nil, err
+	}
+	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: []load.Target{{Tenant: tenant, APIKey: nt.APIKey}},
+		Rate: rate, Concurrency: 8, Seed: seed, Duration: time.Hour}
+	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
+	return lcfg, cat, err
 }

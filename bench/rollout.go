@@ -78,16 +78,7 @@ func Rollout(ctx context.Context, opts RolloutConfig) (*RolloutResult, error) {
 		return nil, err
 	}
 	defer stop()
-	nt, err := r.Service.CreateTenant(ctx, tenant, platform.PooledAlias)
-	if err != nil {
-		return nil, err
-	}
-	if err := r.WaitGateway(ctx); err != nil {
-		return nil, err
-	}
-	lcfg := load.Config{BaseURL: r.GatewayURL, Targets: []load.Target{{Tenant: tenant, APIKey: nt.APIKey}},
-		Rate: opts.Rate, Concurrency: 8, Seed: 7, Duration: time.Hour}
-	cat, err := load.Setup(ctx, lcfg, load.SetupOptions{Products: 5, Locations: 2, Stock: 1_000_000})
+	lcfg, cat, err := stockedTenant(ctx, r, tenant, platform.PooledAlias, opts.Rate, 7)
 	if err != nil {
 		return nil, err
 	}
