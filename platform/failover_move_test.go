@@ -160,7 +160,7 @@ func TestMove_SourceFailoverInReplicate(t *testing.T) {
 	lr := startLoad(t, ctx, 60, f)
 	reached, release := holdAt(t, "replicating")
 	runMoves(t)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 
 	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Force: true})
 	if err != nil {
@@ -191,7 +191,7 @@ func TestMove_SourceFailoverInReplicate(t *testing.T) {
 		t.Fatalf("promote after the restart: %v", err)
 	}
 	wantServing(t, ctx, tenant, dedicatedAlias, "fmsrc")
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	// A request cut off inside its commit by the kill has an unknown
 	// outcome and fails; the checker demands every acknowledged write.
 	lr.end(t)
@@ -215,7 +215,7 @@ func TestMove_TargetFailoverInHypercare(t *testing.T) {
 	tenant := f.target.Tenant
 	lr := startLoad(t, ctx, 60, f)
 	runMoves(t)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 
 	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: "fmdst", Auto: true, Force: true})
 	if err != nil {
@@ -224,7 +224,7 @@ func TestMove_TargetFailoverInHypercare(t *testing.T) {
 	if _, err := plat.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "hypercare" && len(i.Data.Flips) == 1 }); err != nil {
 		t.Fatalf("move: %v", err)
 	}
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	reached, release := holdAt(t, "relinking")
 	killPrimary(t, ctx, "fmdst-1", "fmdst-1-0", "fmdst-1-1")
 
@@ -252,13 +252,13 @@ func TestMove_TargetFailoverInHypercare(t *testing.T) {
 		t.Errorf("relink recorded %+v, want the target's failover, done", rl)
 	}
 	wantSubscriptionOn(t, ctx, st.Data.Link)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 
 	if _, err := c.MoveCommand(ctx, mv.ID, move.SignalCutback); err != nil {
 		t.Fatalf("cutback once the link is in sync: %v", err)
 	}
 	wantServing(t, ctx, tenant, PooledAlias, "fmdst")
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	// A request cut off inside its commit by the kill has an unknown
 	// outcome and fails; the checker demands every acknowledged write.
 	lr.end(t)
@@ -378,7 +378,7 @@ func TestMove_SwitchoverInReady(t *testing.T) {
 		t.Fatalf("promote after the restart: %v", err)
 	}
 	wantServing(t, ctx, tenant, dedicatedAlias, "fmsw")
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	lr.finish(t)
 	lr.check(t, ctx)
 	finishMove(t, ctx, mv.ID, move.SignalComplete)
@@ -410,7 +410,7 @@ func TestMove_TargetFailoverInReady(t *testing.T) {
 		t.Fatalf("promote after the restart: %v", err)
 	}
 	wantServing(t, ctx, tenant, "fmtr", PooledAlias)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	lr.finish(t) // the tenant was served from the source: no request failed
 	lr.check(t, ctx)
 	finishMove(t, ctx, mv.ID, move.SignalComplete)

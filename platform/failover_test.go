@@ -31,7 +31,7 @@ func TestFailover_KillPrimary(t *testing.T) {
 	}
 	f := newTenantOn(t, ctx, "fail-a", "fail", 0)
 	lr := startLoad(t, ctx, 60, f)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 
 	old, err := plat.Local.member("fail-1", "fail-1-0")
 	if err != nil {
@@ -82,7 +82,7 @@ func TestFailover_KillPrimary(t *testing.T) {
 	}
 	defer conn.Close(ctx)
 	before := ordersOf(t, ctx, conn, "fail-a")
-	settle(ctx, 2*time.Second)
+	lr.served(t, ctx, 40)
 	if after := ordersOf(t, ctx, conn, "fail-a"); after != before {
 		t.Errorf("the fenced old primary took %d orders after it came back", after-before)
 	}

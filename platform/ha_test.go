@@ -129,7 +129,7 @@ func TestSwitchover_UnderLoad(t *testing.T) {
 	fs := []tenantFixture{newTenantOn(t, ctx, "switch-a", "switch", 500), newTenantOn(t, ctx, "switch-b", "switch", 0),
 		newTenant(t, ctx, "switch-bystander", 0)}
 	lr := startLoad(t, ctx, 60, fs...)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 
 	for i, want := range []string{"switch-1-1", "switch-1-0"} {
 		in := switchover(t, ctx, c, "switch-1", want)
@@ -147,7 +147,7 @@ func TestSwitchover_UnderLoad(t *testing.T) {
 				t.Errorf("tenant %s is %s on %s after the switchover", f.target.Tenant, p.State, p.Alias)
 			}
 		}
-		settle(ctx, time.Second)
+		lr.served(t, ctx, 20)
 	}
 	// An upgrade: a restart-requiring setting on the standby, a switchover
 	// to it, the setting on the old primary before it rejoins.
@@ -170,7 +170,7 @@ func TestSwitchover_UnderLoad(t *testing.T) {
 			t.Errorf("%s: shared_buffers %q (%v) after the upgrade, want 144MB", m.Name, sb, err)
 		}
 	}
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	lr.finish(t)
 	lr.check(t, ctx)
 
@@ -264,7 +264,7 @@ func TestSwitchover_RollsBack(t *testing.T) {
 	}
 	f := newTenantOn(t, ctx, "roll-a", "roll", 0)
 	lr := startLoad(t, ctx, 40, f)
-	settle(ctx, 500*time.Millisecond)
+	lr.served(t, ctx, 20)
 
 	stop := fakeRouter(t, ctx, "silent-router")
 	in, err := c.Switchover(ctx, "roll-1", "")
@@ -291,7 +291,7 @@ func TestSwitchover_RollsBack(t *testing.T) {
 
 	switchover(t, ctx, c, "roll-1", "roll-1-1")
 	wantRoles(t, ctx, c, "roll-1", "roll-1-1")
-	settle(ctx, 500*time.Millisecond)
+	lr.served(t, ctx, 20)
 	lr.finish(t)
 	lr.check(t, ctx)
 }

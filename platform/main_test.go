@@ -272,6 +272,8 @@ type loadRun struct {
 	done   chan struct{}
 	sum    load.Summary
 	err    error
+	// progress gets the load's stats about once a second.
+	progress chan load.Stats
 }
 
 // startLoad runs load across the fixtures at rate requests/s until
@@ -291,14 +293,46 @@ func startLoad(t *testing.T, ctx context.Context, rate float64, fs ...tenantFixt
 		cat[fx.target.Tenant] = fx.cat
 	}
 	lctx, stop := context.WithCancel(ctx)
-	lr := &loadRun{ledger: path, stop: stop, done: make(chan struct{})}
+	lr := &loadRun{ledger: path, stop: stop, done: make(chan struct{}), progress: make(chan load.Stats, 1)}
 	go func() {
 		defer close(lr.done)
 		defer f.Close()
-		lr.sum, lr.err = load.Run(lctx, cfg, cat, nil)
+		lr.sum, lr.err = load.Run(lctx, cfg, cat, func(st load.Stats) {
+			select { // keep only the latest
+			case <-lr.progress:
+			default:
+			}
+			lr.progress <- st
+		})
 	}()
 	t.Cleanup(func() { stop(); <-lr.done })
 	return lr
+}
+
+// served waits until the load has had at least n more requests
+// acknowledged after the call: the first report after the call is the
+// base, a later one must exceed it by n.
+func (lr *loadRun) served(t *testing.T, ctx context.Context, n int64) {
+	t.Helper()
+	select { // a report from before the call is no base
+	case <-lr.progress:
+	default:
+	}
+	base := int64(-1)
+	for {
+		select {
+		case st := <-lr.progress:
+			if base < 0 {
+				base = st.Acknowledged
+			} else if st.Acknowledged >= base+n {
+				return
+			}
+		case <-lr.done:
+			t.Fatalf("the load ended while waiting for %d requests to be served: %v", n, lr.err)
+		case <-ctx.Done():
+			t.Fatalf("waiting for %d requests to be served: %v", n, ctx.Err())
+		}
+	}
 }
 
 // finish stops the load and returns its stats; it fails the test on a

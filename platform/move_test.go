@@ -11,15 +11,6 @@ import (
 	"tenantry/move"
 )
 
-// settle lets the load run for d between the phases of a test (a fixed
-// load duration, not a wait for a condition).
-func settle(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
-}
-
 // TestMove_UnderLoad moves a tenant to the dedicated alias, cuts it back and
 // moves it again while load runs across three tenants, and checks what
 // clients were told against both copies.
@@ -30,7 +21,7 @@ func TestMove_UnderLoad(t *testing.T) {
 	others := []tenantFixture{newTenant(t, ctx, "bystander-a", 0), newTenant(t, ctx, "bystander-b", 0)}
 	tenant := moved.target.Tenant
 	lr := startLoad(t, ctx, 60, moved, others[0], others[1])
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 
 	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Auto: true, Force: true})
 	if err != nil {
@@ -44,18 +35,18 @@ func TestMove_UnderLoad(t *testing.T) {
 		t.Fatalf("parity before promotion: %+v", v)
 	}
 	wantServing(t, ctx, tenant, dedicatedAlias, PooledAlias)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	if _, err := plat.Moves.Command(ctx, mv.ID, move.SignalCutback, true); err != nil {
 		t.Fatalf("cutback: %v", err)
 	}
 	wantServing(t, ctx, tenant, PooledAlias, dedicatedAlias)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	st, err = plat.Moves.Command(ctx, mv.ID, move.SignalPromote, true)
 	if err != nil {
 		t.Fatalf("move again: %v", err)
 	}
 	wantServing(t, ctx, tenant, dedicatedAlias, PooledAlias)
-	settle(ctx, time.Second)
+	lr.served(t, ctx, 20)
 	lr.finish(t)
 	for i, f := range st.Data.Flips {
 		t.Logf("flip %d: %s %s -> %s, pause %.1f ms %v", i+1, f.Kind, f.From, f.To, f.PauseMS, f.Phases)
