@@ -370,29 +370,49 @@ func (s *Service) gate(ctx context.Context, req *Request) (string, string, *Over
 	return env, "", &Override{By: req.By, Reason: req.Reason, At: s.cfg.Now().UTC()}, nil
 }
 
+// checked is what the checks that Plan and Start share found.
+type checked struct {
+	alias, from string // where the tenant is served from: its alias and stack
+	why         string // how the window was chosen
+	capa        *Capacity
+	capErr      error // ErrCapacity: the capacity check refused
+}
+
+// check fills req's defaults and runs the checks Plan and Start share:
+// the preflight, the window, the capacity. A capacity refusal is in
+// capErr, for Plan to show and Start to return; other errors are returned.
+func (s *Service) check(ctx context.Context, req *Request) (checked, error) {
+	var c checked
+	if err := req.fill(); err != nil {
+		return c, err
+	}
+	var err error
+	if c.alias, c.from, err = s.preflight(ctx, req, ""); err != nil {
+		return c, err
+	}
+	if c.why, err = s.resolveWindow(ctx, req); err != nil {
+		return c, err
+	}
+	c.capa, err = s.capacity(ctx, req, c.alias)
+	if errors.Is(err, ErrCapacity) {
+		c.capErr, err = err, nil
+	}
+	return c, err
+}
+
 // Plan validates req and returns what the isolation would do, with the
 // gate's verdict; it changes nothing.
 func (s *Service) Plan(ctx context.Context, req Request) (*Plan, error) {
-	if err := req.fill(); err != nil {
-		return nil, err
-	}
-	alias, from, err := s.preflight(ctx, &req, "")
+	c, err := s.check(ctx, &req)
 	if err != nil {
 		return nil, err
 	}
-	why, err := s.resolveWindow(ctx, &req)
-	if err != nil {
-		return nil, err
-	}
-	capa, cerr := s.capacity(ctx, &req, alias)
-	if cerr != nil && !errors.Is(cerr, ErrCapacity) {
-		return nil, cerr
-	}
+	alias, from := c.alias, c.from
 	env, twin, ov, gerr := s.gate(ctx, &req)
-	p := &Plan{Tenant: req.Tenant, Env: env, Request: req, WindowChoice: why}
-	capText := "capacity: " + capa.String()
-	if cerr != nil {
-		capText = "capacity: refused: " + cerr.Error()
+	p := &Plan{Tenant: req.Tenant, Env: env, Request: req, WindowChoice: c.why}
+	capText := "capacity: " + c.capa.String()
+	if c.capErr != nil {
+		capText = "capacity: refused: " + c.capErr.Error()
 	}
 	switch {
 	case gerr != nil && errors.Is(gerr, ErrGate):
@@ -421,7 +441,7 @@ func (s *Service) Plan(ctx context.Context, req Request) (*Plan, error) {
 			Checks: []string{"analysis: 5xx rate, and p99 against the tenant's own on " + from + " (its last " + BaselineWindow.String() +
 				" at the gateways; " + from + "'s with too few requests); automatic rollback"}},
 		{Phase: PhaseReplicate, Creates: []string{"move of " + req.Tenant + " from " + alias + " to " + req.Alias}, Checks: []string{"schema versions equal", "copy, then chunked parity"}},
-		{Phase: PhasePromote, Checks: []string{"inside the window " + w.String() + forcedText(req.Force) + autoText(why), "lag bound; pause, fence, marker catch-up, flip"}},
+		{Phase: PhasePromote, Checks: []string{"inside the window " + w.String() + forcedText(req.Force) + autoText(c.why), "lag bound; pause, fence, marker catch-up, flip"}},
 		{Phase: PhaseStandby, Checks: []string{"link back " + req.Alias + " -> " + alias + " kept", fmt.Sprintf("%d standbys streaming on %s", *req.Standbys, req.ClusterName)}},
 		{Phase: PhaseHypercare, Checks: []string{"for " + time.Duration(req.Hypercare).String() +
 			": verdicts on " + req.Stack + " (5xx, p99 against the tenant's own on " + from + ") and the link back's lag; cutback possible in seconds"}},
@@ -461,18 +481,10 @@ func envName(env string) string {
 // (ErrNotFound), a name in use, an operation running (*workflow.ActiveError),
 // the production gate (ErrGate).
 func (s *Service) Start(ctx context.Context, req Request) (*Info, error) {
-	if err := req.fill(); err != nil {
-		return nil, err
+	c, err := s.check(ctx, &req)
+	if err == nil {
+		err = c.capErr
 	}
-	alias, from, err := s.preflight(ctx, &req, "")
-	if err != nil {
-		return nil, err
-	}
-	why, err := s.resolveWindow(ctx, &req)
-	if err != nil {
-		return nil, err
-	}
-	capa, err := s.capacity(ctx, &req, alias)
 	if err != nil {
 		return nil, err
 	}
@@ -480,8 +492,8 @@ func (s *Service) Start(ctx context.Context, req Request) (*Info, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := Data{Request: req, Env: env, Override: ov, Twin: twin, Capacity: capa, Until: req.Until,
-		SourceAlias: alias, SourceStack: from, WindowChoice: why}
+	d := Data{Request: req, Env: env, Override: ov, Twin: twin, Capacity: c.capa, Until: req.Until,
+		SourceAlias: c.alias, SourceStack: c.from, WindowChoice: c.why}
 	snap, err := s.cfg.Store.Snapshot(ctx)
 	if err != nil {
 		return nil, err
