@@ -10,7 +10,6 @@ import (
 
 	"tenantry/control"
 	"tenantry/isolate"
-	"tenantry/load"
 	"tenantry/platform"
 	"tenantry/rollout"
 	"tenantry/workflow"
@@ -61,23 +60,7 @@ func TestUp_Kill9Isolate(t *testing.T) {
 	}
 	c := &control.Client{BaseURL: st.APIURL, Token: st.AdminToken}
 
-	stop := make(chan struct{})
-	p := newProgress()
-	cfg := load.Config{BaseURL: st.GatewayURL, Targets: []load.Target{{Tenant: platform.SampleTenant, APIKey: st.SampleAPIKey}},
-		Rate: 30, Concurrency: 4, Duration: 5 * time.Minute, Stop: stop, Seed: time.Now().UnixNano()}
-	cat, err := load.Setup(ctx, cfg, load.SetupOptions{Products: 2, Locations: 1, Stock: 100000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	type result struct {
-		sum load.Summary
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		sum, err := load.Run(ctx, cfg, cat, p.report)
-		done <- result{sum, err}
-	}()
+	ld := startSampleLoad(t, ctx, st, 30, 5*time.Minute)
 
 	zero := 0
 	req := isolate.Request{Tenant: platform.SampleTenant, Standbys: &zero, Hypercare: isolate.Duration(time.Hour),
@@ -130,12 +113,7 @@ func TestUp_Kill9Isolate(t *testing.T) {
 			t.Errorf("phase %s is %s", ph.Name, ph.State)
 		}
 	}
-	close(stop)
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	s := res.sum.Stats
+	s := ld.end(t)
 	t.Logf("load: %d requests, %d acknowledged, %d failed %v", s.Requests, s.Acknowledged, s.Failures, s.FailuresByCode)
 	if s.Failures != 0 {
 		t.Errorf("%d requests failed across the kills: %v", s.Failures, s.FailuresByCode)

@@ -333,6 +333,51 @@ func (p *progress) waitAcks(n int64, done <-chan struct{}) (load.Stats, bool) {
 	}
 }
 
+// sampleLoad is load on the local platform's sample tenant (2 products at
+// 1 location stocked first), running until end.
+type sampleLoad struct {
+	p    *progress
+	stop chan struct{}
+	ran  chan struct{} // closed when load.Run returns
+	sum  load.Summary
+	err  error
+}
+
+func startSampleLoad(t *testing.T, ctx context.Context, st *platform.State, rate float64, d time.Duration) *sampleLoad {
+	t.Helper()
+	l := &sampleLoad{p: newProgress(), stop: make(chan struct{}), ran: make(chan struct{})}
+	cfg := load.Config{BaseURL: st.GatewayURL, Targets: []load.Target{{Tenant: platform.SampleTenant, APIKey: st.SampleAPIKey}},
+		Rate: rate, Concurrency: 4, Duration: d, Stop: l.stop, Seed: time.Now().UnixNano()}
+	cat, err := load.Setup(ctx, cfg, load.SetupOptions{Products: 2, Locations: 1, Stock: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(l.ran)
+		l.sum, l.err = load.Run(ctx, cfg, cat, l.p.report)
+	}()
+	return l
+}
+
+// acks waits until at least n requests were acknowledged in all.
+func (l *sampleLoad) acks(t *testing.T, n int64) {
+	t.Helper()
+	if _, ok := l.p.waitAcks(n, l.ran); !ok {
+		t.Fatalf("load ended before %d acknowledged requests: %v", n, l.err)
+	}
+}
+
+// end stops the load and returns its stats.
+func (l *sampleLoad) end(t *testing.T) load.Stats {
+	t.Helper()
+	close(l.stop)
+	<-l.ran
+	if l.err != nil {
+		t.Fatal(l.err)
+	}
+	return l.sum.Stats
+}
+
 // drain discards the response body so the connection is reused.
 func drain(resp *http.Response) {
 	_, _ = io.Copy(io.Discard, resp.Body)

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"tenantry/load"
 	"tenantry/localpg"
 	"tenantry/localproc"
 	"tenantry/platform"
@@ -158,37 +157,13 @@ func TestUp_Kill9(t *testing.T) {
 	}
 	before, gwBefore := pids(), gatewayPID()
 
-	stop := make(chan struct{})
-	p := newProgress()
-	cfg := load.Config{BaseURL: st.GatewayURL, Targets: []load.Target{{Tenant: platform.SampleTenant, APIKey: st.SampleAPIKey}},
-		Rate: 40, Concurrency: 4, Duration: 3 * time.Minute, Stop: stop, Seed: time.Now().UnixNano()}
-	cat, err := load.Setup(ctx, cfg, load.SetupOptions{Products: 2, Locations: 1, Stock: 100000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	type result struct {
-		sum load.Summary
-		err error
-	}
-	done := make(chan result, 1)
-	ran := make(chan struct{})
-	go func() {
-		sum, err := load.Run(ctx, cfg, cat, p.report)
-		close(ran)
-		done <- result{sum, err}
-	}()
-	acks := func(n int64) {
-		t.Helper()
-		if _, ok := p.waitAcks(n, ran); !ok {
-			t.Fatalf("load ended before %d acknowledged requests", n)
-		}
-	}
-	acks(40)
+	ld := startSampleLoad(t, ctx, st, 40, 3*time.Minute)
+	ld.acks(t, 40)
 	if err := first.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	<-first.exited
-	acks(120) // served while no `up` runs
+	ld.acks(t, 120) // served while no `up` runs
 	restarted := startUp(t, ctx, dir)
 	t.Cleanup(func() { _ = restarted.cmd.Process.Kill() })
 	// The restarted platform answers where the first one did, and tells
@@ -203,13 +178,8 @@ func TestUp_Kill9(t *testing.T) {
 	if !strings.Contains(restarted.log.String(), "  "+tenantryBin+" status\n") {
 		t.Errorf("up does not print the command as it must be typed (%s status):\n%s", tenantryBin, restarted.log.String())
 	}
-	acks(200)
-	close(stop)
-	res := <-done
-	if res.err != nil {
-		t.Fatal(res.err)
-	}
-	s := res.sum.Stats
+	ld.acks(t, 200)
+	s := ld.end(t)
 	t.Logf("load: %d requests, %d acknowledged, %d failed %v, longest stall %v",
 		s.Requests, s.Acknowledged, s.Failures, s.FailuresByCode, time.Duration(s.LongestStall))
 	if s.Failures != 0 {
