@@ -45,10 +45,11 @@ func TestGateway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.GatewayRPS <= 0 || res.DirectRPS <= 0 || res.GatewayErrors != 0 || res.DirectErrors != 0 || len(res.RoundRatios) != 2 {
-		t.Fatalf("result %+v: want reads on both sides in 2 rounds, no errors", res)
+	if res.GatewayRPS <= 0 || res.DirectRPS <= 0 || res.RelayRPS <= 0 || res.RelayRatio <= 0 ||
+		res.GatewayErrors != 0 || res.DirectErrors != 0 || res.RelayErrors != 0 || len(res.RoundRatios) != 2 {
+		t.Fatalf("result %+v: want reads on every side (gateway, direct, relay) in 2 rounds, no errors", res)
 	}
-	t.Logf("gateway %.0f req/s, direct %.0f req/s, ratio %.2f", res.GatewayRPS, res.DirectRPS, res.Ratio)
+	t.Logf("gateway %.0f req/s, direct %.0f req/s, relay %.0f req/s, ratio %.2f, relay ratio %.2f", res.GatewayRPS, res.DirectRPS, res.RelayRPS, res.Ratio, res.RelayRatio)
 }
 
 func TestGateway_static(t *testing.T) {
@@ -57,13 +58,14 @@ func TestGateway_static(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Backend != BackendStatic || res.GatewayRPS <= 0 || res.DirectRPS <= 0 || res.GatewayErrors != 0 || res.DirectErrors != 0 || len(res.RoundRatios) != 2 {
-		t.Fatalf("result %+v: want static reads on both sides in 2 rounds, no errors", res)
+	if res.Backend != BackendStatic || res.GatewayRPS <= 0 || res.DirectRPS <= 0 || res.RelayRPS <= 0 ||
+		res.GatewayErrors != 0 || res.DirectErrors != 0 || res.RelayErrors != 0 || len(res.RoundRatios) != 2 {
+		t.Fatalf("result %+v: want static reads on every side (gateway, direct, relay) in 2 rounds, no errors", res)
 	}
 	if _, err := Gateway(context.Background(), GatewayConfig{Backend: "nginx"}); !errors.Is(err, ErrUnknownBackend) {
 		t.Fatalf("backend nginx: err %v, want ErrUnknownBackend", err)
 	}
-	t.Logf("gateway %.0f req/s, direct %.0f req/s, ratio %.2f", res.GatewayRPS, res.DirectRPS, res.Ratio)
+	t.Logf("gateway %.0f req/s, direct %.0f req/s, relay %.0f req/s, ratio %.2f, relay ratio %.2f", res.GatewayRPS, res.DirectRPS, res.RelayRPS, res.Ratio, res.RelayRatio)
 }
 
 func TestMedian(t *testing.T) {

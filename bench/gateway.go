@@ -55,9 +55,9 @@ type GatewayConfig struct {
 	Logger *slog.Logger
 }
 
-// GatewayResult is what Gateway measured. Both sides are measured in the
-// same run, in alternating rounds, by the same client (one net/http client
-// per side, its idle pool sized to the workers, reading each body to the
+// GatewayResult is what Gateway measured. The sides (gateway, direct, and
+// the relay) are measured in the same run, in alternating rounds, by the
+// same client (one net/http client per side, its idle pool sized to the workers, reading each body to the
 // end; it runs on the same cores as the servers). Ratio is the median of the
 // per-round ratios (gateway round / the direct round next to it): on a
 // shared, noisy machine one stalled round would otherwise swing the ratio of
@@ -78,6 +78,14 @@ type GatewayResult struct {
 	DirectP99Ms   float64   `json:"direct_p99_ms"`
 	GatewayErrors int64     `json:"gateway_errors"`
 	DirectErrors  int64     `json:"direct_errors"`
+	// RelayRPS and RelayRatio are the same reads through a bare relay
+	// instead of the gateway (relay: the least a hop costs here, no
+	// validation, no authentication, no routing), measured in the same
+	// rounds: the ceiling any hop reaches on this machine and client, which
+	// puts Ratio in proportion.
+	RelayRPS    float64 `json:"relay_rps"`
+	RelayRatio  float64 `json:"relay_ratio"`
+	RelayErrors int64   `json:"relay_errors"`
 }
 
 // gatewayOrders is how many orders Gateway places and then reads.
@@ -87,11 +95,13 @@ const gatewayOrders = 20
 var staticBody = []byte(strings.Repeat("0123456789", 19) + "tenantry!\n")
 
 // Gateway measures reads through a gateway against reads from its backend
-// directly, in alternating rounds, all on loopback. With BackendOMS it
-// reads orders (GET /v1/orders/{id}) through a gateway in front of two OMS
-// instances, or from the instances directly (the client balancing across
-// both itself, signing the tenant header as the gateway does); with
-// BackendStatic it reads 200 bytes from one trivial server.
+// directly, in alternating rounds, all on loopback, and the same reads
+// through a bare relay per instance (relay) as the reference of what a hop
+// costs. With BackendOMS it reads orders (GET /v1/orders/{id}) through a
+// gateway in front of two OMS instances, or from the instances directly
+// (the client balancing across both itself, signing the tenant header as
+// the gateway does); with BackendStatic it reads 200 bytes from one trivial
+// server.
 func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 	if cfg.Backend == "" {
 		cfg.Backend = BackendOMS
@@ -138,30 +148,46 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 	}
 	defer stop()
 
+	var relayURLs []string
+	for _, u := range b.urls {
+		rel, addr, err := startRelay(u)
+		if err != nil {
+			return GatewayResult{}, err
+		}
+		defer rel.close()
+		relayURLs = append(relayURLs, addr)
+	}
+
 	r := &readRounds{paths: b.paths, workers: cfg.Workers}
 	gwTarget := newReadTarget([]string{gwURL}, cfg.Workers, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+apiKey) })
 	drTarget := newReadTarget(b.urls, cfg.Workers, b.authorize)
-	defer gwTarget.client.CloseIdleConnections()
-	defer drTarget.client.CloseIdleConnections()
+	rlTarget := newReadTarget(relayURLs, cfg.Workers, b.authorize)
+	for _, t := range []readTarget{gwTarget, drTarget, rlTarget} {
+		defer t.client.CloseIdleConnections()
+	}
 	log.Info("warming up")
-	r.round(gwTarget, cfg.Duration/10)
-	r.round(drTarget, cfg.Duration/10)
-	var gw, dr readSide
-	var ratios []float64
+	for _, t := range []readTarget{gwTarget, drTarget, rlTarget} {
+		r.round(t, cfg.Duration/10)
+	}
+	var gw, dr, rl readSide
+	var ratios, relayRatios []float64
 	per := cfg.Duration / time.Duration(cfg.Rounds)
 	for i := range cfg.Rounds {
 		log.Info("round", "n", i+1, "of", cfg.Rounds)
-		// ABBA order, so that drift over the run favours neither side.
-		var g, d readSide
+		// The direct side in the middle, the gateway and the relay first and
+		// last in turn, so that drift over the run favours no side.
+		var g, d, x readSide
 		if i%2 == 0 {
-			g, d = r.round(gwTarget, per), r.round(drTarget, per)
+			g, d, x = r.round(gwTarget, per), r.round(drTarget, per), r.round(rlTarget, per)
 		} else {
-			d, g = r.round(drTarget, per), r.round(gwTarget, per)
+			x, d, g = r.round(rlTarget, per), r.round(drTarget, per), r.round(gwTarget, per)
 		}
 		gw.add(&g)
 		dr.add(&d)
+		rl.add(&x)
 		if d.rps() > 0 {
 			ratios = append(ratios, g.rps()/d.rps())
+			relayRatios = append(relayRatios, x.rps()/d.rps())
 		}
 		if err := ctx.Err(); err != nil {
 			return GatewayResult{}, err
@@ -174,6 +200,7 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 		GatewayP50Ms: ms(gw.hist.Quantile(0.50)), GatewayP99Ms: ms(gw.hist.Quantile(0.99)),
 		DirectP50Ms: ms(dr.hist.Quantile(0.50)), DirectP99Ms: ms(dr.hist.Quantile(0.99)),
 		GatewayErrors: gw.errors, DirectErrors: dr.errors,
+		RelayRPS: rl.rps(), RelayRatio: median(relayRatios), RelayErrors: rl.errors,
 	}, nil
 }
 

@@ -21,8 +21,11 @@ and a gateway in front of them, all on loopback, then reads orders (GET /v1/orde
 alternating rounds through the gateway and directly (the client balancing across both
 instances itself). With --backend static: a gateway in front of one loopback server that
 answers 200 bytes to every request (the gateway's own cost, as nginx's is measured).
+The same reads go through a bare relay too (request heads passed on unparsed, answers
+relayed by their Content-Length, nothing validated or authenticated): the least a hop
+costs on this machine, measured in the same rounds as a reference for the ratio.
 Each side runs --duration in total, split into --rounds rounds. Reports throughput,
-latency and their ratio.`,
+latency and their ratios.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.Duration <= 0 || cfg.Workers < 1 || cfg.Rounds < 1 {
@@ -43,13 +46,15 @@ latency and their ratio.`,
 				res.GatewayRPS, res.GatewayP50Ms, res.GatewayP99Ms, res.GatewayErrors)
 			fmt.Fprintf(a.stdout, "direct:  %.0f req/s, p50 %.2f ms, p99 %.2f ms, %d errors\n",
 				res.DirectRPS, res.DirectP50Ms, res.DirectP99Ms, res.DirectErrors)
-			fmt.Fprintf(a.stdout, "ratio (gateway/direct throughput): %.2f median of rounds, %.2f of totals  [%s backend, %d workers, %d rounds, %.1fs per side]\n",
-				res.Ratio, res.RatioOfTotals, res.Backend, res.Workers, res.Rounds, res.DurationS)
+			fmt.Fprintf(a.stdout, "relay:   %.0f req/s, %d errors (the reference: a bare relay instead of the gateway)\n",
+				res.RelayRPS, res.RelayErrors)
+			fmt.Fprintf(a.stdout, "ratio (gateway/direct throughput): %.2f median of rounds, %.2f of totals; relay/direct %.2f  [%s backend, %d workers, %d rounds, %.1fs per side]\n",
+				res.Ratio, res.RatioOfTotals, res.RelayRatio, res.Backend, res.Workers, res.Rounds, res.DurationS)
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Backend, "backend", bench.BackendOMS, "what the gateway fronts: oms (two OMS instances) or static (a 200-byte loopback server)")
-	cmd.Flags().DurationVar(&cfg.Duration, "duration", 5*time.Second, "measuring time per side (gateway and direct)")
+	cmd.Flags().DurationVar(&cfg.Duration, "duration", 5*time.Second, "measuring time per side (gateway, direct and relay)")
 	cmd.Flags().IntVar(&cfg.Workers, "workers", 16, "concurrent clients")
 	cmd.Flags().IntVar(&cfg.Rounds, "rounds", 10, "alternating rounds per side")
 	return cmd
