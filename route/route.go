@@ -608,7 +608,14 @@ func (r *Router) apply(snap *registry.Snapshot, initial bool) {
 	}
 	for _, id := range removed {
 		delete(r.seen, id)
-		if v, ok := r.tenants.Load(id); ok {
+		// A removed tenant's state goes with it, so that a long-lived router
+		// does not keep one per tenant ever deleted. A transaction holding
+		// the state sees it gone (apply with nil); the next request finds no
+		// state, and no tenant in the snapshot, and is answered not found
+		// without storing one. (One that read the snapshot before this swap
+		// may store a fresh state, which applies the newest snapshot: no
+		// pool, not found, and only that one kept.)
+		if v, ok := r.tenants.LoadAndDelete(id); ok {
 			st := v.(*tenantState)
 			st.mu.Lock()
 			_, toClose := st.apply(snap, nil)

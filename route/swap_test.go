@@ -105,7 +105,8 @@ func TestChanges(t *testing.T) {
 
 // TestRouter_SwapAtScale: with 10,000 registered tenants, 200 of them with
 // pools, a swap keeps the pools of unchanged tenants, retires and closes
-// the pools of moved and removed ones, and serves new ones.
+// the pools of moved and removed ones (and forgets the removed ones), and
+// serves new ones.
 func TestRouter_SwapAtScale(t *testing.T) {
 	const (
 		registered = 10000
@@ -176,8 +177,14 @@ func TestRouter_SwapAtScale(t *testing.T) {
 		if v := read(moved); v != "B" || r.pool(moved) == pools[moved] {
 			t.Fatalf("moved %s: read %q, want B on a new pool", moved, v)
 		}
+		if _, ok := r.tenants.Load(gone); ok {
+			t.Fatalf("removed %s: its state kept after the swap", gone)
+		}
 		if _, err := readV(ctx, r, gone); !errors.Is(err, ErrTenantNotFound) {
 			t.Fatalf("removed %s: err = %v, want ErrTenantNotFound", gone, err)
+		}
+		if _, ok := r.tenants.Load(gone); ok {
+			t.Fatalf("removed %s: a state stored by the read answered not found", gone)
 		}
 	}
 	if v := read(scaleTenant(registered + 7)); v != "A" {
