@@ -93,6 +93,19 @@ func holdAt(t *testing.T, point string) (reached <-chan struct{}, release func()
 	return r, release
 }
 
+// killHeld waits until the move's hook holds (reached, from holdAt), kills
+// the primary of cluster there (killPrimary) and releases the hook.
+func killHeld(t *testing.T, ctx context.Context, reached <-chan struct{}, release func(), cluster, member, promoted string) {
+	t.Helper()
+	select {
+	case <-reached:
+	case <-ctx.Done():
+		t.Fatal("the move never reached the point it was held at")
+	}
+	killPrimary(t, ctx, cluster, member, promoted)
+	release()
+}
+
 // waitRelinked waits until the move has rebuilt its link after a failover
 // and is back at step, and returns the rebuild's record.
 func waitRelinked(t *testing.T, ctx context.Context, id, step string) (*move.Info, move.Relink) {
@@ -146,6 +159,27 @@ func wantSubscriptionOn(t *testing.T, ctx context.Context, l *move.Link) {
 	}
 }
 
+// promoteAndComplete promotes move id, ready again after a change of
+// primary, checks that the tenant is served from to (and fenced on from),
+// lets the load run on, ends it (with no failed request allowed when
+// strict), runs the checker and completes the move, whose record it
+// returns.
+func promoteAndComplete(t *testing.T, ctx context.Context, lr *loadRun, id, tenant, to, from string, strict bool) *move.Info {
+	t.Helper()
+	if _, err := plat.Moves.Command(ctx, id, move.SignalPromote, true); err != nil {
+		t.Fatalf("promote after the restart: %v", err)
+	}
+	wantServing(t, ctx, tenant, to, from)
+	lr.served(t, ctx, 20)
+	if strict {
+		lr.finish(t)
+	} else {
+		lr.end(t)
+	}
+	lr.check(t, ctx)
+	return finishMove(t, ctx, id, move.SignalComplete)
+}
+
 // TestMove_SourceFailoverInReplicate kills (kill -9) the primary of a
 // move's source cluster while the move replicates, under load: the monitor
 // promotes the standby, the move notices (its slot stayed on the dead
@@ -154,25 +188,15 @@ func wantSubscriptionOn(t *testing.T, ctx context.Context, l *move.Link) {
 // promotes; the checker finds every acknowledged write on the target.
 func TestMove_SourceFailoverInReplicate(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
-	syncCluster(t, ctx, "fmsrc-1", "fmsrc")
-	f := newTenantOn(t, ctx, "fm-src", "fmsrc", 2000)
-	tenant := f.target.Tenant
-	lr := startLoad(t, ctx, 60, f)
+	tenant, lr := loadedTenantOn(t, ctx, "fmsrc-1", "fmsrc", "fm-src", 2000)
 	reached, release := holdAt(t, "replicating")
-	runMoves(t)
 	lr.served(t, ctx, 20)
 
 	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-reached:
-	case <-ctx.Done():
-		t.Fatal("move never reached replicate")
-	}
-	killPrimary(t, ctx, "fmsrc-1", "fmsrc-1-0", "fmsrc-1-1")
-	release()
+	killHeld(t, ctx, reached, release, "fmsrc-1", "fmsrc-1-0", "fmsrc-1-1")
 
 	wantRestarted(t, ctx, mv.ID, "source", "fmsrc-1", "failed over")
 	evs, err := plat.Moves.Get(ctx, mv.ID, true)
@@ -187,16 +211,9 @@ func TestMove_SourceFailoverInReplicate(t *testing.T) {
 		t.Error("the move's events do not say that replication restarted")
 	}
 
-	if _, err := plat.Moves.Command(ctx, mv.ID, move.SignalPromote, true); err != nil {
-		t.Fatalf("promote after the restart: %v", err)
-	}
-	wantServing(t, ctx, tenant, dedicatedAlias, "fmsrc")
-	lr.served(t, ctx, 20)
 	// A request cut off inside its commit by the kill has an unknown
 	// outcome and fails; the checker demands every acknowledged write.
-	lr.end(t)
-	lr.check(t, ctx)
-	st := finishMove(t, ctx, mv.ID, move.SignalComplete)
+	st := promoteAndComplete(t, ctx, lr, mv.ID, tenant, dedicatedAlias, "fmsrc", false)
 	if n := countRows(t, ctx, "fmsrc", tenant, st.Data.Tables); n != 0 {
 		t.Errorf("%d rows of %s left on the source after complete", n, tenant)
 	}
@@ -341,18 +358,13 @@ func TestMove_SlotInvalidated(t *testing.T) {
 	}
 }
 
-// TestMove_SwitchoverInReady switches the source cluster of a move waiting
-// in ready over to its standby, under load: the slot stayed on the former
-// primary (now a standby), so the move restarts replication on the new
-// primary, verifies again and is ready; the promotion and completion work
-// and the checker passes.
-func TestMove_SwitchoverInReady(t *testing.T) {
-	ctx := testContext(t, 4*time.Minute)
-	syncCluster(t, ctx, "fmsw-1", "fmsw")
-	f := newTenantOn(t, ctx, "fm-sw", "fmsw", 1000)
-	tenant := f.target.Tenant
-	lr := startLoad(t, ctx, 60, f)
-	runMoves(t)
+// readyMoveFrom creates cluster (one synchronous standby) with alias on
+// it and a tenant of 1,000 orders there under 60 req/s of load, and starts
+// a move of the tenant to the dedicated alias; it returns once the move
+// waits in ready, with the tenant, the load and the move's id.
+func readyMoveFrom(t *testing.T, ctx context.Context, cluster, alias, id string) (string, *loadRun, string) {
+	t.Helper()
+	tenant, lr := loadedTenantOn(t, ctx, cluster, alias, id, 1000)
 	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Force: true})
 	if err != nil {
 		t.Fatal(err)
@@ -360,28 +372,44 @@ func TestMove_SwitchoverInReady(t *testing.T) {
 	if _, err := plat.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "ready" }); err != nil {
 		t.Fatal(err)
 	}
+	return tenant, lr, mv.ID
+}
+
+// loadedTenantOn creates cluster (one synchronous standby) with alias on
+// it and a tenant of orders there under 60 req/s of load, with the moves
+// running; it returns the tenant and the load.
+func loadedTenantOn(t *testing.T, ctx context.Context, cluster, alias, id string, orders int) (string, *loadRun) {
+	t.Helper()
+	syncCluster(t, ctx, cluster, alias)
+	f := newTenantOn(t, ctx, id, alias, orders)
+	lr := startLoad(t, ctx, 60, f)
+	runMoves(t)
+	return f.target.Tenant, lr
+}
+
+// TestMove_SwitchoverInReady switches the source cluster of a move waiting
+// in ready over to its standby, under load: the slot stayed on the former
+// primary (now a standby), so the move restarts replication on the new
+// primary, verifies again and is ready; the promotion and completion work
+// and the checker passes.
+func TestMove_SwitchoverInReady(t *testing.T) {
+	ctx := testContext(t, 4*time.Minute)
+	tenant, lr, id := readyMoveFrom(t, ctx, "fmsw-1", "fmsw", "fm-sw")
 	c := apiClient()
 	switchover(t, ctx, c, "fmsw-1", "fmsw-1-1")
 	// The former primary, a standby now, kept no copy of the move's slot
 	// (it would hold WAL there, and catalog rows on the primary through
 	// hot_standby_feedback).
 	var slots []string
-	err = memberConn(t, ctx, "fmsw-1", "fmsw-1-0").QueryRow(ctx,
+	err := memberConn(t, ctx, "fmsw-1", "fmsw-1-0").QueryRow(ctx,
 		"SELECT coalesce(array_agg(slot_name::text), '{}') FROM pg_replication_slots WHERE slot_type = 'logical'").Scan(&slots)
 	if err != nil || len(slots) != 0 {
 		t.Errorf("logical slots on the former primary, now a standby: %v (%v), want none", slots, err)
 	}
-	if rl := wantRestarted(t, ctx, mv.ID, "source", "fmsw-1", "switched over"); rl.Step != "ready" {
+	if rl := wantRestarted(t, ctx, id, "source", "fmsw-1", "switched over"); rl.Step != "ready" {
 		t.Errorf("the switchover was noticed in %s, want ready", rl.Step)
 	}
-	if _, err := c.MoveCommand(ctx, mv.ID, move.SignalPromote); err != nil {
-		t.Fatalf("promote after the restart: %v", err)
-	}
-	wantServing(t, ctx, tenant, dedicatedAlias, "fmsw")
-	lr.served(t, ctx, 20)
-	lr.finish(t)
-	lr.check(t, ctx)
-	finishMove(t, ctx, mv.ID, move.SignalComplete)
+	promoteAndComplete(t, ctx, lr, id, tenant, dedicatedAlias, "fmsw", true)
 }
 
 // TestMove_TargetFailoverInReady kills (kill -9) the primary of a move's
@@ -406,12 +434,76 @@ func TestMove_TargetFailoverInReady(t *testing.T) {
 	}
 	killPrimary(t, ctx, "fmtr-1", "fmtr-1-0", "fmtr-1-1")
 	wantRestarted(t, ctx, mv.ID, "target", "fmtr-1", "failed over")
-	if _, err := plat.Moves.Command(ctx, mv.ID, move.SignalPromote, true); err != nil {
-		t.Fatalf("promote after the restart: %v", err)
-	}
-	wantServing(t, ctx, tenant, "fmtr", PooledAlias)
+	// The tenant was served from the source: no request may fail.
+	promoteAndComplete(t, ctx, lr, mv.ID, tenant, "fmtr", PooledAlias, true)
+}
+
+// TestMove_SourceFailoverInFlip kills (kill -9) the primary of a move's
+// source cluster inside a promotion's pause, right after the fence, under
+// load: the flip cannot prove that the target has everything the source
+// committed, so it rolls back (the tenant unfenced and served again from the
+// source's new primary, where the fence had been replicated), the move
+// restarts replication on the new primary and is ready again; a second
+// promotion works and the checker finds every acknowledged write.
+func TestMove_SourceFailoverInFlip(t *testing.T) {
+	ctx := testContext(t, 5*time.Minute)
+	tenant, lr, id := readyMoveFrom(t, ctx, "fmfl-1", "fmfl", "fm-fl")
 	lr.served(t, ctx, 20)
-	lr.finish(t) // the tenant was served from the source: no request failed
+	reached, release := holdAt(t, "fenced")
+	if _, err := plat.Moves.Command(ctx, id, move.SignalPromote, false); err != nil {
+		t.Fatalf("promote: %v", err)
+	}
+	killHeld(t, ctx, reached, release, "fmfl-1", "fmfl-1-0", "fmfl-1-1")
+
+	wantRestarted(t, ctx, id, "source", "fmfl-1", "failed over")
+	st, err := plat.Moves.Get(ctx, id, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Data.Flips) != 0 || st.Data.On != st.Data.Source {
+		t.Fatalf("after the failover in the pause: flips %+v, tenant on %s; want no flip, on the source", st.Data.Flips, st.Data.On)
+	}
+	wantServing(t, ctx, tenant, "fmfl", "")
+	lr.served(t, ctx, 20)
+
+	// Requests held by the pause while the primary was down, or cut off
+	// inside their commit by the kill, may fail; the checker demands every
+	// acknowledged write.
+	promoteAndComplete(t, ctx, lr, id, tenant, dedicatedAlias, "fmfl", false)
+}
+
+// TestMove_SourceFailoverInHypercare kills (kill -9) the primary of the
+// cluster a moved tenant came from, in hypercare, under load: the tenant is
+// served from the target all along; the link back (its subscription on the
+// source) lost what the dead primary had applied, so the move rebuilds it
+// with a fresh copy into the source's new primary, and a cutback onto it
+// then works; the checker finds every acknowledged write.
+func TestMove_SourceFailoverInHypercare(t *testing.T) {
+	ctx := testContext(t, 5*time.Minute)
+	tenant, lr := loadedTenantOn(t, ctx, "fmsh-1", "fmsh", "fm-sh", 1000)
+	lr.served(t, ctx, 20)
+	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Auto: true, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plat.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "hypercare" && len(i.Data.Flips) == 1 }); err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	lr.served(t, ctx, 20)
+	killPrimary(t, ctx, "fmsh-1", "fmsh-1-0", "fmsh-1-1")
+	lr.served(t, ctx, 20) // served from the target: the source's failover is no outage
+
+	st, rl := waitRelinked(t, ctx, mv.ID, "hypercare")
+	if !strings.Contains(rl.Reason, "source cluster fmsh-1 failed over") || rl.Done.IsZero() {
+		t.Errorf("relink recorded %+v, want the source's failover, done", rl)
+	}
+	wantSubscriptionOn(t, ctx, st.Data.Link)
+	if _, err := apiClient().MoveCommand(ctx, mv.ID, move.SignalCutback); err != nil {
+		t.Fatalf("cutback once the link is in sync: %v", err)
+	}
+	wantServing(t, ctx, tenant, "fmsh", dedicatedAlias)
+	lr.served(t, ctx, 20)
+	lr.finish(t) // the tenant was served from the target through the failover: no request failed
 	lr.check(t, ctx)
 	finishMove(t, ctx, mv.ID, move.SignalComplete)
 }
