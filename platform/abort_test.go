@@ -17,11 +17,11 @@ import (
 	"tenantry/route"
 )
 
-// readyMove starts a move of tenant to the dedicated alias that waits for
-// the operator's promote, and returns it once ready.
-func readyMove(t *testing.T, ctx context.Context, tenant string) *move.Info {
+// readyMove starts a move of tenant to alias to that waits for the
+// operator's promote, and returns it once ready.
+func readyMove(t *testing.T, ctx context.Context, tenant, to string) *move.Info {
 	t.Helper()
-	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Force: true})
+	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: to, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestMove_Abort(t *testing.T) {
 		runMoves(t)
 		fx := newTenant(t, ctx, "abort-lag", 500)
 		lr := startLoad(t, ctx, 20, fx)
-		mv := readyMove(t, ctx, fx.target.Tenant)
+		mv := readyMove(t, ctx, fx.target.Tenant, dedicatedAlias)
 		dst := aliasPool(t, ctx, dedicatedAlias)
 		sub := mv.Data.Link.Subscription
 		if err := logrepl.SetSubscriptionEnabled(ctx, dst, sub, false); err != nil {
@@ -96,7 +96,7 @@ func TestMove_Abort(t *testing.T) {
 		runMoves(t)
 		fx := newTenant(t, ctx, "abort-ack", 500)
 		lr := startLoad(t, ctx, 20, fx)
-		mv := readyMove(t, ctx, fx.target.Tenant)
+		mv := readyMove(t, ctx, fx.target.Tenant, dedicatedAlias)
 		const fake = "router-never-acks"
 		stopFake := fakeRouter(t, ctx, fake)
 		began := time.Now()
@@ -118,7 +118,7 @@ func TestMove_Abort(t *testing.T) {
 		runMoves(t)
 		fx := newTenant(t, ctx, "abort-stale", 300)
 		tenant := fx.target.Tenant
-		mv := readyMove(t, ctx, tenant)
+		mv := readyMove(t, ctx, tenant, dedicatedAlias)
 		w := startStaleWriter(t, ctx, tenant, fx.cat.Products[0], fx.cat.Locations[0])
 		if err := poll(ctx, "stale router writing", func() (bool, error) { return w.acked() >= 20, nil }); err != nil {
 			t.Fatal(err)

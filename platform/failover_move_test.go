@@ -188,7 +188,8 @@ func promoteAndComplete(t *testing.T, ctx context.Context, lr *loadRun, id, tena
 // promotes; the checker finds every acknowledged write on the target.
 func TestMove_SourceFailoverInReplicate(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
-	tenant, lr := loadedTenantOn(t, ctx, "fmsrc-1", "fmsrc", "fm-src", 2000)
+	syncCluster(t, ctx, "fmsrc-1", "fmsrc")
+	tenant, lr := loadedTenant(t, ctx, "fmsrc", "fm-src", 2000)
 	reached, release := holdAt(t, "replicating")
 	lr.served(t, ctx, 20)
 
@@ -358,29 +359,10 @@ func TestMove_SlotInvalidated(t *testing.T) {
 	}
 }
 
-// readyMoveFrom creates cluster (one synchronous standby) with alias on
-// it and a tenant of 1,000 orders there under 60 req/s of load, and starts
-// a move of the tenant to the dedicated alias; it returns once the move
-// waits in ready, with the tenant, the load and the move's id.
-func readyMoveFrom(t *testing.T, ctx context.Context, cluster, alias, id string) (string, *loadRun, string) {
+// loadedTenant makes a tenant of orders on alias under 60 req/s of load,
+// with the moves running; it returns the tenant and the load.
+func loadedTenant(t *testing.T, ctx context.Context, alias, id string, orders int) (string, *loadRun) {
 	t.Helper()
-	tenant, lr := loadedTenantOn(t, ctx, cluster, alias, id, 1000)
-	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Force: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := plat.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "ready" }); err != nil {
-		t.Fatal(err)
-	}
-	return tenant, lr, mv.ID
-}
-
-// loadedTenantOn creates cluster (one synchronous standby) with alias on
-// it and a tenant of orders there under 60 req/s of load, with the moves
-// running; it returns the tenant and the load.
-func loadedTenantOn(t *testing.T, ctx context.Context, cluster, alias, id string, orders int) (string, *loadRun) {
-	t.Helper()
-	syncCluster(t, ctx, cluster, alias)
 	f := newTenantOn(t, ctx, id, alias, orders)
 	lr := startLoad(t, ctx, 60, f)
 	runMoves(t)
@@ -394,7 +376,9 @@ func loadedTenantOn(t *testing.T, ctx context.Context, cluster, alias, id string
 // and the checker passes.
 func TestMove_SwitchoverInReady(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
-	tenant, lr, id := readyMoveFrom(t, ctx, "fmsw-1", "fmsw", "fm-sw")
+	syncCluster(t, ctx, "fmsw-1", "fmsw")
+	tenant, lr := loadedTenant(t, ctx, "fmsw", "fm-sw", 1000)
+	id := readyMove(t, ctx, tenant, dedicatedAlias).ID
 	c := apiClient()
 	switchover(t, ctx, c, "fmsw-1", "fmsw-1-1")
 	// The former primary, a standby now, kept no copy of the move's slot
@@ -421,55 +405,12 @@ func TestMove_SwitchoverInReady(t *testing.T) {
 func TestMove_TargetFailoverInReady(t *testing.T) {
 	ctx := testContext(t, 4*time.Minute)
 	syncCluster(t, ctx, "fmtr-1", "fmtr")
-	f := newTenant(t, ctx, "fm-tr", 1000)
-	tenant := f.target.Tenant
-	lr := startLoad(t, ctx, 60, f)
-	runMoves(t)
-	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: "fmtr", Force: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := plat.Moves.Wait(ctx, mv.ID, func(i *move.Info) bool { return i.Step == "ready" }); err != nil {
-		t.Fatal(err)
-	}
+	tenant, lr := loadedTenant(t, ctx, PooledAlias, "fm-tr", 1000)
+	id := readyMove(t, ctx, tenant, "fmtr").ID
 	killPrimary(t, ctx, "fmtr-1", "fmtr-1-0", "fmtr-1-1")
-	wantRestarted(t, ctx, mv.ID, "target", "fmtr-1", "failed over")
+	wantRestarted(t, ctx, id, "target", "fmtr-1", "failed over")
 	// The tenant was served from the source: no request may fail.
-	promoteAndComplete(t, ctx, lr, mv.ID, tenant, "fmtr", PooledAlias, true)
-}
-
-// TestMove_SourceFailoverInFlip kills (kill -9) the primary of a move's
-// source cluster inside a promotion's pause, right after the fence, under
-// load: the flip cannot prove that the target has everything the source
-// committed, so it rolls back (the tenant unfenced and served again from the
-// source's new primary, where the fence had been replicated), the move
-// restarts replication on the new primary and is ready again; a second
-// promotion works and the checker finds every acknowledged write.
-func TestMove_SourceFailoverInFlip(t *testing.T) {
-	ctx := testContext(t, 5*time.Minute)
-	tenant, lr, id := readyMoveFrom(t, ctx, "fmfl-1", "fmfl", "fm-fl")
-	lr.served(t, ctx, 20)
-	reached, release := holdAt(t, "fenced")
-	if _, err := plat.Moves.Command(ctx, id, move.SignalPromote, false); err != nil {
-		t.Fatalf("promote: %v", err)
-	}
-	killHeld(t, ctx, reached, release, "fmfl-1", "fmfl-1-0", "fmfl-1-1")
-
-	wantRestarted(t, ctx, id, "source", "fmfl-1", "failed over")
-	st, err := plat.Moves.Get(ctx, id, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Data.Flips) != 0 || st.Data.On != st.Data.Source {
-		t.Fatalf("after the failover in the pause: flips %+v, tenant on %s; want no flip, on the source", st.Data.Flips, st.Data.On)
-	}
-	wantServing(t, ctx, tenant, "fmfl", "")
-	lr.served(t, ctx, 20)
-
-	// Requests held by the pause while the primary was down, or cut off
-	// inside their commit by the kill, may fail; the checker demands every
-	// acknowledged write.
-	promoteAndComplete(t, ctx, lr, id, tenant, dedicatedAlias, "fmfl", false)
+	promoteAndComplete(t, ctx, lr, id, tenant, "fmtr", PooledAlias, true)
 }
 
 // TestMove_SourceFailoverInHypercare kills (kill -9) the primary of the
@@ -480,7 +421,8 @@ func TestMove_SourceFailoverInFlip(t *testing.T) {
 // then works; the checker finds every acknowledged write.
 func TestMove_SourceFailoverInHypercare(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
-	tenant, lr := loadedTenantOn(t, ctx, "fmsh-1", "fmsh", "fm-sh", 1000)
+	syncCluster(t, ctx, "fmsh-1", "fmsh")
+	tenant, lr := loadedTenant(t, ctx, "fmsh", "fm-sh", 1000)
 	lr.served(t, ctx, 20)
 	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Auto: true, Force: true})
 	if err != nil {
@@ -506,4 +448,52 @@ func TestMove_SourceFailoverInHypercare(t *testing.T) {
 	lr.finish(t) // the tenant was served from the target through the failover: no request failed
 	lr.check(t, ctx)
 	finishMove(t, ctx, mv.ID, move.SignalComplete)
+}
+
+// TestMove_FailoverInFlip kills (kill -9) the primary of a move's source or
+// target cluster inside a promotion's pause, under load: the source's right
+// after the fence (its NOLOGIN replicated to the standby), the target's once
+// it has caught up. The flip can then neither prove the target complete nor
+// raise the sequences and unfence the tenant there, so it rolls back (the
+// tenant unfenced and served from the source, on its new primary where the
+// source failed over), the move restarts replication on the current
+// primaries and is ready again; a second promotion works and the checker
+// finds every acknowledged write.
+func TestMove_FailoverInFlip(t *testing.T) {
+	for _, tc := range []struct {
+		side, cluster, alias, at string
+		source, target           string // aliases
+	}{
+		{side: "source", cluster: "fmfl-1", alias: "fmfl", at: "fenced", source: "fmfl", target: dedicatedAlias},
+		{side: "target", cluster: "fmtf-1", alias: "fmtf", at: "applied", source: PooledAlias, target: "fmtf"},
+	} {
+		t.Run(tc.side+" at "+tc.at, func(t *testing.T) {
+			ctx := testContext(t, 5*time.Minute)
+			syncCluster(t, ctx, tc.cluster, tc.alias)
+			tenant, lr := loadedTenant(t, ctx, tc.source, "fm-fl-"+tc.side[:3], 1000)
+			id := readyMove(t, ctx, tenant, tc.target).ID
+			lr.served(t, ctx, 20)
+			reached, release := holdAt(t, tc.at)
+			if _, err := plat.Moves.Command(ctx, id, move.SignalPromote, false); err != nil {
+				t.Fatalf("promote: %v", err)
+			}
+			killHeld(t, ctx, reached, release, tc.cluster, tc.cluster+"-0", tc.cluster+"-1")
+
+			wantRestarted(t, ctx, id, tc.side, tc.cluster, "failed over")
+			st, err := plat.Moves.Get(ctx, id, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := st.Data; d.FailedFlips != 1 || len(d.Flips) != 0 || d.On != tc.source {
+				t.Fatalf("after the failover in the pause: %d failed flips, flips %+v, tenant on %s; want the flip failed, none made, on %s",
+					d.FailedFlips, d.Flips, d.On, tc.source)
+			}
+			wantServing(t, ctx, tenant, tc.source, "")
+			lr.served(t, ctx, 20)
+			// Requests held by the pause while a primary was down, or cut off
+			// inside their commit by the kill, may fail; the checker demands
+			// every acknowledged write.
+			promoteAndComplete(t, ctx, lr, id, tenant, tc.target, tc.source, false)
+		})
+	}
 }
