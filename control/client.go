@@ -95,6 +95,28 @@ func (c *Client) ClusterStatus(ctx context.Context, name string) (*ClusterStatus
 	return &st, c.Do(ctx, http.MethodGet, "/v1/clusters/"+url.PathEscape(name), nil, &st)
 }
 
+// WaitFollows reads cluster's status every 20 ms until primary is its only
+// primary and every other member streams from it (ClusterStatus.Follows),
+// as after a switchover or a failover, and returns that status. When ctx
+// ends first it returns the last status read with an error saying so.
+func (c *Client) WaitFollows(ctx context.Context, cluster, primary string) (*ClusterStatus, error) {
+	var last error
+	for {
+		st, err := c.ClusterStatus(ctx, cluster)
+		if err == nil && st.Follows(primary) {
+			return st, nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return st, fmt.Errorf("cluster %s: %s not the primary of streaming standbys: %w (last error: %v)", cluster, primary, ctx.Err(), last)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
 // AddStandby adds a streaming standby to a cluster (local clusters).
 func (c *Client) AddStandby(ctx context.Context, cluster string, req AddStandbyRequest) (*registry.Member, error) {
 	var m registry.Member

@@ -7,9 +7,9 @@ import (
 	"strings"
 )
 
-// MoveFailpoint returns a move hook (move.Config.Hook) for tests that kill a
-// control-plane replica at a chosen point of a move, as etcd's failpoints
-// do: spec is "move:POINT" (`tenantry control` reads it from
+// MoveFailpoint returns a move hook (move.Config.Hook, which isolations and
+// switchovers call too) for tests that kill a control-plane replica at a
+// chosen point of a move, as etcd's failpoints do: spec is "move:POINT" (`tenantry control` reads it from
 // $TENANTRY_FAILPOINT, file from $TENANTRY_FAILPOINT_FILE). At POINT the
 // replica creates file, writes its PID into it and blocks until its step
 // is cancelled or the process killed. It fires once per file: a replica that

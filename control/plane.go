@@ -274,7 +274,7 @@ func (p *Plane) startRunner(ctx context.Context) error {
 	}
 	servers, _ := p.cfg.Provisioner.(ha.Servers)
 	if p.HA, err = ha.NewService(ha.Config{Registry: p.Store, Connect: memberConnector(p.Vault), Servers: servers,
-		AckTimeout: mc.AckTimeout, RouterLive: mc.RouterLive, Logger: p.cfg.Logger}, runner); err != nil {
+		AckTimeout: mc.AckTimeout, RouterLive: mc.RouterLive, Logger: p.cfg.Logger, Hook: mc.Hook}, runner); err != nil {
 		return err
 	}
 	p.Monitor = p.HA.NewMonitor(pool, p.cfg.Failover)

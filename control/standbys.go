@@ -228,6 +228,21 @@ type ClusterStatus struct {
 	Members []MemberStatus `json:"members"`
 }
 
+// Follows reports whether primary is the cluster's only primary, in the
+// registry and in fact (not in recovery), and every other member a standby
+// in recovery that streams from it (the primary's walsender for it is
+// streaming).
+func (s *ClusterStatus) Follows(primary string) bool {
+	for _, m := range s.Members {
+		isPrimary := m.Name == primary
+		if (m.Role == registry.RolePrimary) != isPrimary || m.InRecovery == nil || *m.InRecovery == isPrimary ||
+			!isPrimary && m.Replication != "streaming" {
+			return false
+		}
+	}
+	return true
+}
+
 // MemberStatus is a member with its probe: reachable, in recovery or not,
 // and for a standby its replication as its primary reports it.
 type MemberStatus struct {

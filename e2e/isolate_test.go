@@ -3,12 +3,9 @@ package e2e
 import (
 	"context"
 	"os"
-	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
-	"tenantry/control"
 	"tenantry/isolate"
 	"tenantry/platform"
 	"tenantry/rollout"
@@ -26,39 +23,8 @@ import (
 func TestUp_Kill9Isolate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
-	dir := filepath.Join(tmpDir, "up-kill9-isolate")
-	t.Cleanup(func() { stopLeftClusters(dir) })
-	failpoint := func(at string) (string, []string) {
-		file := filepath.Join(t.TempDir(), "failpoint")
-		return file, []string{"TENANTRY_FAILPOINT=move:isolate:" + at + ":done", "TENANTRY_FAILPOINT_FILE=" + file}
-	}
-	fired := func(file string, up *upProc) {
-		t.Helper()
-		err := poll(ctx, "failpoint "+file, func() (bool, error) {
-			select {
-			case <-up.exited:
-				t.Fatalf("tenantry up exited before its failpoint")
-			default:
-			}
-			_, err := os.Stat(file)
-			return err == nil, nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := up.cmd.Process.Kill(); err != nil {
-			t.Fatal(err)
-		}
-		<-up.exited
-	}
-	file, env := failpoint(isolate.PhaseProvision)
-	up := startUp(t, ctx, dir, env...)
-	t.Cleanup(func() { _ = up.cmd.Process.Kill() })
-	st, err := platform.ReadState(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &control.Client{BaseURL: st.APIURL, Token: st.AdminToken}
+	file, env := failpoint(t, "isolate:"+isolate.PhaseProvision+":done")
+	up, dir, st, c := upAt(t, ctx, "up-kill9-isolate", env...)
 
 	ld := startSampleLoad(t, ctx, st, 30, 5*time.Minute)
 
@@ -69,19 +35,19 @@ func TestUp_Kill9Isolate(t *testing.T) {
 	if _, err := c.StartIsolation(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	fired(file, up)
+	killAtFailpoint(t, ctx, file, up)
 	t.Logf("killed in the provision")
 
-	file, env = failpoint(isolate.PhaseDeploy)
+	file, env = failpoint(t, "isolate:"+isolate.PhaseDeploy+":done")
 	up = startUp(t, ctx, dir, env...)
-	t.Cleanup(func() { _ = up.cmd.Process.Kill() })
-	fired(file, up)
+	killAtFailpoint(t, ctx, file, up)
 	t.Logf("killed in the deploy")
 
 	up = startUp(t, ctx, dir)
-	last := up
-	t.Cleanup(func() { _ = last.cmd.Process.Kill() })
-	var in *isolate.Info
+	var (
+		in  *isolate.Info
+		err error
+	)
 	err = poll(ctx, "isolation in hypercare", func() (bool, error) {
 		in, err = c.Isolation(ctx, platform.SampleTenant)
 		return err == nil && (in.Step == isolate.PhaseHypercare && in.Data.WaitingFor != "" || in.Status != string(workflow.StatusRunning)), err
@@ -122,12 +88,27 @@ func TestUp_Kill9Isolate(t *testing.T) {
 	if err != nil || ten.Alias != platform.SampleTenant+"-ded" {
 		t.Errorf("tenant after the isolation: %+v %v", ten, err)
 	}
-	if err := up.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	stopUp(t, ctx, up)
+}
+
+// killAtFailpoint waits until up has reached its failpoint (file exists)
+// and kills it (SIGKILL).
+func killAtFailpoint(t *testing.T, ctx context.Context, file string, up *upProc) {
+	t.Helper()
+	err := poll(ctx, "failpoint "+file, func() (bool, error) {
+		select {
+		case <-up.exited:
+			t.Fatalf("tenantry up exited before its failpoint")
+		default:
+		}
+		_, err := os.Stat(file)
+		return err == nil, nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-up.exited:
-	case <-ctx.Done():
-		t.Fatal("up did not stop on SIGTERM")
+	if err := up.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
 	}
+	<-up.exited
 }

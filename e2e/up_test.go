@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"tenantry/control"
 	"tenantry/localpg"
 	"tenantry/localproc"
 	"tenantry/platform"
@@ -29,7 +30,7 @@ type upProc struct {
 }
 
 // startUp runs `tenantry up` on dir (with env added to this process's)
-// and waits until it says it is up.
+// and waits until it says it is up; it is killed when the test ends.
 func startUp(t *testing.T, ctx context.Context, dir string, env ...string) *upProc {
 	t.Helper()
 	cmd := exec.Command(tenantryBin, "up", "--data-dir", dir, "--log-level", "warn")
@@ -43,6 +44,7 @@ func startUp(t *testing.T, ctx context.Context, dir string, env ...string) *upPr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() }) // after a clean stop, a no-op
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(out)
@@ -114,7 +116,6 @@ func TestUp_Kill9(t *testing.T) {
 	dir := filepath.Join(tmpDir, "up-kill9")
 	t.Cleanup(func() { stopLeftClusters(dir) })
 	first := startUp(t, ctx, dir)
-	t.Cleanup(func() { _ = first.cmd.Process.Kill() })
 	st, err := platform.ReadState(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +166,6 @@ func TestUp_Kill9(t *testing.T) {
 	<-first.exited
 	ld.acks(t, 120) // served while no `up` runs
 	restarted := startUp(t, ctx, dir)
-	t.Cleanup(func() { _ = restarted.cmd.Process.Kill() })
 	// The restarted platform answers where the first one did, and tells
 	// the user commands they can type as printed.
 	st2, err := platform.ReadState(dir)
@@ -191,14 +191,7 @@ func TestUp_Kill9(t *testing.T) {
 	}
 
 	// A clean stop ends every process the platform started.
-	if err := restarted.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-restarted.exited:
-	case <-ctx.Done():
-		t.Fatal("up did not stop on SIGTERM")
-	}
+	stopUp(t, ctx, restarted)
 	for _, pid := range append(after, gwAfter) {
 		if alive(pid) {
 			t.Errorf("process %d outlived the platform that stopped", pid)
@@ -221,4 +214,42 @@ func stopLeftClusters(dir string) {
 			_ = c.Stop(context.Background())
 		}
 	}
+}
+
+// stopUp stops up cleanly (SIGTERM) and waits for it to exit.
+func stopUp(t *testing.T, ctx context.Context, up *upProc) {
+	t.Helper()
+	if err := up.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-up.exited:
+	case <-ctx.Done():
+		t.Fatal("up did not stop on SIGTERM")
+	}
+}
+
+// failpoint returns a fresh file and the environment that makes `tenantry
+// up` stop at the move hook's point at (TENANTRY_FAILPOINT, see
+// control.MoveFailpoint), where it creates the file.
+func failpoint(t *testing.T, at string) (string, []string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "failpoint")
+	return file, []string{"TENANTRY_FAILPOINT=move:" + at, "TENANTRY_FAILPOINT_FILE=" + file}
+}
+
+// upAt runs `tenantry up` (with env) on a new data directory name under
+// the tests' directory, whose clusters are stopped when the test ends, and
+// returns it with the directory, the platform's state and a control-plane
+// client.
+func upAt(t *testing.T, ctx context.Context, name string, env ...string) (*upProc, string, *platform.State, *control.Client) {
+	t.Helper()
+	dir := filepath.Join(tmpDir, name)
+	t.Cleanup(func() { stopLeftClusters(dir) })
+	up := startUp(t, ctx, dir, env...)
+	st, err := platform.ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return up, dir, st, &control.Client{BaseURL: st.APIURL, Token: st.AdminToken}
 }

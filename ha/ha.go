@@ -91,6 +91,12 @@ type Config struct {
 	// switchover starts; default 16 MiB.
 	MaxLagBytes int64
 	Logger      *slog.Logger
+	// Hook, when set, is called at named points inside a switchover
+	// ("switchover:paused", "switchover:stopped", "switchover:promoted",
+	// "switchover:repointed"); an error fails the step as any other would.
+	// The control plane passes its move hook (`tenantry up`'s failpoints):
+	// tests kill it there.
+	Hook func(ctx context.Context, point string) error
 }
 
 func (c *Config) setDefaults() error {
@@ -111,6 +117,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Hook == nil {
+		c.Hook = func(context.Context, string) error { return nil }
 	}
 	return nil
 }

@@ -275,6 +275,9 @@ func (h *Service) pauseStep(ctx context.Context, r *workflow.Run) (string, error
 			}
 		}
 		d.lap("acks")
+		if err := h.cfg.Hook(ctx, "switchover:paused"); err != nil {
+			return "", err
+		}
 		return "catchup", nil
 	})
 }
@@ -392,6 +395,9 @@ func (h *Service) stopStep(ctx context.Context, r *workflow.Run) (string, error)
 			return "", err
 		}
 		d.lap("stop")
+		if err := h.cfg.Hook(ctx, "switchover:stopped"); err != nil {
+			return "", err
+		}
 		return "promote", nil
 	})
 }
@@ -409,6 +415,9 @@ func (h *Service) promoteStep(ctx context.Context, r *workflow.Run) (string, err
 			return "", err
 		}
 		d.lap("promote")
+		if err := h.cfg.Hook(ctx, "switchover:promoted"); err != nil {
+			return "", err
+		}
 		return "repoint", nil
 	})
 }
@@ -423,6 +432,9 @@ func (h *Service) repointStep(ctx context.Context, r *workflow.Run) (string, err
 		d.lap("repoint")
 		d.PauseMS = d.Parts["repoint"]
 		_ = r.Info(ctx, fmt.Sprintf("cluster %s: primary is now %s; tenants paused %.1f ms", d.Cluster, d.To, d.PauseMS), d.Parts)
+		if err := h.cfg.Hook(ctx, "switchover:repointed"); err != nil {
+			return "", err
+		}
 		return "rejoin", nil
 	})
 }

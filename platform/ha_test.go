@@ -228,22 +228,7 @@ func waitHA(t *testing.T, ctx context.Context, c *control.Client, in *ha.Info) *
 // primary's pg_stat_replication names it).
 func wantRoles(t *testing.T, ctx context.Context, c *control.Client, cluster, primary string) {
 	t.Helper()
-	var st *control.ClusterStatus
-	err := poll(ctx, "roles of "+cluster, func() (bool, error) {
-		var err error
-		if st, err = c.ClusterStatus(ctx, cluster); err != nil {
-			return false, err
-		}
-		for _, m := range st.Members {
-			isPrimary := m.Name == primary
-			if (m.Role == registry.RolePrimary) != isPrimary || m.InRecovery == nil || *m.InRecovery == isPrimary ||
-				!isPrimary && m.Replication != "streaming" {
-				return false, nil
-			}
-		}
-		return true, nil
-	})
-	if err != nil {
+	if st, err := c.WaitFollows(ctx, cluster, primary); err != nil {
 		t.Fatalf("%v; status %+v", err, st)
 	}
 }
