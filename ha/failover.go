@@ -358,6 +358,9 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 	for id := range paused {
 		rec.Tenants = append(rec.Tenants, id)
 	}
+	if err := h.cfg.Hook(ctx, "failover:paused"); err != nil {
+		return nil, err
+	}
 	// The old primary is unreachable; if its server still runs here, stop
 	// it, so that nothing reaches it (the registry fences it regardless).
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -371,6 +374,9 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 	// itself or the dead primary, and a commit would then wait forever.
 	if err := h.clearSync(ctx, c.Name, to.Name); err != nil {
 		h.log.Warn("synchronous_standby_names on the new primary", "cluster", c.Name, "err", err)
+	}
+	if err := h.cfg.Hook(ctx, "failover:promoted"); err != nil {
+		return nil, err
 	}
 	if err := h.cfg.Registry.Switch(ctx, c.Name, to.Name, registry.RoleFenced, paused); err != nil {
 		return nil, err
@@ -394,7 +400,10 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 
 // pauseCluster pauses every active tenant on the cluster's aliases in one
 // registry transaction, without waiting for acknowledgements: their
-// transactions on the dead primary cannot commit anyway.
+// transactions on the dead primary cannot commit anyway. The pause is
+// recorded with the cluster (PauseForFailover), so that the tenants a
+// failover cut short paused (its control plane died, or its repoint
+// failed) are resumed by the next one: it returns them too.
 func (h *Service) pauseCluster(ctx context.Context, cluster string) (map[string]int64, error) {
 	for attempt := 0; ; attempt++ {
 		snap, err := h.cfg.Registry.Snapshot(ctx)
@@ -407,7 +416,7 @@ func (h *Service) pauseCluster(ctx context.Context, cluster string) (map[string]
 				want[t.ID] = t.Epoch
 			}
 		}
-		paused, err := h.cfg.Registry.PauseTenants(ctx, want)
+		paused, err := h.cfg.Registry.PauseForFailover(ctx, cluster, want)
 		if !errors.Is(err, registry.ErrConflict) || attempt == 3 {
 			return paused, err
 		}

@@ -49,6 +49,7 @@ type Servers interface {
 type Registry interface {
 	Snapshot(ctx context.Context) (*registry.Snapshot, error)
 	PauseTenants(ctx context.Context, want map[string]int64) (map[string]int64, error)
+	PauseForFailover(ctx context.Context, cluster string, want map[string]int64) (map[string]int64, error)
 	ResumeTenants(ctx context.Context, resume map[string]int64) error
 	WaitAcks(ctx context.Context, tenant string, epoch int64, within time.Duration) error
 	Switch(ctx context.Context, cluster, newPrimary string, oldRole registry.Role, resume map[string]int64) error
@@ -93,7 +94,9 @@ type Config struct {
 	Logger      *slog.Logger
 	// Hook, when set, is called at named points inside a switchover
 	// ("switchover:paused", "switchover:stopped", "switchover:promoted",
-	// "switchover:repointed"); an error fails the step as any other would.
+	// "switchover:repointed") and a failover ("failover:paused",
+	// "failover:promoted"); an error fails the step (the failover) as any
+	// other would.
 	// The control plane passes its move hook (`tenantry up`'s failpoints):
 	// tests kill it there.
 	Hook func(ctx context.Context, point string) error

@@ -173,5 +173,12 @@ ALTER TABLE tenant_traffic ADD COLUMN stack text NOT NULL DEFAULT '',
 	ADD PRIMARY KEY (tenant, hour, stack);
 ALTER TABLE tenants ADD COLUMN sandbox_twin text;
 `,
+		// 11: the tenants a failover of the cluster paused and has not
+		// resumed yet (id -> epoch after the pause): a failover cut short
+		// leaves them for the next one to resume (PauseForFailover, Switch).
+		`
+ALTER TABLE clusters ADD COLUMN failover_paused jsonb NOT NULL DEFAULT '{}'
+	CHECK (jsonb_typeof(failover_paused) = 'object');
+`,
 	},
 }

@@ -29,32 +29,77 @@ const (
 // differs, nothing changes and the error is ErrConflict. It returns the
 // paused epochs.
 func (s *Store) PauseTenants(ctx context.Context, want map[string]int64) (map[string]int64, error) {
-	ids := slices.Sorted(maps.Keys(want))
-	for _, id := range ids {
-		if err := ValidateTenantID(id); err != nil {
-			return nil, err
-		}
-	}
-	got := make(map[string]int64, len(want))
+	var got map[string]int64
 	err := s.write(ctx, func(tx pgx.Tx, _ int64) error {
-		for _, id := range ids {
-			var epoch int64
-			err := tx.QueryRow(ctx, `UPDATE tenants SET state = 'paused', epoch = epoch + 1
-				WHERE id = $1 AND epoch = $2 RETURNING epoch`, id, want[id]).Scan(&epoch)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("pause tenant %s: %w: its epoch is no longer %d", id, ErrConflict, want[id])
-			}
-			if err != nil {
-				return dbErr("pause tenant "+id, err)
-			}
-			got[id] = epoch
-		}
-		return nil
+		var err error
+		got, err = pauseTenants(ctx, tx, want)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	return got, nil
+}
+
+// pauseTenants pauses every tenant of want at its epoch in tx, or none (the
+// caller rolls back on an error): ErrConflict when one is no longer at its
+// epoch.
+func pauseTenants(ctx context.Context, tx pgx.Tx, want map[string]int64) (map[string]int64, error) {
+	got := make(map[string]int64, len(want))
+	for _, id := range slices.Sorted(maps.Keys(want)) {
+		if err := ValidateTenantID(id); err != nil {
+			return nil, err
+		}
+		var epoch int64
+		err := tx.QueryRow(ctx, `UPDATE tenants SET state = 'paused', epoch = epoch + 1
+			WHERE id = $1 AND epoch = $2 RETURNING epoch`, id, want[id]).Scan(&epoch)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("pause tenant %s: %w: its epoch is no longer %d", id, ErrConflict, want[id])
+		}
+		if err != nil {
+			return nil, dbErr("pause tenant "+id, err)
+		}
+		got[id] = epoch
+	}
+	return got, nil
+}
+
+// PauseForFailover pauses the tenants of want as PauseTenants does and, in
+// the same transaction, records them with cluster as paused by its failover
+// (clusters.failover_paused). It returns every tenant the record holds:
+// those paused now and those an earlier failover of the cluster paused and
+// did not resume (cut short: its control plane died, or its last write
+// failed), which are paused still and no longer in want. Switch resumes
+// them all and clears the record; an entry whose tenant moved on to
+// another epoch meanwhile is left as it is there, so a stale one is
+// harmless.
+func (s *Store) PauseForFailover(ctx context.Context, cluster string, want map[string]int64) (map[string]int64, error) {
+	if err := ValidateName("cluster", cluster); err != nil {
+		return nil, err
+	}
+	var out map[string]int64
+	err := s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		var rec map[string]int64
+		if err := tx.QueryRow(ctx, "SELECT failover_paused FROM clusters WHERE name = $1 FOR UPDATE", cluster).Scan(&rec); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("cluster %s: %w", cluster, ErrNotFound)
+			}
+			return dbErr("read the failover record of cluster "+cluster, err)
+		}
+		paused, err := pauseTenants(ctx, tx, want)
+		if err != nil {
+			return err
+		}
+		out = make(map[string]int64, len(rec)+len(paused))
+		maps.Copy(out, rec)
+		maps.Copy(out, paused)
+		_, err = tx.Exec(ctx, "UPDATE clusters SET failover_paused = $2 WHERE name = $1", cluster, out)
+		return dbErr("record the failover's pause on cluster "+cluster, err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Switch makes newPrimary the cluster's primary (the old primary gets
@@ -73,6 +118,9 @@ func (s *Store) Switch(ctx context.Context, cluster, newPrimary string, oldRole 
 	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
 		if err := setPrimary(ctx, tx, cluster, newPrimary, oldRole); err != nil {
 			return err
+		}
+		if _, err := tx.Exec(ctx, "UPDATE clusters SET failover_paused = '{}' WHERE name = $1 AND failover_paused <> '{}'", cluster); err != nil {
+			return dbErr("clear the failover record of cluster "+cluster, err)
 		}
 		return resumeTenants(ctx, tx, resume)
 	})

@@ -11,13 +11,8 @@ import (
 // cluster and resumes them in one transaction; a re-run changes nothing.
 func TestStore_PauseTenantsAndSwitch(t *testing.T) {
 	ctx := context.Background()
-	s, _ := mustStore(t)
-	seed(t, s)
-	if _, err := s.CreateTenant(ctx, "bolt", "pool-1"); err != nil {
-		t.Fatal(err)
-	}
-	snap, err := s.Snapshot(ctx)
-	must(t, err)
+	s, snap := twoTenants(t)
+	var err error
 	want := map[string]int64{"acme": snap.Tenants["acme"].Epoch, "bolt": snap.Tenants["bolt"].Epoch}
 
 	t.Run("stale epoch changes nothing", func(t *testing.T) {
@@ -62,4 +57,60 @@ func TestStore_PauseTenantsAndSwitch(t *testing.T) {
 	}
 	wantErr(t, s.Switch(ctx, "c1", "m9", registry.RoleFenced, nil), registry.ErrNotFound)
 	wantErr(t, s.Switch(ctx, "c1", "m1", registry.RolePrimary, nil), registry.ErrInvalid)
+}
+
+// A failover records the tenants it paused with the cluster: one cut short
+// before its repoint leaves them for the next, whose PauseForFailover
+// returns them with its own; the repoint resumes them all and clears the
+// record.
+func TestStore_PauseForFailover(t *testing.T) {
+	ctx := context.Background()
+	s, snap := twoTenants(t)
+	acme, bolt := snap.Tenants["acme"].Epoch, snap.Tenants["bolt"].Epoch
+
+	_, err := s.PauseForFailover(ctx, "nope", map[string]int64{"acme": acme})
+	wantErr(t, err, registry.ErrNotFound)
+	_, err = s.PauseForFailover(ctx, "c1", map[string]int64{"acme": acme + 5})
+	wantErr(t, err, registry.ErrConflict)
+
+	// The first failover pauses acme and is cut short.
+	first, err := s.PauseForFailover(ctx, "c1", map[string]int64{"acme": acme})
+	must(t, err)
+	if len(first) != 1 || first["acme"] != acme+1 {
+		t.Fatalf("first failover paused %v, want acme at %d", first, acme+1)
+	}
+	// The next finds acme paused (not in its want) and bolt active.
+	second, err := s.PauseForFailover(ctx, "c1", map[string]int64{"bolt": bolt})
+	must(t, err)
+	if len(second) != 2 || second["acme"] != acme+1 || second["bolt"] != bolt+1 {
+		t.Fatalf("second failover holds %v, want acme at %d and bolt at %d", second, acme+1, bolt+1)
+	}
+	must(t, s.Switch(ctx, "c1", "m2", registry.RoleFenced, second))
+	snap, err = s.Snapshot(ctx)
+	must(t, err)
+	for id, e := range second {
+		if tn := snap.Tenants[id]; tn.State != registry.StateActive || tn.Epoch != e+1 {
+			t.Errorf("tenant %s %s at %d after the repoint, want active at %d", id, tn.State, tn.Epoch, e+1)
+		}
+	}
+	// The record is clear: a later failover returns only what it pauses.
+	third, err := s.PauseForFailover(ctx, "c1", nil)
+	must(t, err)
+	if len(third) != 0 {
+		t.Errorf("failover record after the repoint: %v, want empty", third)
+	}
+}
+
+// twoTenants is a store seeded with cluster c1 (m1 primary, m2 standby)
+// and tenants acme and bolt on it, and its snapshot.
+func twoTenants(t *testing.T) (*registry.Store, *registry.Snapshot) {
+	t.Helper()
+	s, _ := mustStore(t)
+	seed(t, s)
+	if _, err := s.CreateTenant(context.Background(), "bolt", "pool-1"); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.Snapshot(context.Background())
+	must(t, err)
+	return s, snap
 }
