@@ -303,6 +303,9 @@ func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Mem
 	}
 	fails, lastOK := hs.fails, hs.lastOK
 	m.mu.Unlock()
+	if perr == nil && len(c.FailoverPaused) > 0 {
+		return m.h.resumeCutShort(ctx, c, p)
+	}
 	if fails < m.cfg.FailAfter {
 		return nil
 	}
@@ -318,6 +321,22 @@ func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Mem
 	m.failovers = append(m.failovers, *rec)
 	delete(m.health, c.Name)
 	m.mu.Unlock()
+	return nil
+}
+
+// resumeCutShort resumes the tenants a failover of c paused and did not
+// resume, cut short before it named a new primary, now that the primary p
+// it had given up on answers again: it stays the primary (the registry never
+// named another, so no tenant wrote anywhere else) and the tenants resume on
+// it, the record cleared, in one registry transaction. (A standby the cut
+// failover may have promoted meanwhile is routed to by nobody; `cluster
+// rejoin` rebuilds it.)
+func (h *Service) resumeCutShort(ctx context.Context, c *registry.Cluster, p registry.Member) error {
+	if err := h.cfg.Registry.Switch(ctx, c.Name, p.Name, registry.RoleStandby, c.FailoverPaused); err != nil {
+		return fmt.Errorf("resume the tenants of a failover cut short: %w", err)
+	}
+	h.log.Warn("a failover cut short before its promotion: the primary answers again and its tenants resumed on it",
+		"cluster", c.Name, "primary", p.Name, "tenants", len(c.FailoverPaused))
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -169,40 +171,73 @@ func ordersOf(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant string) 
 }
 
 // TestFailover_CutShort: a failover that fails after it paused the
-// cluster's tenants and promoted the standby (as when the control plane
-// dies there, or the registry is unreachable for its last write) is taken
-// up again by the monitor's next check: the promoted standby named the
-// primary and the tenants it paused resumed on it; no acknowledged write
-// is lost (synchronous replication) and the load is served again.
+// cluster's tenants (as when the control plane dies there, or the registry
+// is unreachable for its last write) is taken up by the monitor's next
+// check. Cut short after the promotion, with the old primary still dead,
+// the next failover names the promoted standby the primary and resumes the
+// tenants the first one paused; cut short before it, with the old primary
+// answering again (a primary that was only unreachable), the tenants
+// resume on that primary. Either way no acknowledged write is lost
+// (synchronous replication) and the load is served again.
 func TestFailover_CutShort(t *testing.T) {
-	ctx := testContext(t, 3*time.Minute)
-	syncCluster(t, ctx, "cut-1", "cut")
-	f := newTenantOn(t, ctx, "cut-a", "cut", 0)
-	lr := startLoad(t, ctx, 60, f)
-	lr.served(t, ctx, 20)
+	for i, tc := range []struct {
+		at, primary string // the failpoint, the primary at the end (member index)
+		restart     bool   // the old primary comes back inside the failover
+	}{
+		{at: "failover:promoted", primary: "1"},
+		{at: "failover:paused", primary: "0", restart: true},
+	} {
+		t.Run(strings.TrimPrefix(tc.at, "failover:"), func(t *testing.T) {
+			ctx := testContext(t, 3*time.Minute)
+			alias := "cut" + strconv.Itoa(i)
+			cluster := alias + "-1"
+			syncCluster(t, ctx, cluster, alias)
+			f := newTenantOn(t, ctx, alias+"-a", alias, 0)
+			lr := startLoad(t, ctx, 60, f)
+			lr.served(t, ctx, 20)
 
-	var failed atomic.Bool
-	h := func(_ context.Context, point string) error {
-		if point == "failover:promoted" && !failed.Swap(true) {
-			return errors.New("injected: the failover is cut short after the promotion")
-		}
-		return nil
+			var failed atomic.Bool
+			h := func(ctx context.Context, point string) error {
+				if point != tc.at || failed.Swap(true) {
+					return nil
+				}
+				if tc.restart {
+					if err := plat.Local.StartMember(ctx, cluster, cluster+"-0"); err != nil {
+						return err
+					}
+				}
+				return errors.New("injected: the failover is cut short at " + point)
+			}
+			testHooks.Store(&h)
+			t.Cleanup(func() { testHooks.Store(nil) })
+			m, err := plat.Local.member(cluster, cluster+"-0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			killed := time.Now()
+			if err := m.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			err = poll(ctx, "tenant active again on the primary", func() (bool, error) {
+				snap, err := plat.Store.Snapshot(ctx)
+				if err != nil {
+					return false, err
+				}
+				p, _ := snap.Clusters[cluster].Primary()
+				tn := snap.Tenants[f.target.Tenant]
+				return failed.Load() && tn.State == registry.StateActive && p.Name == cluster+"-"+tc.primary &&
+					len(snap.Clusters[cluster].FailoverPaused) == 0, nil
+			})
+			if err != nil {
+				t.Fatalf("%v: placement %+v", err, placement(t, ctx, f.target.Tenant))
+			}
+			t.Logf("cut short at %s: tenant active on %s-%s %.2f s after the kill", tc.at, cluster, tc.primary, time.Since(killed).Seconds())
+			lr.served(t, ctx, 20)
+			// A request cut off inside its commit by the kill has an
+			// unknown outcome and fails; the checker demands every
+			// acknowledged write.
+			lr.end(t)
+			lr.check(t, ctx)
+		})
 	}
-	testHooks.Store(&h)
-	t.Cleanup(func() { testHooks.Store(nil) })
-	killPrimary(t, ctx, "cut-1", "cut-1-0", "cut-1-1")
-	if !failed.Load() {
-		t.Fatal("the failover never reached its promotion")
-	}
-	err := poll(ctx, "tenant cut-a active again", func() (bool, error) {
-		return placement(t, ctx, f.target.Tenant).State == registry.StateActive, nil
-	})
-	if err != nil {
-		t.Fatalf("%v: placement %+v", err, placement(t, ctx, f.target.Tenant))
-	}
-	lr.served(t, ctx, 20)
-	// A request cut off inside its commit by the kill has an unknown
-	// outcome and fails; the checker demands every acknowledged write.
-	lr.end(t)
-	lr.check(t, ctx)
 }

@@ -120,6 +120,10 @@ type Cluster struct {
 	// flushed it (synchronous_standby_names = ANY 1 of its standbys); with
 	// no standby left the primary runs asynchronously (`cluster set-sync`).
 	Sync bool `json:"sync,omitempty"`
+	// FailoverPaused are the tenants (id -> epoch) a failover of the cluster
+	// paused and has not resumed: not empty only while a failover runs, or
+	// after one was cut short (Store.PauseForFailover).
+	FailoverPaused map[string]int64 `json:"failover_paused,omitempty"`
 }
 
 // MemberConfig is the connection config of database db on member m of c as

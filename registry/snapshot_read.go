@@ -46,10 +46,13 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 		sql  string
 		scan func(pgx.Rows) error
 	}{
-		{"clusters", "SELECT name, local, sslmode, sslrootcert, sync FROM clusters", func(r pgx.Rows) error {
+		{"clusters", "SELECT name, local, sslmode, sslrootcert, sync, failover_paused FROM clusters", func(r pgx.Rows) error {
 			var c Cluster
-			if err := r.Scan(&c.Name, &c.Local, &c.TLS.Mode, &c.TLS.RootCert, &c.Sync); err != nil {
+			if err := r.Scan(&c.Name, &c.Local, &c.TLS.Mode, &c.TLS.RootCert, &c.Sync, &c.FailoverPaused); err != nil {
 				return err
+			}
+			if len(c.FailoverPaused) == 0 {
+				c.FailoverPaused = nil
 			}
 			c.Members = []Member{}
 			s.Clusters[c.Name] = &c

@@ -2,6 +2,7 @@ package registry_test
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"tenantry/registry"
@@ -85,9 +86,17 @@ func TestStore_PauseForFailover(t *testing.T) {
 	if len(second) != 2 || second["acme"] != acme+1 || second["bolt"] != bolt+1 {
 		t.Fatalf("second failover holds %v, want acme at %d and bolt at %d", second, acme+1, bolt+1)
 	}
+	snap, err = s.Snapshot(ctx)
+	must(t, err)
+	if got := snap.Clusters["c1"].FailoverPaused; !maps.Equal(got, second) {
+		t.Errorf("snapshot's failover record %v, want %v", got, second)
+	}
 	must(t, s.Switch(ctx, "c1", "m2", registry.RoleFenced, second))
 	snap, err = s.Snapshot(ctx)
 	must(t, err)
+	if got := snap.Clusters["c1"].FailoverPaused; got != nil {
+		t.Errorf("snapshot's failover record after the repoint: %v, want none", got)
+	}
 	for id, e := range second {
 		if tn := snap.Tenants[id]; tn.State != registry.StateActive || tn.Epoch != e+1 {
 			t.Errorf("tenant %s %s at %d after the repoint, want active at %d", id, tn.State, tn.Epoch, e+1)
