@@ -406,3 +406,39 @@ func TestRouter_UnreachablePrimaryIsRetryable(t *testing.T) {
 		t.Fatalf("err = %v, want retryable ErrTenantPaused", err)
 	}
 }
+
+// TestRouter_FirstTransactionsAtOnce: the first transactions of a tenant on
+// a router arrive together while a snapshot swap holds the router (applyMu):
+// the one that stores the tenant's state waits to apply the snapshot to it,
+// the others find it unapplied and wait at its gate; once the swap is done
+// they all run. (They used to find no gate, wait out the whole buffer
+// window and fail as paused.)
+func TestRouter_FirstTransactionsAtOnce(t *testing.T) {
+	c := pgtest.MustCluster(t)
+	db := mustKV(t, c, "a")
+	mustRole(t, c, "first")
+	src := &fakeSource{}
+	src.publish(newTopo().cluster("c1", c).alias("a", "c1", db).tenant("first", "a", registry.StateActive, 1).snap())
+	r := newRouter(t, src, nil, func(cfg *Config) { cfg.BufferWindow = 5 * time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const workers = 8
+	r.applyMu.Lock()
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			v, err := readV(ctx, r, "first")
+			if err == nil && v != "a" {
+				err = fmt.Errorf("read %q, want a", v)
+			}
+			errs <- err
+		}()
+	}
+	eventually(t, 5*time.Second, "transactions waiting at the unapplied state's gate", func() bool { return r.buffered.Load() > 0 })
+	r.applyMu.Unlock()
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Fatalf("a first transaction failed: %v", err)
+		}
+	}
+}

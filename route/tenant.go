@@ -25,7 +25,8 @@ type tenantState struct {
 	state   registry.State
 	ep      registry.Endpoint
 	epErr   error
-	// gate is non-nil while paused and closed when the epoch moves on.
+	// gate is non-nil while paused, or not yet applied, and closed when
+	// the epoch moves on (or the first snapshot entry is applied).
 	gate chan struct{}
 	// pool serves ep; nil until the first transaction needs it.
 	pool *tenantPool
@@ -42,7 +43,13 @@ type tenantState struct {
 func (r *Router) newTenantState(id string) *tenantState {
 	tx := r.m.transactions
 	return &tenantState{
-		id:         id,
+		id: id,
+		// Until a snapshot entry is applied the state is neither active nor
+		// paused: a transaction that finds it so (another goroutine stored
+		// it and is about to apply the snapshot) waits at this gate, which
+		// the apply opens. (With no gate it waited out the whole buffer
+		// window on a nil channel, then failed as paused.)
+		gate:       make(chan struct{}),
 		lastUsed:   r.cfg.Now(),
 		txOK:       tx.WithLabelValues(id, resultOK),
 		txErr:      tx.WithLabelValues(id, resultError),
