@@ -95,9 +95,10 @@ func (c *Client) ClusterStatus(ctx context.Context, name string) (*ClusterStatus
 	return &st, c.Do(ctx, http.MethodGet, "/v1/clusters/"+url.PathEscape(name), nil, &st)
 }
 
-// WaitFollows reads cluster's status every 20 ms until primary is its only
-// primary and every other member streams from it (ClusterStatus.Follows),
-// as after a switchover or a failover, and returns that status. When ctx
+// WaitFollows reads cluster's status every 20 ms until primary (empty: the
+// member the registry names) is its only primary and every other member
+// streams from it (ClusterStatus.Follows), as after a switchover, a
+// failover or a restart of the platform, and returns that status. When ctx
 // ends first it returns the last status read with an error saying so.
 func (c *Client) WaitFollows(ctx context.Context, cluster, primary string) (*ClusterStatus, error) {
 	var last error

@@ -231,8 +231,16 @@ type ClusterStatus struct {
 // Follows reports whether primary is the cluster's only primary, in the
 // registry and in fact (not in recovery), and every other member a standby
 // in recovery that streams from it (the primary's walsender for it is
-// streaming).
+// streaming). An empty primary means the member the registry names.
 func (s *ClusterStatus) Follows(primary string) bool {
+	for _, m := range s.Members {
+		if primary == "" && m.Role == registry.RolePrimary {
+			primary = m.Name
+		}
+	}
+	if primary == "" {
+		return false
+	}
 	for _, m := range s.Members {
 		isPrimary := m.Name == primary
 		if (m.Role == registry.RolePrimary) != isPrimary || m.InRecovery == nil || *m.InRecovery == isPrimary ||

@@ -39,6 +39,11 @@ func TestUp_Kill9Switchover(t *testing.T) {
 			file, env = failpoint(t, "switchover:"+at)
 			up = startUp(t, ctx, dir, env...)
 		}
+		// A switchover wants a streaming standby; a platform just started
+		// (again) may not have one yet.
+		if cs, err := c.WaitFollows(ctx, platform.PooledCluster, ""); err != nil {
+			t.Fatalf("%v; status %+v", err, cs)
+		}
 		in, err := c.Switchover(ctx, platform.PooledCluster, "")
 		if err != nil {
 			t.Fatal(err)

@@ -304,23 +304,30 @@ func EndSessions(ctx context.Context, db DB, tenant string) (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, FenceTimeout)
 	defer cancel()
-	terminated := 0
+	// By pid: a terminated backend stays in pg_stat_activity until it has
+	// exited, and the next pass signals it again.
+	terminated := map[int32]bool{}
 	for {
 		// A session that authenticated just before NOLOGIN committed may
 		// show up after a pass: every pass terminates what it finds.
-		var found, killed int
-		err := db.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE pg_terminate_backend(pid))
+		var (
+			found  int
+			killed []int32
+		)
+		err := db.QueryRow(ctx, `SELECT count(*), coalesce(array_agg(pid) FILTER (WHERE pg_terminate_backend(pid)), '{}')
 			FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()`, RoleName(tenant)).Scan(&found, &killed)
 		if err != nil {
-			return terminated, fmt.Errorf("fence tenant %s: terminate sessions: %w", tenant, err)
+			return len(terminated), fmt.Errorf("fence tenant %s: terminate sessions: %w", tenant, err)
 		}
-		terminated += killed
+		for _, pid := range killed {
+			terminated[pid] = true
+		}
 		if found == 0 {
-			return terminated, nil
+			return len(terminated), nil
 		}
 		select {
 		case <-ctx.Done():
-			return terminated, fmt.Errorf("fence tenant %s: %d sessions still open: %w", tenant, found, ctx.Err())
+			return len(terminated), fmt.Errorf("fence tenant %s: %d sessions still open: %w", tenant, found, ctx.Err())
 		case <-time.After(fencePoll):
 		}
 	}
