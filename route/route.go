@@ -621,6 +621,9 @@ func (r *Router) apply(snap *registry.Snapshot, initial bool) {
 			_, toClose := st.apply(snap, nil)
 			st.mu.Unlock()
 			closing = append(closing, toClose)
+			// Its series go too (a transaction still running counts into
+			// a counter no longer exported).
+			r.m.transactions.DeletePartialMatch(prometheus.Labels{"tenant": id})
 		}
 	}
 	for _, p := range closing {

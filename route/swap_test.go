@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/puddle/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"tenantry/pgtest"
 	"tenantry/registry"
@@ -179,6 +180,9 @@ func TestRouter_SwapAtScale(t *testing.T) {
 		}
 		if _, ok := r.tenants.Load(gone); ok {
 			t.Fatalf("removed %s: its state kept after the swap", gone)
+		}
+		if n := r.m.transactions.DeletePartialMatch(prometheus.Labels{"tenant": gone}); n != 0 {
+			t.Fatalf("removed %s: %d transaction series kept after the swap", gone, n)
 		}
 		if _, err := readV(ctx, r, gone); !errors.Is(err, ErrTenantNotFound) {
 			t.Fatalf("removed %s: err = %v, want ErrTenantNotFound", gone, err)
