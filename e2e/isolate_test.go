@@ -35,12 +35,12 @@ func TestUp_Kill9Isolate(t *testing.T) {
 	if _, err := c.StartIsolation(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	killAtFailpoint(t, ctx, file, up)
+	killAtFailpoint(t, ctx, file, up, nil)
 	t.Logf("killed in the provision")
 
 	file, env = failpoint(t, "isolate:"+isolate.PhaseDeploy+":done")
 	up = startUp(t, ctx, dir, env...)
-	killAtFailpoint(t, ctx, file, up)
+	killAtFailpoint(t, ctx, file, up, nil)
 	t.Logf("killed in the deploy")
 
 	up = startUp(t, ctx, dir)
@@ -92,8 +92,10 @@ func TestUp_Kill9Isolate(t *testing.T) {
 }
 
 // killAtFailpoint waits until up has reached its failpoint (file exists)
-// and kills it (SIGKILL).
-func killAtFailpoint(t *testing.T, ctx context.Context, file string, up *upProc) {
+// and kills it (SIGKILL). ended, if not nil, is asked meanwhile whether the
+// work that should reach the failpoint ended without it (a non-nil error
+// saying how), which fails the test at once.
+func killAtFailpoint(t *testing.T, ctx context.Context, file string, up *upProc, ended func() error) {
 	t.Helper()
 	err := poll(ctx, "failpoint "+file, func() (bool, error) {
 		select {
@@ -101,8 +103,15 @@ func killAtFailpoint(t *testing.T, ctx context.Context, file string, up *upProc)
 			t.Fatalf("tenantry up exited before its failpoint")
 		default:
 		}
-		_, err := os.Stat(file)
-		return err == nil, nil
+		if _, err := os.Stat(file); err == nil {
+			return true, nil
+		}
+		if ended != nil {
+			if err := ended(); err != nil {
+				t.Fatalf("before the failpoint %s: %v", file, err)
+			}
+		}
+		return false, nil
 	})
 	if err != nil {
 		t.Fatal(err)

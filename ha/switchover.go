@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"tenantry/registry"
@@ -160,8 +161,15 @@ func (h *Service) check(ctx context.Context, d *SwitchoverData) error {
 			}
 		}
 		if d.To == "" {
-			return fmt.Errorf("%w: cluster %s has no streaming standby (add one: tenantry cluster add-standby %s)",
-				ErrPrecheck, d.Cluster, d.Cluster)
+			var why []string
+			for _, name := range slices.Sorted(maps.Keys(lags)) {
+				why = append(why, name+": "+lags[name].err.Error())
+			}
+			if len(why) == 0 {
+				return fmt.Errorf("%w: cluster %s has no standby (add one: tenantry cluster add-standby %s)",
+					ErrPrecheck, d.Cluster, d.Cluster)
+			}
+			return fmt.Errorf("%w: cluster %s has no streaming standby (%s)", ErrPrecheck, d.Cluster, strings.Join(why, "; "))
 		}
 	}
 	lag, ok := lags[d.To]

