@@ -208,13 +208,8 @@ func TestRouter_ThousandsOfTenantsShareCap(t *testing.T) {
 }
 
 func TestRouter_Metrics(t *testing.T) {
-	c := pgtest.MustCluster(t)
-	db := mustKV(t, c, "A")
-	mustRole(t, c, "metered")
-	src := &fakeSource{}
-	src.publish(newTopo().cluster("c1", c).alias("a", "c1", db).tenant("metered", "a", registry.StateActive, 1).snap())
 	reg := prometheus.NewRegistry()
-	r := newRouter(t, src, nil, func(cfg *Config) { cfg.Registerer = reg })
+	r := activeTenantRouter(t, "metered", "A", func(cfg *Config) { cfg.Registerer = reg })
 	for range 3 {
 		if _, err := readV(context.Background(), r, "metered"); err != nil {
 			t.Fatal(err)

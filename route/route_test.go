@@ -231,6 +231,19 @@ func newRouter(tb testing.TB, src SnapshotSource, reg Registry, mutate func(*Con
 	return r
 }
 
+// activeTenantRouter is a started router (newRouter, mutate) over one
+// cluster whose alias "a" holds kv with label and serves tenant, active,
+// through its own login role.
+func activeTenantRouter(tb testing.TB, tenant, label string, mutate func(*Config)) *Router {
+	tb.Helper()
+	c := pgtest.MustCluster(tb)
+	db := mustKV(tb, c, label)
+	mustRole(tb, c, tenant)
+	src := &fakeSource{}
+	src.publish(newTopo().cluster("c1", c).alias("a", "c1", db).tenant(tenant, "a", registry.StateActive, 1).snap())
+	return newRouter(tb, src, nil, mutate)
+}
+
 // readV reads kv's value for k=1 through the router.
 func readV(ctx context.Context, r *Router, tenant string) (string, error) {
 	var v string
@@ -361,12 +374,7 @@ func TestRouter_ApplyIgnoresStaleAndAcksUnserved(t *testing.T) {
 // idle_in_transaction_session_timeout, so one tenant's runaway statement or
 // forgotten transaction cannot hold a shared server's connections and locks.
 func TestRouter_SessionTimeouts(t *testing.T) {
-	c := pgtest.MustCluster(t)
-	db := mustKV(t, c, "a")
-	mustRole(t, c, "timed")
-	src := &fakeSource{}
-	src.publish(newTopo().cluster("c1", c).alias("a", "c1", db).tenant("timed", "a", registry.StateActive, 1).snap())
-	r := newRouter(t, src, nil, func(cfg *Config) { cfg.StatementTimeout = 250 * time.Millisecond })
+	r := activeTenantRouter(t, "timed", "a", func(cfg *Config) { cfg.StatementTimeout = 250 * time.Millisecond })
 	ctx := context.Background()
 	var stmt, idle string
 	if err := r.ReadTx(ctx, "timed", func(tx pgx.Tx) error {
@@ -414,12 +422,7 @@ func TestRouter_UnreachablePrimaryIsRetryable(t *testing.T) {
 // they all run. (They used to find no gate, wait out the whole buffer
 // window and fail as paused.)
 func TestRouter_FirstTransactionsAtOnce(t *testing.T) {
-	c := pgtest.MustCluster(t)
-	db := mustKV(t, c, "a")
-	mustRole(t, c, "first")
-	src := &fakeSource{}
-	src.publish(newTopo().cluster("c1", c).alias("a", "c1", db).tenant("first", "a", registry.StateActive, 1).snap())
-	r := newRouter(t, src, nil, func(cfg *Config) { cfg.BufferWindow = 5 * time.Second })
+	r := activeTenantRouter(t, "first", "a", func(cfg *Config) { cfg.BufferWindow = 5 * time.Second })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	const workers = 8
