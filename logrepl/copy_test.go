@@ -3,6 +3,9 @@ package logrepl_test
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -100,6 +103,97 @@ func TestCopyLink(t *testing.T) {
 		wantSame(t, a, b, tenant, parents)
 		mustDropLink(t, a, b, l)
 	})
+
+	t.Run("an empty table loads before its indexes are built, all or nothing", func(t *testing.T) {
+		a, b := mustSide(t, ca, true), mustSide(t, cb, false)
+		l := mustNames(t, "c3")
+		// order_lines is empty on the target: its primary key, a plain
+		// index and a unique constraint are built after its load; not the
+		// commented index. orders holds another tenant's row: it loads
+		// into its indexes, and its primary key, which a foreign key
+		// references, stays in any case.
+		mustExec(t, b.db, `CREATE INDEX order_lines_qty_idx ON order_lines (tenant_id, qty);
+			ALTER TABLE order_lines ADD CONSTRAINT order_lines_order_key UNIQUE (tenant_id, order_id, id);
+			CREATE INDEX order_lines_commented_idx ON order_lines (order_id);
+			COMMENT ON INDEX order_lines_commented_idx IS 'kept';
+			CREATE INDEX orders_note_idx ON orders (note);
+			INSERT INTO orders (tenant_id, id, note) VALUES ('zz', 1, 'other')`)
+		before := indexes(t, b.db)
+		// A unique index the tenant's rows break (three lines per order)
+		// fails the build after the load: nothing of the load is left,
+		// every index is as it was.
+		mustExec(t, b.db, `CREATE UNIQUE INDEX order_lines_one_per_order ON order_lines (tenant_id, order_id)`)
+		failing := indexes(t, b.db)
+		_, err := logrepl.CopyLink(ctx, a.db, b.db, a.ep, l, tenant, parents, logrepl.CopyOptions{Workers: 2, DeferIndexPages: 1})
+		if err == nil || !strings.Contains(err.Error(), "build its indexes after the load") || !strings.Contains(err.Error(), "order_lines_one_per_order") {
+			t.Fatalf("CopyLink with a unique index the rows break = %v, want its violation", err)
+		}
+		if got := indexes(t, b.db); !maps.Equal(got, failing) {
+			t.Fatalf("indexes after a failed build:\n%v\nwant\n%v", got, failing)
+		}
+		if n := count(t, b.db, `SELECT count(*) FROM order_lines`); n != 0 {
+			t.Fatalf("%d rows left by the failed load", n)
+		}
+		mustExec(t, b.db, `DROP INDEX order_lines_one_per_order`)
+
+		stop := startWriter(t, a.db, tenant)
+		if _, err := logrepl.CopyLink(ctx, a.db, b.db, a.ep, l, tenant, parents, logrepl.CopyOptions{Workers: 2, DeferIndexPages: 1}); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		wantSame(t, a, b, tenant, parents)
+		after := indexes(t, b.db)
+		var rebuilt []string
+		for name, ix := range before {
+			if after[name].def != ix.def {
+				t.Errorf("index %s after the copy: %q, want %q", name, after[name].def, ix.def)
+			}
+			if after[name].oid != ix.oid {
+				rebuilt = append(rebuilt, name)
+			}
+		}
+		if len(after) != len(before) {
+			t.Errorf("%d indexes after the copy, want %d", len(after), len(before))
+		}
+		slices.Sort(rebuilt)
+		if want := []string{"order_lines_order_key", "order_lines_pkey", "order_lines_qty_idx"}; !slices.Equal(rebuilt, want) {
+			t.Errorf("indexes built after the load: %v, want %v", rebuilt, want)
+		}
+		mustDropLink(t, a, b, l)
+	})
+}
+
+// index is one index of a table: its definition and its oid, which a
+// rebuilt index changes.
+type index struct {
+	def string
+	oid uint32
+}
+
+// indexes are the indexes of orders and order_lines on db, by name, with
+// the constraints they back.
+func indexes(t *testing.T, db *pgxpool.Pool) map[string]index {
+	t.Helper()
+	rows, err := db.Query(context.Background(), `
+		SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) || coalesce(' ' || pg_get_constraintdef(con.oid), ''), i.indexrelid
+		FROM pg_index i LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+		WHERE i.indrelid IN ('orders'::regclass, 'order_lines'::regclass)`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]index{}
+	for rows.Next() {
+		var name string
+		var ix index
+		if err := rows.Scan(&name, &ix.def, &ix.oid); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = ix
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 func mustNames(t *testing.T, id string) logrepl.Link {
