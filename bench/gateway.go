@@ -52,6 +52,9 @@ type GatewayConfig struct {
 	Workers int
 	// Rounds per side, alternating; default 10.
 	Rounds int
+	// Nginx, when not empty, is an nginx executable: the same reads go
+	// through it too, one worker in front of the same backend (NginxRatio).
+	Nginx  string
 	Logger *slog.Logger
 }
 
@@ -86,6 +89,10 @@ type GatewayResult struct {
 	RelayRPS    float64 `json:"relay_rps"`
 	RelayRatio  float64 `json:"relay_ratio"`
 	RelayErrors int64   `json:"relay_errors"`
+	// Nginx is the same reads through nginx (one worker,
+	// GatewayConfig.Nginx) instead of the gateway, in the same rounds; nil
+	// without it.
+	Nginx *NginxSide `json:"nginx,omitempty"`
 }
 
 // gatewayOrders is how many orders Gateway places and then reads.
@@ -158,42 +165,71 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 		relayURLs = append(relayURLs, addr)
 	}
 
+	var ngURL string
+	if cfg.Nginx != "" {
+		ng, u, err := startNginx(ctx, cfg.Nginx, b.urls)
+		if err != nil {
+			return GatewayResult{}, err
+		}
+		defer ng.close()
+		ngURL = u
+	}
+
 	r := &readRounds{paths: b.paths, workers: cfg.Workers}
 	gwTarget := newReadTarget([]string{gwURL}, cfg.Workers, func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+apiKey) })
 	drTarget := newReadTarget(b.urls, cfg.Workers, b.authorize)
 	rlTarget := newReadTarget(relayURLs, cfg.Workers, b.authorize)
-	for _, t := range []readTarget{gwTarget, drTarget, rlTarget} {
+	targets := []readTarget{gwTarget, drTarget, rlTarget}
+	var ngTarget readTarget
+	if ngURL != "" {
+		ngTarget = newReadTarget([]string{ngURL}, cfg.Workers, b.authorize)
+		targets = append(targets, ngTarget)
+	}
+	for _, t := range targets {
 		defer t.client.CloseIdleConnections()
 	}
 	log.Info("warming up")
-	for _, t := range []readTarget{gwTarget, drTarget, rlTarget} {
+	for _, t := range targets {
 		r.round(t, cfg.Duration/10)
 	}
-	var gw, dr, rl readSide
-	var ratios, relayRatios []float64
+	var gw, dr, rl, ng readSide
+	var ratios, relayRatios, nginxRatios []float64
 	per := cfg.Duration / time.Duration(cfg.Rounds)
 	for i := range cfg.Rounds {
 		log.Info("round", "n", i+1, "of", cfg.Rounds)
-		// The direct side in the middle, the gateway and the relay first and
-		// last in turn, so that drift over the run favours no side.
-		var g, d, x readSide
+		// The direct side in the middle, the gateway and the references
+		// before and after it in turn, so that drift over the run favours
+		// no side.
+		var g, d, x, n readSide
 		if i%2 == 0 {
-			g, d, x = r.round(gwTarget, per), r.round(drTarget, per), r.round(rlTarget, per)
+			g = r.round(gwTarget, per)
+			if ngURL != "" {
+				n = r.round(ngTarget, per)
+			}
+			d, x = r.round(drTarget, per), r.round(rlTarget, per)
 		} else {
-			x, d, g = r.round(rlTarget, per), r.round(drTarget, per), r.round(gwTarget, per)
+			x, d = r.round(rlTarget, per), r.round(drTarget, per)
+			if ngURL != "" {
+				n = r.round(ngTarget, per)
+			}
+			g = r.round(gwTarget, per)
 		}
 		gw.add(&g)
 		dr.add(&d)
 		rl.add(&x)
+		ng.add(&n)
 		if d.rps() > 0 {
 			ratios = append(ratios, g.rps()/d.rps())
 			relayRatios = append(relayRatios, x.rps()/d.rps())
+			if ngURL != "" {
+				nginxRatios = append(nginxRatios, n.rps()/d.rps())
+			}
 		}
 		if err := ctx.Err(); err != nil {
 			return GatewayResult{}, err
 		}
 	}
-	return GatewayResult{
+	res := GatewayResult{
 		Backend: cfg.Backend, Workers: cfg.Workers, Rounds: cfg.Rounds, DurationS: gw.elapsed.Seconds(),
 		GatewayRPS: gw.rps(), DirectRPS: dr.rps(),
 		Ratio: median(ratios), RatioOfTotals: ratio(gw.rps(), dr.rps()), RoundRatios: ratios,
@@ -201,7 +237,21 @@ func Gateway(ctx context.Context, cfg GatewayConfig) (GatewayResult, error) {
 		DirectP50Ms: ms(dr.hist.Quantile(0.50)), DirectP99Ms: ms(dr.hist.Quantile(0.99)),
 		GatewayErrors: gw.errors, DirectErrors: dr.errors,
 		RelayRPS: rl.rps(), RelayRatio: median(relayRatios), RelayErrors: rl.errors,
-	}, nil
+	}
+	if ngURL != "" {
+		res.Nginx = &NginxSide{Version: nginxVersion(cfg.Nginx), RPS: ng.rps(), Ratio: median(nginxRatios), Errors: ng.errors}
+	}
+	return res, nil
+}
+
+// NginxSide is what GatewayResult.Nginx reports: nginx's version, its
+// throughput, its ratio to direct (median of rounds, as Ratio) and its
+// errors.
+type NginxSide struct {
+	Version string  `json:"version"`
+	RPS     float64 `json:"rps"`
+	Ratio   float64 `json:"ratio"`
+	Errors  int64   `json:"errors"`
 }
 
 // gatewayBackend is what the gateway fronts in a run: its instances, the

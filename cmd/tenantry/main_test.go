@@ -39,6 +39,7 @@ func TestMain_ExitCodes(t *testing.T) {
 		{"gateway without a key", []string{"gateway", "--control-dsn", "host=nowhere"}, exitUsage, "TENANTRY_HEADER_ROOT_KEY"},
 		{"negative rate limit", []string{"tenant", "limits", "acme", "--rate", "-1"}, exitUsage, "limits must be between"},
 		{"oms without its stack", []string{"oms", "--control-dsn", "host=nowhere"}, exitUsage, "--stack"},
+		{"bench gateway with no such nginx", []string{"bench", "gateway", "--nginx", "/nonexistent/nginx"}, exitUsage, "--nginx"},
 		{"load tenant without a key", []string{"load", "--gateway", "http://127.0.0.1:1", "--tenant", "acme"}, exitUsage, "TENANTRY_API_KEY"},
 	}
 	for _, tc := range tests {
