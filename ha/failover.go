@@ -95,7 +95,13 @@ type primaryHealth struct {
 	member string
 	fails  int
 	lastOK time.Time
+	// followedAt is the monitor's last attempt at a pending follow.
+	followedAt time.Time
 }
+
+// followRetry is how often the monitor tries again to make a cluster's
+// standbys follow its primary after a failover that did not (FollowPending).
+const followRetry = 5 * time.Second
 
 // NewMonitor returns a monitor for h's clusters that takes its lock on the
 // control database through pool.
@@ -302,9 +308,24 @@ func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Mem
 		hs.fails++
 	}
 	fails, lastOK := hs.fails, hs.lastOK
+	follow := perr == nil && c.FollowPending && time.Since(hs.followedAt) >= followRetry
+	if follow {
+		hs.followedAt = time.Now()
+	}
 	m.mu.Unlock()
 	if perr == nil && len(c.FailoverPaused) > 0 {
 		return m.h.resumeCutShort(ctx, c, p)
+	}
+	if follow {
+		// A failover repointed c and did not get its standbys to follow
+		// the new primary (cut short, or they could not yet).
+		if busy, err := m.h.switchoverRunning(ctx, c.Name); err != nil || busy {
+			return err
+		}
+		if err := m.h.followAfterFailover(ctx, c.Name, p.Name); err != nil {
+			return fmt.Errorf("standbys to follow %s after a failover: %w", p.Name, err)
+		}
+		return nil
 	}
 	if fails < m.cfg.FailAfter {
 		return nil
@@ -401,12 +422,11 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 		return nil, err
 	}
 	rec.RepointedAt = time.Now()
-	// The other standbys streamed from the dead primary and have received
-	// no more than the promoted one: they follow it.
-	if err := h.followNewPrimary(ctx, c.Name, to.Name, old.Name); err != nil {
+	if err := h.cfg.Hook(ctx, "failover:repointed"); err != nil {
+		return nil, err
+	}
+	if err := h.followAfterFailover(ctx, c.Name, to.Name); err != nil {
 		h.log.Warn("standbys to follow the new primary", "cluster", c.Name, "err", err)
-	} else if err := h.applySync(ctx, c.Name, to.Name, old.Name); err != nil {
-		h.log.Warn("synchronous_standby_names on the new primary", "cluster", c.Name, "err", err)
 	}
 	msg := fmt.Sprintf("failover of cluster %s: primary %s unreachable, %s promoted (detected %.2f s after the last good probe, promoted %.2f s later); %s fenced",
 		c.Name, old.Name, to.Name, rec.DetectedAt.Sub(lastOK).Seconds(), rec.PromotedAt.Sub(rec.DetectedAt).Seconds(), old.Name)
@@ -415,6 +435,22 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 	}
 	h.log.Warn("failover", "cluster", c.Name, "old", old.Name, "new", to.Name, "lsn", lsn)
 	return rec, nil
+}
+
+// followAfterFailover makes the standbys of cluster follow primary, which a
+// failover promoted: they streamed from the dead primary and have received
+// no more than it. Then it sets synchronous_standby_names on primary and
+// clears the cluster's FollowPending, which the failover's repoint set: if
+// anything here fails, or the control plane dies first, the monitor calls
+// it again (Monitor.check).
+func (h *Service) followAfterFailover(ctx context.Context, cluster, primary string) error {
+	if err := h.followNewPrimary(ctx, cluster, primary, ""); err != nil {
+		return err
+	}
+	if err := h.applySync(ctx, cluster, primary, ""); err != nil {
+		return fmt.Errorf("synchronous_standby_names on %s: %w", primary, err)
+	}
+	return h.cfg.Registry.FollowDone(ctx, cluster)
 }
 
 // pauseCluster pauses every active tenant on the cluster's aliases in one

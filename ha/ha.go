@@ -53,6 +53,7 @@ type Registry interface {
 	ResumeTenants(ctx context.Context, resume map[string]int64) error
 	WaitAcks(ctx context.Context, tenant string, epoch int64, within time.Duration) error
 	Switch(ctx context.Context, cluster, newPrimary string, oldRole registry.Role, resume map[string]int64) error
+	FollowDone(ctx context.Context, cluster string) error
 	SetMemberRole(ctx context.Context, cluster, member string, role registry.Role) error
 	AddEvent(ctx context.Context, kind, subject, message string, data any) error
 }
@@ -95,7 +96,7 @@ type Config struct {
 	// Hook, when set, is called at named points inside a switchover
 	// ("switchover:paused", "switchover:stopped", "switchover:promoted",
 	// "switchover:repointed") and a failover ("failover:paused",
-	// "failover:promoted"); an error fails the step (the failover) as any
+	// "failover:promoted", "failover:repointed"); an error fails the step (the failover) as any
 	// other would.
 	// The control plane passes its move hook (`tenantry up`'s failpoints):
 	// tests kill it there.

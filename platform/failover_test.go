@@ -196,29 +196,13 @@ func TestFailover_CutShort(t *testing.T) {
 			lr := startLoad(t, ctx, 60, f)
 			lr.served(t, ctx, 20)
 
-			var failed atomic.Bool
-			h := func(ctx context.Context, point string) error {
-				if point != tc.at || failed.Swap(true) {
-					return nil
-				}
+			failed, killed := killCutShort(t, cluster, tc.at, func(ctx context.Context) error {
 				if tc.restart {
-					if err := plat.Local.StartMember(ctx, cluster, cluster+"-0"); err != nil {
-						return err
-					}
+					return plat.Local.StartMember(ctx, cluster, cluster+"-0")
 				}
-				return errors.New("injected: the failover is cut short at " + point)
-			}
-			testHooks.Store(&h)
-			t.Cleanup(func() { testHooks.Store(nil) })
-			m, err := plat.Local.member(cluster, cluster+"-0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			killed := time.Now()
-			if err := m.Kill(); err != nil {
-				t.Fatal(err)
-			}
-			err = poll(ctx, "tenant active again on the primary", func() (bool, error) {
+				return nil
+			})
+			err := poll(ctx, "tenant active again on the primary", func() (bool, error) {
 				snap, err := plat.Store.Snapshot(ctx)
 				if err != nil {
 					return false, err
@@ -240,4 +224,84 @@ func TestFailover_CutShort(t *testing.T) {
 			lr.check(t, ctx)
 		})
 	}
+}
+
+// TestFailover_CutShortAfterRepoint: a failover of a sync cluster with two
+// standbys cut short after its repoint, before the other standby follows
+// the new primary (which commits asynchronously until it does): the
+// registry keeps the follow pending, and the monitor's next checks make
+// the standby follow and the new primary wait for it again, under load,
+// with no acknowledged write lost.
+func TestFailover_CutShortAfterRepoint(t *testing.T) {
+	ctx := testContext(t, 3*time.Minute)
+	const alias, cluster = "cutrep", "cutrep-1"
+	c := apiClient()
+	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: cluster, Standbys: 2, Sync: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateAlias(ctx, registry.Alias{Name: alias, Cluster: cluster}); err != nil {
+		t.Fatal(err)
+	}
+	f := newTenantOn(t, ctx, alias+"-a", alias, 0)
+	lr := startLoad(t, ctx, 60, f)
+	lr.served(t, ctx, 20)
+
+	failed, killed := killCutShort(t, cluster, "failover:repointed", nil)
+	var snap *registry.Snapshot
+	err := poll(ctx, "the failover cut short and its follow done", func() (bool, error) {
+		s, err := plat.Store.Snapshot(ctx)
+		if err != nil {
+			return false, err
+		}
+		snap = s
+		p, _ := s.Clusters[cluster].Primary()
+		return failed.Load() && p.Name != cluster+"-0" && !s.Clusters[cluster].FollowPending, nil
+	})
+	if err != nil {
+		t.Fatalf("%v: cluster %+v", err, snap.Clusters[cluster])
+	}
+	p, _ := snap.Clusters[cluster].Primary()
+	other := cluster + "-1"
+	if p.Name == other {
+		other = cluster + "-2"
+	}
+	t.Logf("cut short after the repoint to %s: %s follows it %.2f s after the kill", p.Name, other, time.Since(killed).Seconds())
+	wantSync(t, ctx, cluster, p.Name, ha.SyncStandbys(snap.Clusters[cluster], p.Name, ""), other)
+	if want := `ANY 1 ("` + other + `")`; ha.SyncStandbys(snap.Clusters[cluster], p.Name, "") != want {
+		t.Errorf("the new primary waits for %q, want %q", ha.SyncStandbys(snap.Clusters[cluster], p.Name, ""), want)
+	}
+	lr.served(t, ctx, 20)
+	lr.end(t)
+	lr.check(t, ctx)
+}
+
+// killCutShort makes the next failover fail once at failpoint point, after
+// calling before (if not nil) there, and kills (SIGKILL) the primary of
+// cluster, member 0. It returns whether the failover reached the failpoint,
+// and when the kill was.
+func killCutShort(t *testing.T, cluster, point string, before func(context.Context) error) (*atomic.Bool, time.Time) {
+	t.Helper()
+	var failed atomic.Bool
+	h := func(ctx context.Context, at string) error {
+		if at != point || failed.Swap(true) {
+			return nil
+		}
+		if before != nil {
+			if err := before(ctx); err != nil {
+				return err
+			}
+		}
+		return errors.New("injected: the failover is cut short at " + at)
+	}
+	testHooks.Store(&h)
+	t.Cleanup(func() { testHooks.Store(nil) })
+	m, err := plat.Local.member(cluster, cluster+"-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	if err := m.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	return &failed, killed
 }

@@ -355,18 +355,18 @@ func TestCluster_SyncReplication(t *testing.T) {
 	if !cl.Sync {
 		t.Fatalf("cluster created with sync: %+v", cl)
 	}
-	wantSync(t, ctx, "sync-1-0", `ANY 1 ("sync-1-1")`, "sync-1-1")
+	wantSync(t, ctx, "sync-1", "sync-1-0", `ANY 1 ("sync-1-1")`, "sync-1-1")
 	if cl, err = c.SetSync(ctx, "sync-1", false); err != nil || cl.Sync {
 		t.Fatalf("set-sync off: %+v, %v", cl, err)
 	}
-	wantSync(t, ctx, "sync-1-0", "", "")
+	wantSync(t, ctx, "sync-1", "sync-1-0", "", "")
 	if cl, err = c.SetSync(ctx, "sync-1", true); err != nil || !cl.Sync {
 		t.Fatalf("set-sync on: %+v, %v", cl, err)
 	}
 	if _, err := c.SetSync(ctx, "nope-1", true); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("set-sync of no such cluster: %v, want ErrNotFound", err)
 	}
-	wantSync(t, ctx, "sync-1-0", `ANY 1 ("sync-1-1")`, "sync-1-1")
+	wantSync(t, ctx, "sync-1", "sync-1-0", `ANY 1 ("sync-1-1")`, "sync-1-1")
 
 	primary := memberConn(t, ctx, "sync-1", "sync-1-0")
 	if _, err := primary.Exec(ctx, "CREATE TABLE sync_probe (n int)"); err != nil {
@@ -411,12 +411,12 @@ func TestCluster_SyncReplication(t *testing.T) {
 	}
 
 	switchover(t, ctx, c, "sync-1", "sync-1-1")
-	wantSync(t, ctx, "sync-1-1", `ANY 1 ("sync-1-0")`, "sync-1-0")
+	wantSync(t, ctx, "sync-1", "sync-1-1", `ANY 1 ("sync-1-0")`, "sync-1-0")
 
 	if err := c.RemoveStandby(ctx, "sync-1", "sync-1-0"); err != nil {
 		t.Fatal(err)
 	}
-	wantSync(t, ctx, "sync-1-1", "", "")
+	wantSync(t, ctx, "sync-1", "sync-1-1", "", "")
 	evs, err := plat.Store.Events(ctx, registry.EventFilter{Subject: "sync-1", Kind: registry.EventSyncDegraded})
 	if err != nil {
 		t.Fatal(err)
@@ -448,11 +448,11 @@ func memberConn(t *testing.T, ctx context.Context, cluster, member string) *pgx.
 	return nil
 }
 
-// wantSync checks the primary's synchronous_standby_names and, when
+// wantSync checks the synchronous_standby_names of cluster's primary and, when
 // standby is set, waits for the standby to report as a quorum standby.
-func wantSync(t *testing.T, ctx context.Context, primary, names, standby string) {
+func wantSync(t *testing.T, ctx context.Context, cluster, primary, names, standby string) {
 	t.Helper()
-	conn := memberConn(t, ctx, "sync-1", primary)
+	conn := memberConn(t, ctx, cluster, primary)
 	var got string
 	if err := conn.QueryRow(ctx, "SHOW synchronous_standby_names").Scan(&got); err != nil || got != names {
 		t.Fatalf("synchronous_standby_names on %s = %q (%v), want %q", primary, got, err, names)

@@ -180,5 +180,12 @@ ALTER TABLE tenants ADD COLUMN sandbox_twin text;
 ALTER TABLE clusters ADD COLUMN failover_paused jsonb NOT NULL DEFAULT '{}'
 	CHECK (jsonb_typeof(failover_paused) = 'object');
 `,
+		// 12: a failover repointed the cluster and its standbys may still
+		// follow the fenced primary: the monitor makes them follow the new
+		// one and sets synchronous_standby_names, then clears it
+		// (Switch with RoleFenced, FollowDone).
+		`
+ALTER TABLE clusters ADD COLUMN follow_pending boolean NOT NULL DEFAULT false;
+`,
 	},
 }

@@ -124,6 +124,11 @@ type Cluster struct {
 	// paused and has not resumed: not empty only while a failover runs, or
 	// after one was cut short (Store.PauseForFailover).
 	FailoverPaused map[string]int64 `json:"failover_paused,omitempty"`
+	// FollowPending: a failover made a new primary, and the cluster's
+	// standbys may still follow the old one (and a sync cluster commit
+	// asynchronously) until the failover monitor has made them follow it
+	// (Store.Switch with RoleFenced sets it, Store.FollowDone clears it).
+	FollowPending bool `json:"follow_pending,omitempty"`
 }
 
 // MemberConfig is the connection config of database db on member m of c as

@@ -46,9 +46,9 @@ func loadSnapshot(ctx context.Context, tx pgx.Tx) (*Snapshot, error) {
 		sql  string
 		scan func(pgx.Rows) error
 	}{
-		{"clusters", "SELECT name, local, sslmode, sslrootcert, sync, failover_paused FROM clusters", func(r pgx.Rows) error {
+		{"clusters", "SELECT name, local, sslmode, sslrootcert, sync, failover_paused, follow_pending FROM clusters", func(r pgx.Rows) error {
 			var c Cluster
-			if err := r.Scan(&c.Name, &c.Local, &c.TLS.Mode, &c.TLS.RootCert, &c.Sync, &c.FailoverPaused); err != nil {
+			if err := r.Scan(&c.Name, &c.Local, &c.TLS.Mode, &c.TLS.RootCert, &c.Sync, &c.FailoverPaused, &c.FollowPending); err != nil {
 				return err
 			}
 			if len(c.FailoverPaused) == 0 {

@@ -107,7 +107,10 @@ func (s *Store) PauseForFailover(ctx context.Context, cluster string, want map[s
 // active again every tenant of resume still paused at the epoch given
 // (epoch+1): routers see the new primary and the end of the pause in one
 // snapshot. A tenant no longer at that epoch is left as it is (a re-run
-// after a crash finds the tenants already resumed).
+// after a crash finds the tenants already resumed). With RoleFenced (a
+// failover: the old primary is gone) the cluster is marked FollowPending in
+// the same transaction, until FollowDone: its other standbys still follow
+// the old primary.
 func (s *Store) Switch(ctx context.Context, cluster, newPrimary string, oldRole Role, resume map[string]int64) error {
 	if err := validateNames("cluster", cluster, "member", newPrimary); err != nil {
 		return err
@@ -119,10 +122,34 @@ func (s *Store) Switch(ctx context.Context, cluster, newPrimary string, oldRole 
 		if err := setPrimary(ctx, tx, cluster, newPrimary, oldRole); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "UPDATE clusters SET failover_paused = '{}' WHERE name = $1 AND failover_paused <> '{}'", cluster); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE clusters SET failover_paused = '{}', follow_pending = follow_pending OR $2
+			WHERE name = $1 AND (failover_paused <> '{}' OR follow_pending <> (follow_pending OR $2))`, cluster, oldRole == RoleFenced); err != nil {
 			return dbErr("clear the failover record of cluster "+cluster, err)
 		}
 		return resumeTenants(ctx, tx, resume)
+	})
+}
+
+// FollowDone clears the cluster's FollowPending: its standbys follow its
+// primary.
+func (s *Store) FollowDone(ctx context.Context, cluster string) error {
+	if err := ValidateName("cluster", cluster); err != nil {
+		return err
+	}
+	return s.write(ctx, func(tx pgx.Tx, _ int64) error {
+		tag, err := tx.Exec(ctx, "UPDATE clusters SET follow_pending = false WHERE name = $1 AND follow_pending", cluster)
+		if err != nil {
+			return dbErr("clear the pending follow of cluster "+cluster, err)
+		}
+		if tag.RowsAffected() == 0 {
+			var ok bool
+			if err := tx.QueryRow(ctx, "SELECT true FROM clusters WHERE name = $1", cluster).Scan(&ok); errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("cluster %s: %w", cluster, ErrNotFound)
+			} else if err != nil {
+				return dbErr("read cluster "+cluster, err)
+			}
+		}
+		return nil
 	})
 }
 

@@ -97,6 +97,20 @@ func TestStore_PauseForFailover(t *testing.T) {
 	if got := snap.Clusters["c1"].FailoverPaused; got != nil {
 		t.Errorf("snapshot's failover record after the repoint: %v, want none", got)
 	}
+	// The fenced primary's standbys are yet to follow the new one.
+	if !snap.Clusters["c1"].FollowPending {
+		t.Error("no pending follow after a failover's repoint")
+	}
+	wantErr(t, s.FollowDone(ctx, "nope"), registry.ErrNotFound)
+	must(t, s.FollowDone(ctx, "c1"))
+	must(t, s.FollowDone(ctx, "c1")) // done already: nothing to do
+	// A switchover's repoint (the old primary a standby) has none.
+	must(t, s.Switch(ctx, "c1", "m1", registry.RoleStandby, nil))
+	snap, err = s.Snapshot(ctx)
+	must(t, err)
+	if snap.Clusters["c1"].FollowPending {
+		t.Error("a pending follow after FollowDone and a switchover's repoint")
+	}
 	for id, e := range second {
 		if tn := snap.Tenants[id]; tn.State != registry.StateActive || tn.Epoch != e+1 {
 			t.Errorf("tenant %s %s at %d after the repoint, want active at %d", id, tn.State, tn.Epoch, e+1)
