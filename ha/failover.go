@@ -349,14 +349,25 @@ func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Mem
 // resume, cut short before it named a new primary, now that the primary p
 // it had given up on answers again: it stays the primary (the registry never
 // named another, so no tenant wrote anywhere else) and the tenants resume on
-// it, the record cleared, in one registry transaction. (A standby the cut
-// failover may have promoted meanwhile is routed to by nobody; `cluster
-// rejoin` rebuilds it.)
+// it, the record cleared, in one registry transaction. A standby the cut
+// failover promoted first is a primary of its own, behind p from now on:
+// it is fenced (a later failover would otherwise take it, as the one a
+// failover cut short promoted, and lose every write since) and stopped,
+// and p no longer waits for it (a sync cluster's commits would otherwise
+// wait forever); `cluster rejoin` rebuilds it.
 func (h *Service) resumeCutShort(ctx context.Context, c *registry.Cluster, p registry.Member) error {
+	for _, sp := range h.standbys(ctx, c) {
+		if sp.err != nil || sp.inRecovery {
+			continue // unreachable, or a standby still
+		}
+		if err := h.fencePromoted(ctx, c.Name, sp.m.Name, p.Name); err != nil {
+			return fmt.Errorf("fence %s, promoted by a failover cut short: %w", sp.m.Name, err)
+		}
+	}
 	if err := h.cfg.Registry.Switch(ctx, c.Name, p.Name, registry.RoleStandby, c.FailoverPaused); err != nil {
 		return fmt.Errorf("resume the tenants of a failover cut short: %w", err)
 	}
-	h.log.Warn("a failover cut short before its promotion: the primary answers again and its tenants resumed on it",
+	h.log.Warn("a failover cut short before its repoint: the primary answers again and its tenants resumed on it",
 		"cluster", c.Name, "primary", p.Name, "tenants", len(c.FailoverPaused))
 	return nil
 }
@@ -437,6 +448,27 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 	return rec, nil
 }
 
+// fencePromoted fences member of cluster, a standby a failover cut short
+// promoted while primary stays the primary: the registry first, then its
+// server stopped and primary's synchronous_standby_names set without it.
+func (h *Service) fencePromoted(ctx context.Context, cluster, member, primary string) error {
+	if err := h.cfg.Registry.SetMemberRole(ctx, cluster, member, registry.RoleFenced); err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err := h.cfg.Servers.StopMember(sctx, cluster, member)
+	cancel()
+	if err != nil {
+		h.log.Warn("stop a member a failover cut short promoted", "cluster", cluster, "member", member, "err", err)
+	}
+	if err := h.applySync(ctx, cluster, primary, ""); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("member %s of cluster %s, promoted by a failover cut short, fenced: %s stays the primary; `cluster rejoin` rebuilds it", member, cluster, primary)
+	h.log.Warn("fenced a member a failover cut short promoted", "cluster", cluster, "member", member, "primary", primary)
+	return h.cfg.Registry.AddEvent(ctx, registry.EventMemberFenced, cluster, msg, map[string]string{"member": member, "primary": primary})
+}
+
 // followAfterFailover makes the standbys of cluster follow primary, which a
 // failover promoted: they streamed from the dead primary and have received
 // no more than it. Then it sets synchronous_standby_names on primary and
@@ -489,27 +521,21 @@ func (h *Service) mostAdvanced(ctx context.Context, c *registry.Cluster) (regist
 		found   bool
 		errs    []error
 	)
-	for _, m := range c.Members {
-		if m.Role != registry.RoleStandby {
+	for _, sp := range h.standbys(ctx, c) {
+		if sp.err != nil {
+			errs = append(errs, fmt.Errorf("standby %s: %w", sp.m.Name, sp.err))
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		rec, lsn, err := h.received(pctx, c, m)
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("standby %s: %w", m.Name, err))
-			continue
+		if !sp.inRecovery {
+			return sp.m, sp.lsn, nil
 		}
-		if !rec {
-			return m, lsn, nil
-		}
-		pos, err := parseLSN(lsn)
+		pos, err := parseLSN(sp.lsn)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		if !found || pos > bestPos {
-			best, bestLSN, bestPos, found = m, lsn, pos, true
+			best, bestLSN, bestPos, found = sp.m, sp.lsn, pos, true
 		}
 	}
 	if !found && len(errs) == 0 {
@@ -519,6 +545,32 @@ func (h *Service) mostAdvanced(ctx context.Context, c *registry.Cluster) (regist
 		return registry.Member{}, "", fmt.Errorf("no healthy standby to promote: %w", errors.Join(errs...))
 	}
 	return best, bestLSN, nil
+}
+
+// standbyPosition is a standby of the registry as it answered: in
+// recovery or not, and its WAL position (received), or why it did not.
+type standbyPosition struct {
+	m          registry.Member
+	inRecovery bool
+	lsn        string
+	err        error
+}
+
+// standbys asks every member of c in role standby where it is, each within
+// 2 s, one after the other.
+func (h *Service) standbys(ctx context.Context, c *registry.Cluster) []standbyPosition {
+	var out []standbyPosition
+	for _, m := range c.Members {
+		if m.Role != registry.RoleStandby {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		sp := standbyPosition{m: m}
+		sp.inRecovery, sp.lsn, sp.err = h.received(pctx, c, m)
+		cancel()
+		out = append(out, sp)
+	}
+	return out
 }
 
 // received reports whether m is in recovery and the WAL position it has

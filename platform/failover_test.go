@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -181,13 +180,18 @@ func ordersOf(t *testing.T, ctx context.Context, conn *pgx.Conn, tenant string) 
 // (synchronous replication) and the load is served again.
 func TestFailover_CutShort(t *testing.T) {
 	for i, tc := range []struct {
+		name        string
 		at, primary string // the failpoint, the primary at the end (member index)
 		restart     bool   // the old primary comes back inside the failover
 	}{
-		{at: "failover:promoted", primary: "1"},
-		{at: "failover:paused", primary: "0", restart: true},
+		{name: "promoted", at: "failover:promoted", primary: "1"},
+		{name: "paused", at: "failover:paused", primary: "0", restart: true},
+		// The standby promoted, then the old primary back: the standby,
+		// a primary of its own, is fenced, and the old primary no longer
+		// waits for it (its commits would hang).
+		{name: "promoted-old-back", at: "failover:promoted", primary: "0", restart: true},
 	} {
-		t.Run(strings.TrimPrefix(tc.at, "failover:"), func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			ctx := testContext(t, 3*time.Minute)
 			alias := "cut" + strconv.Itoa(i)
 			cluster := alias + "-1"
@@ -216,6 +220,16 @@ func TestFailover_CutShort(t *testing.T) {
 				t.Fatalf("%v: placement %+v", err, placement(t, ctx, f.target.Tenant))
 			}
 			t.Logf("cut short at %s: tenant active on %s-%s %.2f s after the kill", tc.at, cluster, tc.primary, time.Since(killed).Seconds())
+			if tc.restart && tc.at == "failover:promoted" {
+				snap, err := plat.Store.Snapshot(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if m, _ := snap.Clusters[cluster].Member(cluster + "-1"); m.Role != registry.RoleFenced {
+					t.Errorf("the standby the failover promoted is %s, want fenced", m.Role)
+				}
+				wantSync(t, ctx, cluster, cluster+"-0", "", "")
+			}
 			lr.served(t, ctx, 20)
 			// A request cut off inside its commit by the kill has an
 			// unknown outcome and fails; the checker demands every

@@ -21,6 +21,7 @@ const (
 	EventFollowed       = "cluster.primary_followed"
 	EventSyncApplied    = "cluster.sync_applied"
 	EventSyncDegraded   = "cluster.sync_degraded"
+	EventMemberFenced   = "cluster.member_fenced"
 )
 
 // PauseTenants pauses several tenants in one transaction (one registry
