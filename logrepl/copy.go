@@ -294,6 +294,8 @@ type tableState struct {
 	state atomic.Value // string: SyncInit, SyncCopying, SyncReady
 	rows  atomic.Int64 // CopyData messages so far (one per row), rows loaded once a piece commits
 	bytes atomic.Int64
+	// built counts the indexes built after a load (deferIndexes).
+	built atomic.Int32
 	// left is the pieces not committed yet.
 	left atomic.Int32
 }
@@ -446,7 +448,8 @@ func (c *tableCopy) progress() []TableSync {
 	out := make([]TableSync, len(c.tables))
 	for i, t := range c.tables {
 		s := &c.state[i]
-		out[i] = TableSync{Table: t.String(), State: s.state.Load().(string), Rows: s.rows.Load(), Bytes: s.bytes.Load()}
+		out[i] = TableSync{Table: t.String(), State: s.state.Load().(string), Rows: s.rows.Load(), Bytes: s.bytes.Load(),
+			IndexesBuilt: int(s.built.Load())}
 	}
 	return out
 }
@@ -530,6 +533,7 @@ func (c *tableCopy) copyPiece(ctx context.Context, sc, dc *pgx.Conn, p piece) er
 		return fmt.Errorf("copy %s: commit: %w", t, err)
 	}
 	s.rows.Add(n - cw.msgs) // the trailer is no row
+	s.built.Add(int32(len(build)))
 	return nil
 }
 

@@ -137,8 +137,16 @@ func TestCopyLink(t *testing.T) {
 		mustExec(t, b.db, `DROP INDEX order_lines_one_per_order`)
 
 		stop := startWriter(t, a.db, tenant)
-		if _, err := logrepl.CopyLink(ctx, a.db, b.db, a.ep, l, tenant, parents, logrepl.CopyOptions{Workers: 2, DeferIndexPages: 1}); err != nil {
+		res, err := logrepl.CopyLink(ctx, a.db, b.db, a.ep, l, tenant, parents, logrepl.CopyOptions{Workers: 2, DeferIndexPages: 1})
+		if err != nil {
 			t.Fatal(err)
+		}
+		built := map[string]int{}
+		for _, ts := range res.Tables {
+			built[ts.Table] = ts.IndexesBuilt
+		}
+		if want := map[string]int{"orders": 0, "order_lines": 3}; !maps.Equal(built, want) {
+			t.Errorf("indexes built after the load, as CopyLink reports them: %v, want %v", built, want)
 		}
 		stop()
 		wantSame(t, a, b, tenant, parents)

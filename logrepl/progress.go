@@ -33,6 +33,9 @@ type TableSync struct {
 	// Bytes copied so far, by CopyLink (binary COPY format); the
 	// subscription's own sync does not report them.
 	Bytes int64 `json:"bytes,omitempty"`
+	// IndexesBuilt are the indexes CopyLink built after loading the table
+	// rather than during its load (CopyOptions.DeferIndexPages).
+	IndexesBuilt int `json:"indexes_built,omitempty"`
 }
 
 // CopyProgress reads the initial-copy state of every table of subscription

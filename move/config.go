@@ -102,6 +102,11 @@ type Config struct {
 	// (logrepl.CopyLink); default logrepl.DefaultCopyWorkers, at most 6
 	// (each worker holds a connection of the step's pools on both sides).
 	CopyWorkers int
+	// DeferIndexPages: a table of at least this many pages (all tenants,
+	// on the source) that is empty on the target is loaded before its
+	// indexes are built (logrepl.CopyOptions.DeferIndexPages); default
+	// logrepl.DefaultDeferIndexPages, negative: never.
+	DeferIndexPages int
 	// SchemaVersion reads the application schema version of a tenant
 	// database (oms.SchemaVersion); a move refuses to start when source and
 	// target differ. Required.

@@ -36,8 +36,9 @@ func (m *Mover) replicate(ctx context.Context, r *workflow.Run) (string, error) 
 		var hooked atomic.Bool
 		var saved time.Time
 		res, err := logrepl.CopyLink(ctx, src.pool, dst.pool, src.ep, l.Link, d.Tenant, d.Tables, logrepl.CopyOptions{
-			Workers:    m.cfg.CopyWorkers,
-			PurgeBatch: m.cfg.PurgeBatch,
+			Workers:         m.cfg.CopyWorkers,
+			PurgeBatch:      m.cfg.PurgeBatch,
+			DeferIndexPages: m.cfg.DeferIndexPages,
 			// Called from one goroutine while this one waits in CopyLink;
 			// the bars of move status read the saved Data.Copy.
 			OnProgress: func(ts []logrepl.TableSync) {

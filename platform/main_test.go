@@ -62,7 +62,11 @@ func testMoveOptions() MoveOptions {
 		// Moves in ready and hypercare check their link this often (a
 		// failover of one of their clusters; failover_move_test.go).
 		LinkCheckInterval: 2 * time.Second,
-		Hook:              testHook,
+		// The tests' tenants are small: every table empty on the target
+		// loads before its indexes are built, as a large one does, so
+		// that the moves under load and the crash at every step cover it.
+		DeferIndexPages: 1,
+		Hook:            testHook,
 	}}
 }
 

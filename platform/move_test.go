@@ -34,6 +34,12 @@ func TestMove_UnderLoad(t *testing.T) {
 	if v := st.Data.Verify; v == nil || !v.OK {
 		t.Fatalf("parity before promotion: %+v", v)
 	}
+	// The target's tables were empty: they were loaded before their
+	// indexes were built (testMoveOptions), order_lines' primary key among
+	// them (no foreign key references it).
+	if built := copyOf(st.Data.Copy, "order_lines").IndexesBuilt; built < 1 {
+		t.Errorf("order_lines: %d indexes built after its load, want its primary key at least: %+v", built, st.Data.Copy)
+	}
 	wantServing(t, ctx, tenant, dedicatedAlias, PooledAlias)
 	lr.served(t, ctx, 20)
 	if _, err := plat.Moves.Command(ctx, mv.ID, move.SignalCutback, true); err != nil {
@@ -165,4 +171,14 @@ func wantIDsAfterFlips(t *testing.T, ctx context.Context, p *pgxpool.Pool, tenan
 		}
 		t.Logf("flip %d (%s to %s): ids jump from %d to %d", i+1, f.Kind, f.To, *before, *after)
 	}
+}
+
+// copyOf is table's entry of a move's copy progress (zero if none).
+func copyOf(ts []logrepl.TableSync, table string) logrepl.TableSync {
+	for _, t := range ts {
+		if t.Table == table {
+			return t
+		}
+	}
+	return logrepl.TableSync{}
 }

@@ -281,7 +281,15 @@ func printMove(w io.Writer, m *move.Info) {
 		}
 	}
 	if d.CopySeconds > 0 {
-		fmt.Fprintf(w, "  initial copy of %d tables took %.2f s\n", len(d.Copy), d.CopySeconds)
+		built := 0
+		for _, t := range d.Copy {
+			built += t.IndexesBuilt
+		}
+		fmt.Fprintf(w, "  initial copy of %d tables took %.2f s", len(d.Copy), d.CopySeconds)
+		if built > 0 {
+			fmt.Fprintf(w, " (%d indexes built after their tables' load)", built)
+		}
+		fmt.Fprintln(w)
 	}
 	if m.Status == workflow.StatusRunning {
 		fmt.Fprintf(w, "  replication lag %d bytes\n", d.LagBytes)
