@@ -153,7 +153,7 @@ func TestLink(t *testing.T) {
 		if err := logrepl.WaitSynced(ctx, b.db, n.Forward.Subscription, tenant, func(p []logrepl.TableSync) { seen = p }); err != nil {
 			t.Fatal(err)
 		}
-		if fmt.Sprint(seen) != "[{order_lines r 600 0} {orders r 200 0}]" {
+		if fmt.Sprint(seen) != "[{order_lines r 600 0 0} {orders r 200 0 0}]" {
 			t.Errorf("last progress = %v", seen)
 		}
 		if got := mustCount(t, b.db, "yx"); got["orders"]+got["order_lines"] != 0 {

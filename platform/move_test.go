@@ -9,9 +9,10 @@ import (
 
 	"tenantry/logrepl"
 	"tenantry/move"
+	"tenantry/registry"
 )
 
-// TestMove_UnderLoad moves a tenant to the dedicated alias, cuts it back and
+// TestMove_UnderLoad moves a tenant to a database of its own on the dedicated cluster, cuts it back and
 // moves it again while load runs across three tenants, and checks what
 // clients were told against both copies.
 func TestMove_UnderLoad(t *testing.T) {
@@ -20,10 +21,16 @@ func TestMove_UnderLoad(t *testing.T) {
 	moved := newTenant(t, ctx, "under-load", 3000)
 	others := []tenantFixture{newTenant(t, ctx, "bystander-a", 0), newTenant(t, ctx, "bystander-b", 0)}
 	tenant := moved.target.Tenant
+	// A database of its own on the dedicated cluster: its tables are empty
+	// whatever other tests moved to the dedicated alias before.
+	const to = "under-load-target"
+	if err := plat.Service.CreateAlias(ctx, registry.Alias{Name: to, Cluster: "dedicated-1", Database: "under_load_target"}); err != nil {
+		t.Fatal(err)
+	}
 	lr := startLoad(t, ctx, 60, moved, others[0], others[1])
 	lr.served(t, ctx, 20)
 
-	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: dedicatedAlias, Auto: true, Force: true})
+	mv, err := plat.Moves.Start(ctx, move.StartRequest{Tenant: tenant, To: to, Auto: true, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,18 +47,18 @@ func TestMove_UnderLoad(t *testing.T) {
 	if built := copyOf(st.Data.Copy, "order_lines").IndexesBuilt; built < 1 {
 		t.Errorf("order_lines: %d indexes built after its load, want its primary key at least: %+v", built, st.Data.Copy)
 	}
-	wantServing(t, ctx, tenant, dedicatedAlias, PooledAlias)
+	wantServing(t, ctx, tenant, to, PooledAlias)
 	lr.served(t, ctx, 20)
 	if _, err := plat.Moves.Command(ctx, mv.ID, move.SignalCutback, true); err != nil {
 		t.Fatalf("cutback: %v", err)
 	}
-	wantServing(t, ctx, tenant, PooledAlias, dedicatedAlias)
+	wantServing(t, ctx, tenant, PooledAlias, to)
 	lr.served(t, ctx, 20)
 	st, err = plat.Moves.Command(ctx, mv.ID, move.SignalPromote, true)
 	if err != nil {
 		t.Fatalf("move again: %v", err)
 	}
-	wantServing(t, ctx, tenant, dedicatedAlias, PooledAlias)
+	wantServing(t, ctx, tenant, to, PooledAlias)
 	lr.served(t, ctx, 20)
 	lr.finish(t)
 	for i, f := range st.Data.Flips {
@@ -62,7 +69,7 @@ func TestMove_UnderLoad(t *testing.T) {
 	}
 	lr.check(t, ctx)
 
-	src, dst := aliasPool(t, ctx, PooledAlias), aliasPool(t, ctx, dedicatedAlias)
+	src, dst := aliasPool(t, ctx, PooledAlias), aliasPool(t, ctx, to)
 	st, err = plat.Moves.Get(ctx, mv.ID, false)
 	if err != nil {
 		t.Fatal(err)
