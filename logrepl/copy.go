@@ -549,8 +549,10 @@ func (c *tableCopy) copyPiece(ctx context.Context, sc, dc *pgx.Conn, p piece) er
 // ACCESS EXCLUSIVE lock taken without waiting more than a second (else it
 // is loaded with its indexes): anyone reading it waits for its load. Of its
 // indexes, those are dropped that nothing depends on (a foreign key needs
-// the unique index it references), that are valid, not a partition's and
-// not the replica identity's by USING INDEX, and not commented; one that
+// the unique index it references), that are valid, not a partition's, not
+// the replica identity's by USING INDEX nor the one CLUSTER uses, in the
+// database's default tablespace (the definitions rebuilt from do not name
+// it), and not commented; one that
 // backs a primary key, unique or exclusion constraint goes with its
 // constraint and comes back by ALTER TABLE ... ADD CONSTRAINT, under the
 // same name, with the definition the catalog gives.
@@ -568,7 +570,9 @@ func deferIndexes(ctx context.Context, tx pgx.Tx, t table) ([]string, error) {
 		return nil, err
 	}
 	if _, err := sp.Exec(ctx, "LOCK TABLE "+t.ident()+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+		// lock_not_available, or a deadlock with a reader of the table
+		// that this lock request lost: load with the indexes.
+		if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && (pe.Code == "55P03" || pe.Code == "40P01") {
 			return nil, nil
 		}
 		return nil, err
@@ -588,7 +592,8 @@ func deferIndexes(ctx context.Context, tx pgx.Tx, t table) ([]string, error) {
 		JOIN pg_class ic ON ic.oid = i.indexrelid
 		JOIN pg_namespace n ON n.oid = ic.relnamespace
 		LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
-		WHERE i.indrelid = $1::regclass AND i.indisvalid AND NOT i.indisreplident AND NOT ic.relispartition
+		WHERE i.indrelid = $1::regclass AND i.indisvalid AND NOT i.indisreplident AND NOT i.indisclustered
+			AND NOT ic.relispartition AND ic.reltablespace = 0
 			AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = i.indexrelid)
 			AND obj_description(i.indexrelid, 'pg_class') IS NULL
 			AND (con.oid IS NULL OR obj_description(con.oid, 'pg_constraint') IS NULL)

@@ -109,13 +109,15 @@ func TestCopyLink(t *testing.T) {
 		l := mustNames(t, "c3")
 		// order_lines is empty on the target: its primary key, a plain
 		// index and a unique constraint are built after its load; not the
-		// commented index. orders holds another tenant's row: it loads
+		// commented index, nor the one CLUSTER uses. orders holds another tenant's row: it loads
 		// into its indexes, and its primary key, which a foreign key
 		// references, stays in any case.
 		mustExec(t, b.db, `CREATE INDEX order_lines_qty_idx ON order_lines (tenant_id, qty);
 			ALTER TABLE order_lines ADD CONSTRAINT order_lines_order_key UNIQUE (tenant_id, order_id, id);
 			CREATE INDEX order_lines_commented_idx ON order_lines (order_id);
 			COMMENT ON INDEX order_lines_commented_idx IS 'kept';
+			CREATE INDEX order_lines_clustered_idx ON order_lines (tenant_id, order_id);
+			ALTER TABLE order_lines CLUSTER ON order_lines_clustered_idx;
 			CREATE INDEX orders_note_idx ON orders (note);
 			INSERT INTO orders (tenant_id, id, note) VALUES ('zz', 1, 'other')`)
 		before := indexes(t, b.db)
