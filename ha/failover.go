@@ -384,9 +384,25 @@ func (m *Monitor) probe(ctx context.Context, c *registry.Cluster, p registry.Mem
 	return err
 }
 
+// switchoverRunning reports whether a switchover of cluster runs, on its
+// own or inside an upgrade (both of FamilyHA): it stops the primary on
+// purpose, and promotes a standby itself. (Until the upgrade's kind was
+// counted, a switchover step of an upgrade slower than the failure window
+// was failed over under it.)
 func (h *Service) switchoverRunning(ctx context.Context, cluster string) (bool, error) {
-	ws, err := h.runner.List(ctx, workflow.Filter{Kind: SwitchoverKind, Subject: cluster, Status: workflow.StatusRunning, Limit: 1})
+	ws, err := h.runner.List(ctx, workflow.Filter{Family: FamilyHA, Subject: cluster, Status: workflow.StatusRunning, Limit: 1})
 	return len(ws) > 0, err
+}
+
+// FailedProbes is how many probes in a row of cluster's primary have
+// failed (0 when the last one answered, or the cluster is not watched).
+func (m *Monitor) FailedProbes(cluster string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if hs := m.health[cluster]; hs != nil {
+		return hs.fails
+	}
+	return 0
 }
 
 // failover promotes the most advanced standby of c in place of the dead

@@ -29,11 +29,17 @@ import (
 // on it.
 func syncCluster(t *testing.T, ctx context.Context, name, alias string) {
 	t.Helper()
+	clusterWithAlias(t, ctx, control.CreateClusterRequest{Name: name, Standbys: 1, Sync: true}, alias)
+}
+
+// clusterWithAlias creates the cluster req asks for, and alias on it.
+func clusterWithAlias(t *testing.T, ctx context.Context, req control.CreateClusterRequest, alias string) {
+	t.Helper()
 	c := apiClient()
-	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: name, Standbys: 1, Sync: true}); err != nil {
+	if _, err := c.CreateCluster(ctx, req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateAlias(ctx, registry.Alias{Name: alias, Cluster: name}); err != nil {
+	if _, err := c.CreateAlias(ctx, registry.Alias{Name: alias, Cluster: req.Name}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -249,13 +249,7 @@ func TestFailover_CutShort(t *testing.T) {
 func TestFailover_CutShortAfterRepoint(t *testing.T) {
 	ctx := testContext(t, 3*time.Minute)
 	const alias, cluster = "cutrep", "cutrep-1"
-	c := apiClient()
-	if _, err := c.CreateCluster(ctx, control.CreateClusterRequest{Name: cluster, Standbys: 2, Sync: true}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.CreateAlias(ctx, registry.Alias{Name: alias, Cluster: cluster}); err != nil {
-		t.Fatal(err)
-	}
+	clusterWithAlias(t, ctx, control.CreateClusterRequest{Name: cluster, Standbys: 2, Sync: true}, alias)
 	f := newTenantOn(t, ctx, alias+"-a", alias, 0)
 	lr := startLoad(t, ctx, 60, f)
 	lr.served(t, ctx, 20)

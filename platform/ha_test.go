@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -468,4 +469,75 @@ func wantSync(t *testing.T, ctx context.Context, cluster, primary, names, standb
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestSwitchover_SlowStepNotFailedOver: a switchover, on its own or inside
+// an upgrade, whose old primary stays stopped longer than the failover
+// monitor's window (a slow promotion) is not failed over under it: the
+// monitor counts the stopped primary's failed probes past FailAfter (4)
+// and leaves the cluster to the switchover, which ends as usual, under
+// load, nothing lost. (An upgrade's switchover was failed over so: the
+// monitor looked for a running workflow of the switchover's kind only.)
+func TestSwitchover_SlowStepNotFailedOver(t *testing.T) {
+	for _, kind := range []string{ha.SwitchoverKind, ha.UpgradeKind} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := testContext(t, 2*time.Minute)
+			runMoves(t)
+			alias := "slow-" + kind
+			cluster := alias + "-1"
+			c := apiClient()
+			clusterWithAlias(t, ctx, control.CreateClusterRequest{Name: cluster, Standbys: 1}, alias)
+			f := newTenantOn(t, ctx, alias+"-a", alias, 0)
+			lr := startLoad(t, ctx, 40, f)
+			lr.served(t, ctx, 20)
+
+			var held atomic.Int64 // failed probes seen while held
+			h := func(ctx context.Context, point string) error {
+				if point != "switchover:stopped" || held.Load() != 0 {
+					return nil
+				}
+				return poll(ctx, "the monitor to fail the stopped primary's probes", func() (bool, error) {
+					n := plat.Plane.Monitor.FailedProbes(cluster)
+					if n > 5 {
+						held.Store(int64(n))
+					}
+					return n > 5 || failedOver(cluster), nil
+				})
+			}
+			testHooks.Store(&h)
+			t.Cleanup(func() { testHooks.Store(nil) })
+			var in *ha.Info
+			var err error
+			if kind == ha.UpgradeKind {
+				in, err = c.Upgrade(ctx, cluster, "", map[string]string{"work_mem": "8MB"})
+			} else {
+				in, err = c.Switchover(ctx, cluster, "")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			in = waitHA(t, ctx, c, in)
+			if failedOver(cluster) {
+				t.Fatalf("the monitor failed %s over inside its %s", cluster, kind)
+			}
+			if held.Load() == 0 {
+				t.Fatal("the switchover never stopped at switchover:stopped")
+			}
+			wantRoles(t, ctx, c, cluster, in.Data.To)
+			t.Logf("%s held %d failed probes past its stop; %s -> %s, tenants paused %.0f ms", kind, held.Load(), in.Data.From, in.Data.To, in.Data.PauseMS)
+			lr.served(t, ctx, 20)
+			lr.end(t)
+			lr.check(t, ctx)
+		})
+	}
+}
+
+// failedOver reports whether the platform's monitor failed cluster over.
+func failedOver(cluster string) bool {
+	for _, r := range plat.Plane.Monitor.Failovers() {
+		if r.Cluster == cluster {
+			return true
+		}
+	}
+	return false
 }
