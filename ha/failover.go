@@ -97,11 +97,18 @@ type primaryHealth struct {
 	lastOK time.Time
 	// followedAt is the monitor's last attempt at a pending follow.
 	followedAt time.Time
+	// strayAt is when the monitor last asked the standbys whether one
+	// left recovery (fenceStrays).
+	strayAt time.Time
 }
 
 // followRetry is how often the monitor tries again to make a cluster's
 // standbys follow its primary after a failover that did not (FollowPending).
 const followRetry = 5 * time.Second
+
+// strayEvery is how often the monitor asks the standbys of a cluster whose
+// primary answers whether one of them left recovery (fenceStrays).
+const strayEvery = 10 * time.Second
 
 // NewMonitor returns a monitor for h's clusters that takes its lock on the
 // control database through pool.
@@ -312,6 +319,10 @@ func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Mem
 	if follow {
 		hs.followedAt = time.Now()
 	}
+	stray := perr == nil && time.Since(hs.strayAt) >= strayEvery
+	if stray {
+		hs.strayAt = time.Now()
+	}
 	m.mu.Unlock()
 	if perr == nil && len(c.FailoverPaused) > 0 {
 		return m.h.resumeCutShort(ctx, c, p)
@@ -326,6 +337,15 @@ func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Mem
 			return fmt.Errorf("standbys to follow %s after a failover: %w", p.Name, err)
 		}
 		return nil
+	}
+	if stray {
+		// A standby out of recovery while its primary answers: promoted
+		// by a failover cut short that left no tenant paused to resume
+		// (a cluster without active tenants), or by hand.
+		if busy, err := m.h.switchoverRunning(ctx, c.Name); err != nil || busy {
+			return err
+		}
+		return m.h.fenceStrays(ctx, c, p, m.cfg.ProbeTimeout)
 	}
 	if fails < m.cfg.FailAfter {
 		return nil
@@ -356,13 +376,8 @@ func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Mem
 // and p no longer waits for it (a sync cluster's commits would otherwise
 // wait forever); `cluster rejoin` rebuilds it.
 func (h *Service) resumeCutShort(ctx context.Context, c *registry.Cluster, p registry.Member) error {
-	for _, sp := range h.standbys(ctx, c) {
-		if sp.err != nil || sp.inRecovery {
-			continue // unreachable, or a standby still
-		}
-		if err := h.fencePromoted(ctx, c.Name, sp.m.Name, p.Name); err != nil {
-			return fmt.Errorf("fence %s, promoted by a failover cut short: %w", sp.m.Name, err)
-		}
+	if err := h.fenceStrays(ctx, c, p, 2*time.Second); err != nil {
+		return err
 	}
 	if err := h.cfg.Registry.Switch(ctx, c.Name, p.Name, registry.RoleStandby, c.FailoverPaused); err != nil {
 		return fmt.Errorf("resume the tenants of a failover cut short: %w", err)
@@ -464,9 +479,25 @@ func (h *Service) failover(ctx context.Context, c *registry.Cluster, old registr
 	return rec, nil
 }
 
-// fencePromoted fences member of cluster, a standby a failover cut short
-// promoted while primary stays the primary: the registry first, then its
-// server stopped and primary's synchronous_standby_names set without it.
+// fenceStrays fences every standby of c (as the registry names them) that
+// answers within the given time, out of recovery, while p is the primary
+// (fencePromoted).
+func (h *Service) fenceStrays(ctx context.Context, c *registry.Cluster, p registry.Member, within time.Duration) error {
+	for _, sp := range h.standbys(ctx, c, within) {
+		if sp.err != nil || sp.inRecovery {
+			continue // unreachable, or a standby still
+		}
+		if err := h.fencePromoted(ctx, c.Name, sp.m.Name, p.Name); err != nil {
+			return fmt.Errorf("fence %s, out of recovery while %s is the primary: %w", sp.m.Name, p.Name, err)
+		}
+	}
+	return nil
+}
+
+// fencePromoted fences member of cluster, a standby out of recovery (a
+// failover cut short promoted it, or someone by hand) while primary stays
+// the primary: the registry first, then its server stopped and primary's
+// synchronous_standby_names set without it.
 func (h *Service) fencePromoted(ctx context.Context, cluster, member, primary string) error {
 	if err := h.cfg.Registry.SetMemberRole(ctx, cluster, member, registry.RoleFenced); err != nil {
 		return err
@@ -475,13 +506,13 @@ func (h *Service) fencePromoted(ctx context.Context, cluster, member, primary st
 	err := h.cfg.Servers.StopMember(sctx, cluster, member)
 	cancel()
 	if err != nil {
-		h.log.Warn("stop a member a failover cut short promoted", "cluster", cluster, "member", member, "err", err)
+		h.log.Warn("stop a standby out of recovery", "cluster", cluster, "member", member, "err", err)
 	}
 	if err := h.applySync(ctx, cluster, primary, ""); err != nil {
 		return err
 	}
-	msg := fmt.Sprintf("member %s of cluster %s, promoted by a failover cut short, fenced: %s stays the primary; `cluster rejoin` rebuilds it", member, cluster, primary)
-	h.log.Warn("fenced a member a failover cut short promoted", "cluster", cluster, "member", member, "primary", primary)
+	msg := fmt.Sprintf("member %s of cluster %s left recovery (promoted by a failover cut short, or by hand) while %s is the primary: fenced and stopped; `cluster rejoin` rebuilds it", member, cluster, primary)
+	h.log.Warn("fenced a standby out of recovery", "cluster", cluster, "member", member, "primary", primary)
 	return h.cfg.Registry.AddEvent(ctx, registry.EventMemberFenced, cluster, msg, map[string]string{"member": member, "primary": primary})
 }
 
@@ -537,7 +568,7 @@ func (h *Service) mostAdvanced(ctx context.Context, c *registry.Cluster) (regist
 		found   bool
 		errs    []error
 	)
-	for _, sp := range h.standbys(ctx, c) {
+	for _, sp := range h.standbys(ctx, c, 2*time.Second) {
 		if sp.err != nil {
 			errs = append(errs, fmt.Errorf("standby %s: %w", sp.m.Name, sp.err))
 			continue
@@ -573,14 +604,14 @@ type standbyPosition struct {
 }
 
 // standbys asks every member of c in role standby where it is, each within
-// 2 s, one after the other.
-func (h *Service) standbys(ctx context.Context, c *registry.Cluster) []standbyPosition {
+// the given time, one after the other.
+func (h *Service) standbys(ctx context.Context, c *registry.Cluster, within time.Duration) []standbyPosition {
 	var out []standbyPosition
 	for _, m := range c.Members {
 		if m.Role != registry.RoleStandby {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, within)
 		sp := standbyPosition{m: m}
 		sp.inRecovery, sp.lsn, sp.err = h.received(pctx, c, m)
 		cancel()

@@ -313,3 +313,48 @@ func killCutShort(t *testing.T, cluster, point string, before func(context.Conte
 	}
 	return &failed, killed
 }
+
+// TestFailover_CutShortWithoutTenants: a failover of a sync cluster with no
+// tenant cut short after its promotion, the old primary back: no tenant
+// was paused, so the registry holds no record of it, and the standby it
+// promoted is found by the monitor's periodic look at the standbys of a
+// cluster whose primary answers: fenced and stopped, the primary no longer
+// waiting for it.
+func TestFailover_CutShortWithoutTenants(t *testing.T) {
+	ctx := testContext(t, 2*time.Minute)
+	const alias, cluster = "cutnt", "cutnt-1"
+	syncCluster(t, ctx, cluster, alias)
+	failed, killed := killCutShort(t, cluster, "failover:promoted", func(ctx context.Context) error {
+		return plat.Local.StartMember(ctx, cluster, cluster+"-0")
+	})
+	// The event comes last: after the fence, the stop and the primary's
+	// synchronous_standby_names.
+	err := poll(ctx, "the promoted standby fenced", func() (bool, error) {
+		evs, err := apiClient().Events(ctx, cluster, 0)
+		for _, e := range evs {
+			if e.Kind == registry.EventMemberFenced {
+				return failed.Load(), nil
+			}
+		}
+		return false, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := plat.Store.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := snap.Clusters[cluster].Primary(); p.Name != cluster+"-0" {
+		t.Errorf("primary %s, want %s-0", p.Name, cluster)
+	}
+	if m, _ := snap.Clusters[cluster].Member(cluster + "-1"); m.Role != registry.RoleFenced {
+		t.Errorf("%s %s, want fenced", m.Name, m.Role)
+	}
+	t.Logf("%s-1 fenced %.2f s after the kill", cluster, time.Since(killed).Seconds())
+	wantSync(t, ctx, cluster, cluster+"-0", "", "")
+	conn := memberConn(t, ctx, cluster, cluster+"-0")
+	if _, err := conn.Exec(ctx, "CREATE TABLE after_fence (id int)"); err != nil {
+		t.Errorf("a commit on the primary after the fence: %v", err)
+	}
+}
