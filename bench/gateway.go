@@ -53,7 +53,8 @@ type GatewayConfig struct {
 	// Rounds per side, alternating; default 10.
 	Rounds int
 	// Nginx, when not empty, is an nginx executable: the same reads go
-	// through it too, one worker in front of the same backend (NginxRatio).
+	// through it too, one worker in front of the same backend
+	// (GatewayResult.Nginx).
 	Nginx  string
 	Logger *slog.Logger
 }
