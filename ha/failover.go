@@ -327,25 +327,25 @@ func (m *Monitor) check(ctx context.Context, c *registry.Cluster, p registry.Mem
 	if perr == nil && len(c.FailoverPaused) > 0 {
 		return m.h.resumeCutShort(ctx, c, p)
 	}
-	if follow {
-		// A failover repointed c and did not get its standbys to follow
-		// the new primary (cut short, or they could not yet).
+	if follow || stray {
+		// A switchover moves the primary and the standbys itself.
 		if busy, err := m.h.switchoverRunning(ctx, c.Name); err != nil || busy {
 			return err
 		}
-		if err := m.h.followAfterFailover(ctx, c.Name, p.Name); err != nil {
-			return fmt.Errorf("standbys to follow %s after a failover: %w", p.Name, err)
+		// A failover repointed c and did not get its standbys to follow
+		// the new primary (cut short, or they could not yet).
+		if follow {
+			if err := m.h.followAfterFailover(ctx, c.Name, p.Name); err != nil {
+				return fmt.Errorf("standbys to follow %s after a failover: %w", p.Name, err)
+			}
 		}
-		return nil
-	}
-	if stray {
 		// A standby out of recovery while its primary answers: promoted
 		// by a failover cut short that left no tenant paused to resume
 		// (a cluster without active tenants), or by hand.
-		if busy, err := m.h.switchoverRunning(ctx, c.Name); err != nil || busy {
-			return err
+		if stray {
+			return m.h.fenceStrays(ctx, c, p, m.cfg.ProbeTimeout)
 		}
-		return m.h.fenceStrays(ctx, c, p, m.cfg.ProbeTimeout)
+		return nil
 	}
 	if fails < m.cfg.FailAfter {
 		return nil

@@ -96,8 +96,8 @@ type Config struct {
 	// Hook, when set, is called at named points inside a switchover
 	// ("switchover:paused", "switchover:stopped", "switchover:promoted",
 	// "switchover:repointed") and a failover ("failover:paused",
-	// "failover:promoted", "failover:repointed"); an error fails the step (the failover) as any
-	// other would.
+	// "failover:promoted", "failover:repointed"); an error fails the step
+	// (the failover) as any other would.
 	// The control plane passes its move hook (`tenantry up`'s failpoints):
 	// tests kill it there.
 	Hook func(ctx context.Context, point string) error
